@@ -1,0 +1,82 @@
+/*-------------------------------------------------------------------------
+ *
+ * credential.c
+ *	  Issue new credential strings (enrollment tokens, node secrets) and
+ *	  check presented ones against their stored digests.
+ *
+ * A credential's plaintext exists only in the IssuedCredential handed back
+ * to the caller, which returns it once and wipes its copy.  Tables keep the
+ * public id (for an index lookup) and the SHA-256 digest of the whole
+ * string; presented strings are compared by digest in constant time.
+ *
+ * src/credential.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "enrollment.h"
+
+/* Generate a fresh credential with the given (already validated) prefix */
+void
+enr_issue_credential(const char *prefix, IssuedCredential *cred)
+{
+	uint8		secret[TOKEN_SECRET_BYTES];
+	uint64		public_id;
+	size_t		len;
+
+	enr_random_bytes(&public_id, sizeof(public_id));
+	enr_random_bytes(secret, sizeof(secret));
+	len = enr_token_format(prefix, public_id, secret, cred->text);
+	enr_secure_zero(secret, sizeof(secret));
+
+	cred->public_id = (int64) public_id;
+	enr_sha256(cred->text, len, cred->digest);
+}
+
+/* Wipe the plaintext of an issued credential once it has been copied out */
+void
+enr_wipe_credential(IssuedCredential *cred)
+{
+	enr_secure_zero(cred, sizeof(*cred));
+}
+
+/*
+ * Parse a presented credential: on success set its public id and the digest
+ * to compare with the stored one.  No table is touched.
+ */
+TokenParseResult
+enr_parse_presented(text *presented, int64 *public_id, uint8 digest[ENR_DIGEST_LEN])
+{
+	const char *s = VARDATA_ANY(presented);
+	size_t		len = VARSIZE_ANY_EXHDR(presented);
+	TokenParts	parts;
+	TokenParseResult r;
+
+	r = enr_token_parse(s, len, &parts);
+	if (r != TOKEN_OK)
+		return r;
+	*public_id = (int64) parts.public_id;
+	enr_sha256(s, len, digest);
+	return TOKEN_OK;
+}
+
+/* A digest as a bytea value, for a query parameter */
+bytea *
+enr_digest_bytea(const uint8 digest[ENR_DIGEST_LEN])
+{
+	bytea	   *b = (bytea *) palloc(VARHDRSZ + ENR_DIGEST_LEN);
+
+	SET_VARSIZE(b, VARHDRSZ + ENR_DIGEST_LEN);
+	memcpy(VARDATA(b), digest, ENR_DIGEST_LEN);
+	return b;
+}
+
+/* Constant-time check of a presented digest against a stored bytea digest */
+bool
+enr_digest_matches(bytea *stored, const uint8 digest[ENR_DIGEST_LEN])
+{
+	if (VARSIZE_ANY_EXHDR(stored) != ENR_DIGEST_LEN)
+		return false;
+	return enr_digest_equal((const uint8 *) VARDATA_ANY(stored), digest, ENR_DIGEST_LEN);
+}

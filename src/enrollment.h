@@ -1,0 +1,91 @@
+/*-------------------------------------------------------------------------
+ *
+ * enrollment.h
+ *	  Internal declarations shared by the C files of the enrollment
+ *	  extension: settings, error codes, crypto helpers and the identity of
+ *	  the caller.
+ *
+ * src/enrollment.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ENROLLMENT_H
+#define ENROLLMENT_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "token_format.h"
+
+/*
+ * SQLSTATEs of the extension's own error class "NR" (implementation-defined
+ * class range).  errmsg() of these errors is the stable message key shown
+ * in the comment, so clients can branch on either.
+ */
+#define ERRCODE_ENR_INVALID_TOKEN		MAKE_SQLSTATE('N','R','0','0','1')	/* invalid_token */
+#define ERRCODE_ENR_TOKEN_EXPIRED		MAKE_SQLSTATE('N','R','0','0','2')	/* token_expired */
+#define ERRCODE_ENR_TOKEN_REVOKED		MAKE_SQLSTATE('N','R','0','0','3')	/* token_revoked */
+#define ERRCODE_ENR_TOKEN_EXHAUSTED		MAKE_SQLSTATE('N','R','0','0','4')	/* token_exhausted */
+#define ERRCODE_ENR_CLUSTER_MISMATCH	MAKE_SQLSTATE('N','R','0','0','5')	/* cluster_mismatch */
+#define ERRCODE_ENR_NODE_MISMATCH		MAKE_SQLSTATE('N','R','0','0','6')	/* node_mismatch */
+
+/* Digest length of SHA-256 */
+#define ENR_DIGEST_LEN	32
+
+/* guc.c: settings */
+extern char *enrollment_token_prefix;
+extern char *enrollment_node_prefix;
+extern int	enrollment_once_ttl;		/* seconds */
+extern int	enrollment_cluster_ttl;		/* seconds */
+extern int	enrollment_max_ttl;			/* seconds */
+extern char *enrollment_actor;
+extern char *enrollment_tenant;
+extern void enrollment_guc_init(void);
+
+/* crypto.c: OpenSSL-backed primitives */
+extern void enr_random_bytes(void *buf, size_t len);
+extern void enr_sha256(const void *data, size_t len, uint8 out[ENR_DIGEST_LEN]);
+extern bool enr_digest_equal(const uint8 *a, const uint8 *b, size_t len);
+extern void enr_secure_zero(void *buf, size_t len);
+
+/* credential.c: issuing and checking credential strings */
+typedef struct IssuedCredential
+{
+	char		text[TOKEN_MAX_LEN + 1];	/* the plaintext, shown once */
+	int64		public_id;					/* lookup key, stored */
+	uint8		digest[ENR_DIGEST_LEN];		/* SHA-256 of text, stored */
+} IssuedCredential;
+
+extern void enr_issue_credential(const char *prefix, IssuedCredential *cred);
+extern void enr_wipe_credential(IssuedCredential *cred);
+extern TokenParseResult enr_parse_presented(text *presented, int64 *public_id,
+											uint8 digest[ENR_DIGEST_LEN]);
+extern bytea *enr_digest_bytea(const uint8 digest[ENR_DIGEST_LEN]);
+extern bool enr_digest_matches(bytea *stored, const uint8 digest[ENR_DIGEST_LEN]);
+
+/* identity.c: who is acting, for which tenant */
+extern char *enr_current_actor(void);
+extern char *enr_current_tenant(void);
+
+/* spi.c: saved plans and small helpers around SPI */
+#include "executor/spi.h"
+
+typedef struct EnrPlan
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[16];
+	SPIPlanPtr	plan;			/* prepared on first use, kept for the backend's life */
+} EnrPlan;
+
+extern int	enr_execute(EnrPlan *p, Datum *values, const char *nulls, bool read_only, long count);
+extern Datum enr_getattr(int row, int col, bool *isnull);
+extern text *enr_text_or_null(Datum d, bool isnull);
+extern bool enr_text_equal(text *a, text *b);
+extern void enr_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
+extern void enr_check_text_arg(text *t, const char *name, int maxchars, bool allow_empty);
+
+/* Shorthand for the start of the current statement, used for expiry checks */
+#define enr_now() GetCurrentStatementStartTimestamp()
+
+#endif							/* ENROLLMENT_H */

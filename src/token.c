@@ -1,0 +1,423 @@
+/*-------------------------------------------------------------------------
+ *
+ * token.c
+ *	  Creating enrollment tokens and checking them without using them.
+ *
+ * create_token validates its arguments strictly (contradictions are errors,
+ * never silently rewritten), issues a credential, stores its public id and
+ * digest, and records the creation in the audit log in the same statement.
+ * check_token is the read-only path: it never writes and never raises for
+ * a bad token, so it also works on a standby.
+ *
+ * src/token.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "enrollment.h"
+
+PG_FUNCTION_INFO_V1(enrollment_create_token);
+PG_FUNCTION_INFO_V1(enrollment_check_token);
+
+typedef enum TokenKind
+{
+	KIND_ONCE,
+	KIND_CLUSTER,
+	KIND_REUSABLE
+} TokenKind;
+
+static EnrPlan node_for_binding_plan = {
+	.sql = "SELECT n.tenant, n.status FROM enrollment.node_record AS n WHERE n.node_id = $1",
+	.nargs = 1,
+	.argtypes = {UUIDOID}
+};
+
+static EnrPlan insert_token_plan = {
+	.sql = "WITH t AS ("
+	"  INSERT INTO enrollment.enrollment_token"
+	"    (tenant, public_id, prefix, token_hash, kind, label, status, max_uses,"
+	"     cluster_id, node_id, created_by, expires_at)"
+	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+	"  RETURNING token_id),"
+	" a AS ("
+	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)"
+	"  SELECT $1, $11, 'sensor_enrollment_token_created', t.token_id, $10,"
+	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
+	"           'kind', $5, 'label', $6, 'prefix', $13, 'max_uses', $8,"
+	"           'cluster_id', $9, 'expires_at', $12))"
+	"  FROM t)"
+	"SELECT token_id FROM t",
+	.nargs = 13,
+	.argtypes = {TEXTOID, INT8OID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
+};
+
+static EnrPlan check_token_plan = {
+	.sql = "SELECT t.token_id, t.kind, t.status, t.token_hash, t.use_count, t.max_uses,"
+	"       t.expires_at, t.cluster_id"
+	"  FROM enrollment.enrollment_token AS t WHERE t.public_id = $1",
+	.nargs = 1,
+	.argtypes = {INT8OID}
+};
+
+static TokenKind
+parse_kind(text *kind)
+{
+	char	   *k = text_to_cstring(kind);
+
+	if (strcmp(k, "once") == 0)
+		return KIND_ONCE;
+	if (strcmp(k, "cluster") == 0)
+		return KIND_CLUSTER;
+	if (strcmp(k, "reusable") == 0)
+		return KIND_REUSABLE;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid token kind"),
+			 errdetail("The kind of an enrollment token is once, cluster or reusable."),
+			 errhint("Use kind => 'once' for a single machine, 'cluster' for a fleet bound to a cluster_id.")));
+	return KIND_ONCE;			/* keep compiler quiet */
+}
+
+static void
+reject_argument(const char *msg, const char *detail, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s", msg),
+			 detail ? errdetail("%s", detail) : 0,
+			 hint ? errhint("%s", hint) : 0));
+}
+
+/*
+ * Compute the expiry of a new token from ttl or expires_days (at most one
+ * is given) or the kind's default.  Sets *never for a reusable token with
+ * neither.  Lifetimes must be positive and at most enrollment.max_token_ttl.
+ */
+static TimestampTz
+compute_expiry(TokenKind kind, FunctionCallInfo fcinfo, TimestampTz now, bool *never)
+{
+	TimestampTz expires;
+	bool		have_ttl = !PG_ARGISNULL(2);
+	bool		have_days = !PG_ARGISNULL(6);
+
+	*never = false;
+	if (have_ttl && have_days)
+		reject_argument("ttl and expires_days are mutually exclusive",
+						"Both give the lifetime of the token.",
+						"Pass only one of them.");
+	if (have_ttl)
+	{
+		Interval   *ttl = PG_GETARG_INTERVAL_P(2);
+
+		expires = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														  TimestampTzGetDatum(now),
+														  IntervalPGetDatum(ttl)));
+		if (expires <= now)
+			reject_argument("ttl must be positive",
+							"A token's lifetime must end after its creation.", NULL);
+	}
+	else if (have_days)
+	{
+		int32		days = PG_GETARG_INT32(6);
+
+		if (days <= 0)
+			reject_argument("expires_days must be positive", NULL, NULL);
+		if ((int64) days * SECS_PER_DAY > enrollment_max_ttl)
+			expires = DT_NOEND; /* caught below with the right message */
+		else
+			expires = now + (int64) days * USECS_PER_DAY;
+	}
+	else if (kind == KIND_ONCE)
+		expires = now + (int64) enrollment_once_ttl * USECS_PER_SEC;
+	else if (kind == KIND_CLUSTER)
+		expires = now + (int64) enrollment_cluster_ttl * USECS_PER_SEC;
+	else
+	{
+		*never = true;
+		return 0;
+	}
+
+	if (expires - now > (int64) enrollment_max_ttl * USECS_PER_SEC || TIMESTAMP_IS_NOEND(expires))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("token lifetime exceeds the maximum"),
+				 errdetail("Enrollment tokens may live at most %d days (enrollment.max_token_ttl).",
+						   enrollment_max_ttl / SECS_PER_DAY),
+				 errhint("Choose a shorter ttl or expires_days; a superuser can raise enrollment.max_token_ttl.")));
+	return expires;
+}
+
+/* The public part of a credential ("enr_0123456789abcdef"), palloc'd */
+static char *
+public_part(const IssuedCredential *cred)
+{
+	size_t		len = strlen(cred->text) - TOKEN_TAIL_LEN;
+
+	return pnstrdup(cred->text, len);
+}
+
+/*
+ * enrollment.create_token(kind text, label text, ttl interval, max_uses int,
+ *		cluster_id text, node_id uuid, expires_days int)
+ *	RETURNS (token_id, token, prefix, kind, expires_at, max_uses, cluster_id, node_id)
+ */
+Datum
+enrollment_create_token(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	TokenKind	kind;
+	text	   *kind_text;
+	text	   *label = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
+	text	   *cluster_id = PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4);
+	pg_uuid_t  *node_id = PG_ARGISNULL(5) ? NULL : PG_GETARG_UUID_P(5);
+	bool		have_max = !PG_ARGISNULL(3);
+	int32		max_uses = have_max ? PG_GETARG_INT32(3) : 0;
+	TimestampTz now = enr_now();
+	TimestampTz expires;
+	bool		never;
+	char	   *tenant = enr_current_tenant();
+	char	   *actor = enr_current_actor();
+	IssuedCredential cred;
+	Datum		args[13];
+	char		nulls[13];
+	Datum		token_id;
+	Datum		out[8];
+	bool		outnulls[8] = {false};
+	MemoryContext callcxt = CurrentMemoryContext;
+	HeapTuple	result;
+	const char *status;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	/* arguments */
+	enr_require_arg(fcinfo, 0, "kind");
+	kind_text = PG_GETARG_TEXT_PP(0);
+	kind = parse_kind(kind_text);
+	if (label)
+		enr_check_text_arg(label, "label", 128, false);
+	if (cluster_id)
+		enr_check_text_arg(cluster_id, "cluster_id", 128, false);
+	if (have_max && max_uses <= 0)
+		reject_argument("max_uses must be positive",
+						"max_uses caps the number of enrollments; NULL means no cap.", NULL);
+
+	switch (kind)
+	{
+		case KIND_ONCE:
+			if (have_max && max_uses != 1)
+				reject_argument("a once token is used exactly once",
+								"max_uses other than 1 contradicts kind 'once'.",
+								"Use kind 'reusable' or 'cluster' for several enrollments.");
+			if (cluster_id)
+				reject_argument("cluster_id is only for cluster tokens",
+								"A once token is not bound to a cluster.",
+								"Use kind 'cluster' to bind a token to a cluster_id.");
+			max_uses = 1;
+			have_max = true;
+			break;
+		case KIND_CLUSTER:
+			if (!cluster_id)
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("a cluster token needs a cluster_id"),
+						 errdetail("Only nodes presenting the same cluster_id may enroll with a cluster token."),
+						 errhint("Pass cluster_id => 'your-cluster'.")));
+			if (node_id)
+				reject_argument("node_id is only for once tokens",
+								"Re-enrollment tokens are single-use tokens bound to one node.", NULL);
+			break;
+		case KIND_REUSABLE:
+			if (cluster_id)
+				reject_argument("cluster_id is only for cluster tokens",
+								"A reusable token is not bound to a cluster.",
+								"Use kind 'cluster' to bind a token to a cluster_id.");
+			if (node_id)
+				reject_argument("node_id is only for once tokens",
+								"Re-enrollment tokens are single-use tokens bound to one node.", NULL);
+			break;
+	}
+	expires = compute_expiry(kind, fcinfo, now, &never);
+	status = (kind == KIND_ONCE) ? "pending" : "active";
+
+	SPI_connect();
+
+	/* a re-enrollment token must name an existing, enrolled node of this tenant */
+	if (node_id)
+	{
+		Datum		a[1] = {UUIDPGetDatum(node_id)};
+		bool		isnull;
+		char	   *ntenant = NULL;
+		char	   *nstatus = NULL;
+
+		enr_execute(&node_for_binding_plan, a, NULL, true, 1);
+		if (SPI_processed == 1)
+		{
+			ntenant = TextDatumGetCString(enr_getattr(0, 1, &isnull));
+			nstatus = TextDatumGetCString(enr_getattr(0, 2, &isnull));
+		}
+		if (SPI_processed != 1 || strcmp(ntenant, tenant) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("node not found"),
+					 errdetail("No node with that node_id exists in tenant \"%s\".", tenant),
+					 errhint("List nodes in enrollment.nodes.")));
+		if (strcmp(nstatus, "removed") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("node was removed"),
+					 errdetail("A removed node cannot be re-enrolled."),
+					 errhint("Create a plain once token to enroll it as a new node.")));
+	}
+
+	enr_issue_credential(enrollment_token_prefix, &cred);
+
+	args[0] = CStringGetTextDatum(tenant);
+	args[1] = Int64GetDatum(cred.public_id);
+	args[2] = CStringGetTextDatum(enrollment_token_prefix);
+	args[3] = PointerGetDatum(enr_digest_bytea(cred.digest));
+	args[4] = PointerGetDatum(kind_text);
+	args[5] = label ? PointerGetDatum(label) : (Datum) 0;
+	args[6] = CStringGetTextDatum(status);
+	args[7] = Int32GetDatum(max_uses);
+	args[8] = cluster_id ? PointerGetDatum(cluster_id) : (Datum) 0;
+	args[9] = node_id ? UUIDPGetDatum(node_id) : (Datum) 0;
+	args[10] = CStringGetTextDatum(actor);
+	args[11] = TimestampTzGetDatum(expires);
+	args[12] = CStringGetTextDatum(public_part(&cred));
+	memset(nulls, ' ', sizeof(nulls));
+	if (!label)
+		nulls[5] = 'n';
+	if (!have_max)
+		nulls[7] = 'n';
+	if (!cluster_id)
+		nulls[8] = 'n';
+	if (!node_id)
+		nulls[9] = 'n';
+	if (never)
+		nulls[11] = 'n';
+
+	if (enr_execute(&insert_token_plan, args, nulls, false, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "token insert returned no row");
+	{
+		bool		isnull;
+
+		token_id = enr_getattr(0, 1, &isnull);
+	}
+
+	/* build the result in the caller's context before SPI memory goes away */
+	MemoryContextSwitchTo(callcxt);
+	out[0] = token_id;
+	out[1] = CStringGetTextDatum(cred.text);
+	out[2] = CStringGetTextDatum(public_part(&cred));
+	out[3] = PointerGetDatum(kind_text);
+	out[4] = TimestampTzGetDatum(expires);
+	outnulls[4] = never;
+	out[5] = Int32GetDatum(max_uses);
+	outnulls[5] = !have_max;
+	out[6] = cluster_id ? PointerGetDatum(cluster_id) : (Datum) 0;
+	outnulls[6] = (cluster_id == NULL);
+	out[7] = node_id ? UUIDPGetDatum(node_id) : (Datum) 0;
+	outnulls[7] = (node_id == NULL);
+	result = heap_form_tuple(tupdesc, out, outnulls);
+	enr_wipe_credential(&cred);
+
+	SPI_finish();
+	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+}
+
+/*
+ * enrollment.check_token(token text, cluster_id text)
+ *	RETURNS (ok, error, token_id, kind, status, expires_at, uses_left)
+ *
+ * Same checks and order as enroll, without using the token or raising.
+ */
+Datum
+enrollment_check_token(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		out[7];
+	bool		outnulls[7] = {false, false, true, true, true, true, true};
+	const char *error = NULL;
+	int64		public_id;
+	uint8		digest[ENR_DIGEST_LEN];
+	MemoryContext callcxt = CurrentMemoryContext;
+	HeapTuple	result;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	if (PG_ARGISNULL(0) ||
+		enr_parse_presented(PG_GETARG_TEXT_PP(0), &public_id, digest) != TOKEN_OK)
+		error = "invalid_token";
+
+	SPI_connect();
+	if (error == NULL)
+	{
+		Datum		a[1] = {Int64GetDatum(public_id)};
+		bool		isnull;
+
+		enr_execute(&check_token_plan, a, NULL, true, 1);
+		if (SPI_processed != 1 ||
+			!enr_digest_matches(DatumGetByteaPP(enr_getattr(0, 4, &isnull)), digest))
+			error = "invalid_token";
+		else
+		{
+			char	   *kind = TextDatumGetCString(enr_getattr(0, 2, &isnull));
+			char	   *status = TextDatumGetCString(enr_getattr(0, 3, &isnull));
+			int32		use_count = DatumGetInt32(enr_getattr(0, 5, &isnull));
+			bool		nomax;
+			int32		max_uses = DatumGetInt32(enr_getattr(0, 6, &nomax));
+			bool		noexp;
+			TimestampTz expires = DatumGetTimestampTz(enr_getattr(0, 7, &noexp));
+			bool		nocluster;
+			Datum		tcluster = enr_getattr(0, 8, &nocluster);
+			bool		live = (strcmp(status, "pending") == 0 || strcmp(status, "active") == 0);
+
+			if (strcmp(status, "revoked") == 0)
+				error = "token_revoked";
+			else if (strcmp(status, "used") == 0 || strcmp(status, "exhausted") == 0 ||
+					 (!nomax && use_count >= max_uses))
+				error = "token_exhausted";
+			else if (strcmp(status, "expired") == 0 || (!noexp && expires <= enr_now()))
+				error = "token_expired";
+			else if (!nocluster && !PG_ARGISNULL(1) &&
+					 !enr_text_equal(DatumGetTextPP(tcluster), PG_GETARG_TEXT_PP(1)))
+				error = "cluster_mismatch";
+
+			if (live && !noexp && expires <= enr_now())
+				status = "expired";
+
+			MemoryContextSwitchTo(callcxt);
+			out[2] = enr_getattr(0, 1, &isnull);
+			outnulls[2] = false;
+			out[3] = CStringGetTextDatum(kind);
+			outnulls[3] = false;
+			out[4] = CStringGetTextDatum(status);
+			outnulls[4] = false;
+			out[5] = TimestampTzGetDatum(expires);
+			outnulls[5] = noexp;
+			out[6] = Int32GetDatum(nomax ? 0 : Max(max_uses - use_count, 0));
+			outnulls[6] = nomax;
+		}
+	}
+
+	MemoryContextSwitchTo(callcxt);
+	out[0] = BoolGetDatum(error == NULL);
+	out[1] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	outnulls[1] = (error == NULL);
+	result = heap_form_tuple(tupdesc, out, outnulls);
+	SPI_finish();
+	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+}
