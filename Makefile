@@ -24,6 +24,9 @@ REGRESS_OPTS = --inputdir=test --load-extension=pgcrypto
 ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test
 
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
 EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql results output_iso tmp_check regression.diffs regression.out
 
 PG_CONFIG ?= pg_config
@@ -35,7 +38,7 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 
 .PHONY: test demo bench
 test:
-	./test/run
+	./scripts/test
 
 demo:
-	./demo
+	./scripts/demo

@@ -118,8 +118,19 @@ compute_expiry(TokenKind kind, FunctionCallInfo fcinfo, TimestampTz now, bool *n
 	if (have_ttl)
 	{
 		Interval   *ttl = PG_GETARG_INTERVAL_P(2);
+		double		shortest = ttl->time / (double) USECS_PER_SEC +
+			(ttl->day + ttl->month * 28.0) * SECS_PER_DAY;
+		double		longest = ttl->time / (double) USECS_PER_SEC +
+			(ttl->day + ttl->month * 31.0) * SECS_PER_DAY;
 
-		expires = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+		/* rule out overflow before adding: months vary from 28 to 31 days */
+		if (longest <= 0)
+			reject_argument("ttl must be positive",
+							"A token's lifetime must end after its creation.", NULL);
+		if (shortest > enrollment_max_ttl)
+			expires = DT_NOEND; /* caught below with the right message */
+		else
+			expires = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 														  TimestampTzGetDatum(now),
 														  IntervalPGetDatum(ttl)));
 		if (expires <= now)
