@@ -22,7 +22,7 @@ REGRESS_OPTS = --inputdir=test --load-extension=pgcrypto
 
 # isolation specs in test/specs, outputs in expected/
 ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
-ISOLATION_OPTS = --inputdir=test
+ISOLATION_OPTS = --inputdir=test --load-extension=pgcrypto --load-extension=enrollment
 
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

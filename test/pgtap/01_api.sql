@@ -1,0 +1,84 @@
+-- pgTAP: the public API of enrollment, its privileges and its error codes
+BEGIN;
+SELECT plan(39);
+
+SELECT has_schema('enrollment');
+SELECT has_extension('enrollment');
+SELECT functions_are('enrollment', ARRAY[
+    'audit_event_immutable', 'authenticate_node', 'check_token', 'create_token',
+    'current_actor', 'current_tenant', 'enroll', 'revoke_token']);
+SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log']);
+SELECT tables_are('enrollment', ARRAY['enrollment_token', 'node_record', 'audit_event']);
+
+SELECT has_function('enrollment', 'create_token',
+    ARRAY['text', 'text', 'interval', 'integer', 'text', 'uuid', 'integer']);
+SELECT has_function('enrollment', 'enroll', ARRAY['text', 'text', 'text', 'text']);
+SELECT has_function('enrollment', 'check_token', ARRAY['text', 'text']);
+SELECT has_function('enrollment', 'authenticate_node', ARRAY['text']);
+SELECT has_function('enrollment', 'revoke_token', ARRAY['uuid']);
+SELECT is_definer('enrollment', 'enroll', ARRAY['text', 'text', 'text', 'text']);
+SELECT is_definer('enrollment', 'create_token',
+    ARRAY['text', 'text', 'interval', 'integer', 'text', 'uuid', 'integer']);
+
+-- tables and views: nothing for PUBLIC
+SELECT table_privs_are('enrollment', 'enrollment_token', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('enrollment', 'node_record', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('enrollment', 'audit_event', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('enrollment', 'tokens', 'public', ARRAY[]::text[]);
+SELECT function_privs_are('enrollment', 'enroll', ARRAY['text', 'text', 'text', 'text'],
+                          'public', ARRAY[]::text[]);
+SELECT function_privs_are('enrollment', 'revoke_token', ARRAY['uuid'], 'public', ARRAY[]::text[]);
+
+-- the view never exposes digests
+SELECT hasnt_column('enrollment', 'tokens', 'token_hash', 'tokens view has no digest');
+SELECT hasnt_column('enrollment', 'nodes', 'secret_hash', 'nodes view has no digest');
+SELECT has_column('enrollment', 'tokens', 'prefix', 'tokens view shows the public prefix');
+
+-- error codes
+SELECT throws_ok($$SELECT enrollment.create_token('bogus')$$, '22023', 'invalid token kind');
+SELECT throws_ok($$SELECT enrollment.create_token('cluster')$$, '22004', 'a cluster token needs a cluster_id');
+SELECT throws_ok($$SELECT enrollment.create_token('once', max_uses => 2)$$, '22023');
+SELECT throws_ok($$SELECT enrollment.create_token(ttl => '-1 minute')$$, '22023', 'ttl must be positive');
+SELECT throws_ok($$SELECT enrollment.enroll('nope', 'n')$$, 'NR001', 'invalid_token');
+SELECT throws_ok($$SELECT enrollment.enroll(NULL, 'n')$$, '22004');
+
+CREATE TEMP TABLE t AS
+SELECT 'once'::text AS name, token_id, token FROM enrollment.create_token()
+UNION ALL SELECT 'cluster', token_id, token FROM enrollment.create_token('cluster', cluster_id => 'k', max_uses => 1)
+UNION ALL SELECT 'revoked', token_id, token FROM enrollment.create_token('reusable');
+SELECT enrollment.revoke_token(token_id) FROM t WHERE name = 'revoked';
+
+SELECT lives_ok(format('SELECT enrollment.enroll(%L, %L)', (SELECT token FROM t WHERE name = 'once'), 'a'),
+                'a once token enrolls once');
+SELECT throws_ok(format('SELECT enrollment.enroll(%L, %L)', (SELECT token FROM t WHERE name = 'once'), 'b'),
+                 'NR004', 'token_exhausted', 'and only once');
+SELECT throws_ok(format('SELECT enrollment.enroll(%L, %L, %L)', (SELECT token FROM t WHERE name = 'cluster'), 'b', 'x'),
+                 'NR005', 'cluster_mismatch');
+SELECT lives_ok(format('SELECT enrollment.enroll(%L, %L, %L)', (SELECT token FROM t WHERE name = 'cluster'), 'b', 'k'));
+SELECT throws_ok(format('SELECT enrollment.enroll(%L, %L, %L)', (SELECT token FROM t WHERE name = 'cluster'), 'c', 'k'),
+                 'NR004', 'token_exhausted', 'max_nodes reached');
+SELECT throws_ok(format('SELECT enrollment.enroll(%L, %L)', (SELECT token FROM t WHERE name = 'revoked'), 'd'),
+                 'NR003', 'token_revoked');
+
+SELECT results_eq(
+    $$SELECT name, status, use_count FROM enrollment.tokens JOIN t USING (token_id) ORDER BY name$$,
+    $$VALUES ('cluster', 'exhausted', 1), ('once', 'used', 1), ('revoked', 'revoked', 0)$$,
+    'statuses and use counts after the enrollments');
+SELECT results_eq(
+    $$SELECT action, count(*)::int FROM enrollment.audit_log JOIN t USING (token_id) GROUP BY action ORDER BY action$$,
+    $$VALUES ('sensor_enrolled', 2), ('sensor_enrollment_token_created', 3), ('sensor_enrollment_token_revoked', 1)$$,
+    'every change is audited');
+
+-- expiry without any background job
+CREATE TEMP TABLE late AS SELECT token_id FROM enrollment.create_token('reusable', 'late', ttl => '1 hour');
+UPDATE enrollment.enrollment_token SET expires_at = now() - interval '1 second'
+ WHERE token_id = (SELECT token_id FROM late);
+SELECT is((SELECT status FROM enrollment.tokens WHERE label = 'late'), 'expired', 'expired as soon as expires_at passes');
+SELECT is((SELECT error FROM enrollment.check_token((SELECT token FROM t WHERE name = 'once'))),
+          'token_exhausted', 'check_token reports without raising');
+SELECT is((SELECT count(*)::int FROM enrollment.authenticate_node('node_0000000000000000.x')), 0,
+          'a malformed node credential authenticates nothing');
+SELECT is(enrollment.current_actor(), session_user::text, 'actor defaults to the session user');
+
+SELECT * FROM finish();
+ROLLBACK;

@@ -1,0 +1,55 @@
+# pg_dump of a database using enrollment holds no plaintext token, secret or
+# node credential, and after a restore into a new database the old tokens
+# and credentials still work.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('dump');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'enrollment'");
+$node->start;
+
+$node->safe_psql('postgres', 'CREATE EXTENSION enrollment CASCADE');
+my $once = $node->safe_psql('postgres', "SELECT token FROM enrollment.create_token('once', 'dumped')");
+my $cluster = $node->safe_psql('postgres',
+	"SELECT token FROM enrollment.create_token('cluster', cluster_id => 'k8s', max_uses => 5)");
+my $used = $node->safe_psql('postgres', "SELECT token FROM enrollment.create_token()");
+my $secret = $node->safe_psql('postgres', "SELECT node_secret FROM enrollment.enroll('$used', 'n1')");
+like($once, qr/^enr_[0-9a-f]{16}\.[A-Za-z0-9_-]{49}$/, 'token has the documented shape');
+like($secret, qr/^node_[0-9a-f]{16}\.[A-Za-z0-9_-]{49}$/, 'node credential has the documented shape');
+
+my $dumpfile = $node->basedir . '/enrollment.dump';
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-Fc', '-f', $dumpfile ], 'pg_dump');
+my $plain = $node->basedir . '/enrollment.sql';
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-f', $plain ], 'plain pg_dump');
+my $dump = slurp_file($plain) . slurp_file($dumpfile);
+
+ok(length($dump) > 1000 && $dump =~ /enrollment_token/, 'the dump contains the token table');
+for my $s ([ 'once token', $once ], [ 'cluster token', $cluster ], [ 'used token', $used ],
+	[ 'node credential', $secret ])
+{
+	my ($what, $plaintext) = @$s;
+	my ($public, $private) = split /\./, $plaintext;
+	ok(index($dump, $private) < 0, "$what: secret part not in the dump");
+}
+
+# restore into a fresh database: everything still verifies
+$node->safe_psql('postgres', 'CREATE DATABASE restored');
+$node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dumpfile ], 'pg_restore');
+is($node->safe_psql('restored', "SELECT ok FROM enrollment.check_token('$once')"), 't',
+	'a restored once token checks out');
+is($node->safe_psql('restored', "SELECT status FROM enrollment.enroll('$cluster', 'n2', 'k8s')"), 'active',
+	'a restored cluster token enrolls');
+is($node->safe_psql('restored', "SELECT name FROM enrollment.authenticate_node('$secret')"), 'n1',
+	'a restored node credential authenticates');
+my ($rc, $out, $err) = $node->psql('restored', "SELECT enrollment.enroll('$used', 'again')");
+like($err, qr/token_exhausted/, 'a used token stays used after restore');
+is($node->safe_psql('restored', 'SELECT count(*) FROM enrollment.audit_log'),
+	$node->safe_psql('postgres', 'SELECT count(*) FROM enrollment.audit_log') + 1,
+	'the audit log was restored (plus the new enrollment)');
+
+$node->stop;
+done_testing();
