@@ -66,6 +66,26 @@ CREATE INDEX enrollment_token_expires_at_idx
     ON enrollment.enrollment_token (expires_at)
     WHERE status IN ('pending', 'active');
 
+-- API keys for HMAC-SHA256 signed requests.  The secret is stored only
+-- sealed (AES-256-GCM) under the server key, which lives outside the
+-- database; key_version names the server key version that sealed it.
+CREATE TABLE enrollment.api_key (
+    key_id         bigint PRIMARY KEY,        -- shown as 16 hex digits
+    tenant         text NOT NULL DEFAULT 'default',
+    label          text NOT NULL CHECK (pg_catalog.char_length(label) BETWEEN 1 AND 128),
+    scopes         text[] NOT NULL,
+    scope_mask     integer NOT NULL,
+    secret_sealed  bytea NOT NULL CHECK (pg_catalog.octet_length(secret_sealed) = 60),
+    key_version    integer NOT NULL CHECK (key_version >= 1),
+    created_by     text NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    expires_at     timestamptz,
+    last_used_at   timestamptz,
+    revoked_at     timestamptz,
+    revoked_by     text
+);
+CREATE INDEX api_key_tenant_created_at_idx ON enrollment.api_key (tenant, created_at);
+
 -- Append-only audit trail.  No secret ever goes into details.
 CREATE TABLE enrollment.audit_event (
     event_id     bigserial PRIMARY KEY,
@@ -100,10 +120,11 @@ CREATE TRIGGER audit_event_no_truncate
 SELECT pg_catalog.pg_extension_config_dump('enrollment.node_record', '');
 SELECT pg_catalog.pg_extension_config_dump('enrollment.enrollment_token', '');
 SELECT pg_catalog.pg_extension_config_dump('enrollment.audit_event', '');
+SELECT pg_catalog.pg_extension_config_dump('enrollment.api_key', '');
 SELECT pg_catalog.pg_extension_config_dump('enrollment.audit_event_event_id_seq', '');
 
 REVOKE ALL ON enrollment.node_record, enrollment.enrollment_token,
-              enrollment.audit_event FROM PUBLIC;
+              enrollment.audit_event, enrollment.api_key FROM PUBLIC;
 REVOKE ALL ON SEQUENCE enrollment.audit_event_event_id_seq FROM PUBLIC;
 
 --------------------------------------------------------------------------
@@ -189,6 +210,123 @@ CREATE FUNCTION enrollment.authenticate_node(
     LANGUAGE C STABLE SECURITY DEFINER SET search_path = '' ROWS 1;
 COMMENT ON FUNCTION enrollment.authenticate_node(text) IS
     'The node a credential belongs to, or no row when the credential is unknown, wrong or the node was removed';
+
+--------------------------------------------------------------------------
+-- API keys and signed requests (C)
+--------------------------------------------------------------------------
+
+CREATE FUNCTION enrollment.create_api_key(
+    label        text,
+    scopes       text[],
+    expires_days integer DEFAULT NULL,
+    OUT key_id      text,
+    OUT label       text,
+    OUT scopes      text[],
+    OUT hmac_secret text,
+    OUT expires_at  timestamptz)
+    AS 'MODULE_PATHNAME', 'enrollment_create_api_key'
+    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = '';
+COMMENT ON FUNCTION enrollment.create_api_key(text, text[], integer) IS
+    'Create an API key; hmac_secret (64 hex digits) is returned only here and stored only encrypted';
+
+CREATE FUNCTION enrollment.verify_request(
+    method         text,
+    path           text,
+    key_id         text,
+    ts             text,
+    nonce          text,
+    signature      text,
+    body           bytea DEFAULT ''::bytea,
+    required_scope text  DEFAULT NULL,
+    OUT ok          boolean,
+    OUT error       text,
+    OUT http_status integer,
+    OUT key_id      text,
+    OUT scopes      text[],
+    OUT tenant      text)
+    AS 'MODULE_PATHNAME', 'enrollment_verify_request'
+    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = '';
+COMMENT ON FUNCTION enrollment.verify_request(text, text, text, text, text, text, bytea, text) IS
+    'Authenticate an HMAC-SHA256 signed request; returns ok/error/http_status instead of raising';
+
+CREATE FUNCTION enrollment.verify_request(
+    method         text,
+    path           text,
+    headers        jsonb,
+    body           bytea DEFAULT ''::bytea,
+    required_scope text  DEFAULT NULL,
+    OUT ok          boolean,
+    OUT error       text,
+    OUT http_status integer,
+    OUT key_id      text,
+    OUT scopes      text[],
+    OUT tenant      text)
+    AS 'MODULE_PATHNAME', 'enrollment_verify_request_headers'
+    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = '';
+COMMENT ON FUNCTION enrollment.verify_request(text, text, jsonb, bytea, text) IS
+    'Authenticate a signed request given its headers as a jsonb object (names matched case-insensitively)';
+
+CREATE FUNCTION enrollment.sign_request(
+    method      text,
+    path        text,
+    key_id      text,
+    hmac_secret text,
+    body        bytea  DEFAULT ''::bytea,
+    ts          bigint DEFAULT NULL,
+    nonce       text   DEFAULT NULL)
+    RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'enrollment_sign_request'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION enrollment.sign_request(text, text, text, text, bytea, bigint, text) IS
+    'Client-side helper: the four headers of a signed request (ts defaults to now, nonce to a random UUID)';
+
+CREATE FUNCTION enrollment.rotate_server_key(OUT version integer, OUT resealed bigint)
+    AS 'MODULE_PATHNAME', 'enrollment_rotate_server_key'
+    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = '';
+COMMENT ON FUNCTION enrollment.rotate_server_key() IS
+    'Add a server key version and re-seal every stored API key secret under it, online';
+
+CREATE FUNCTION enrollment.key_last_used(key_id bigint) RETURNS timestamptz
+    AS 'MODULE_PATHNAME', 'enrollment_key_last_used'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION enrollment.key_last_used(bigint) IS
+    'Latest accepted request of a key noted in shared memory and not yet written to its row';
+
+CREATE FUNCTION enrollment.revoke_api_key(key_id text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    k enrollment.api_key%ROWTYPE;
+    actor text := enrollment.current_actor();
+BEGIN
+    IF revoke_api_key.key_id IS NULL THEN
+        RAISE EXCEPTION 'key_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF revoke_api_key.key_id OPERATOR(pg_catalog.!~) '^[0-9a-f]{16}$' THEN
+        RAISE EXCEPTION 'invalid_key' USING ERRCODE = 'NR010',
+            DETAIL = 'A key_id is 16 lowercase hex digits.';
+    END IF;
+    SELECT * INTO k FROM enrollment.api_key AS a
+     WHERE a.key_id OPERATOR(pg_catalog.=)
+           ('x' OPERATOR(pg_catalog.||) revoke_api_key.key_id)::bit(64)::bigint
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invalid_key' USING ERRCODE = 'NR010',
+            DETAIL = pg_catalog.format('No API key has key_id %s.', revoke_api_key.key_id);
+    END IF;
+    IF k.revoked_at IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    UPDATE enrollment.api_key AS a
+       SET revoked_at = pg_catalog.statement_timestamp(), revoked_by = actor
+     WHERE a.key_id OPERATOR(pg_catalog.=) k.key_id;
+    INSERT INTO enrollment.audit_event (tenant, actor, action, details)
+    VALUES (k.tenant, actor, 'api_key_revoked',
+            pg_catalog.jsonb_build_object('key_id', revoke_api_key.key_id, 'label', k.label));
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION enrollment.revoke_api_key(text) IS
+    'Revoke an API key permanently; the next request signed with it fails with invalid_key';
 
 --------------------------------------------------------------------------
 -- Management (cold paths, PL/pgSQL)
@@ -297,16 +435,39 @@ SELECT a.event_id, a.tenant, a.occurred_at, a.actor, a.action, a.token_id, a.nod
   FROM enrollment.audit_event AS a;
 COMMENT ON VIEW enrollment.audit_log IS 'Append-only record of every change: who, what, when, which token or node';
 
+CREATE VIEW enrollment.api_keys AS
+SELECT pg_catalog.lpad(pg_catalog.to_hex(k.key_id), 16, '0') AS key_id,
+       k.tenant,
+       k.label,
+       k.scopes,
+       k.created_by,
+       k.expires_at,
+       GREATEST(k.last_used_at, enrollment.key_last_used(k.key_id)) AS last_used_at,
+       (k.revoked_at IS NOT NULL) AS revoked,
+       k.created_at
+  FROM enrollment.api_key AS k
+ WHERE k.revoked_at IS NULL
+   AND (k.expires_at IS NULL OR k.expires_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp());
+COMMENT ON VIEW enrollment.api_keys IS 'API keys that are neither revoked nor expired, without secrets';
+COMMENT ON COLUMN enrollment.api_keys.key_id IS 'The value of the key-id header of signed requests';
+COMMENT ON COLUMN enrollment.api_keys.last_used_at IS 'Latest accepted signed request (includes stamps not yet written to the row)';
+COMMENT ON COLUMN enrollment.api_keys.revoked IS 'Always false: revoked keys are not listed';
+
 --------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC; see README "Privileges" for the grants
 --------------------------------------------------------------------------
 
-REVOKE ALL ON enrollment.tokens, enrollment.nodes, enrollment.audit_log FROM PUBLIC;
+REVOKE ALL ON enrollment.tokens, enrollment.nodes, enrollment.audit_log, enrollment.api_keys FROM PUBLIC;
 REVOKE ALL ON FUNCTION
     enrollment.create_token(text, text, interval, integer, text, uuid, integer),
     enrollment.enroll(text, text, text, text),
     enrollment.check_token(text, text),
     enrollment.authenticate_node(text),
     enrollment.revoke_token(uuid),
-    enrollment.audit_event_immutable()
+    enrollment.audit_event_immutable(),
+    enrollment.create_api_key(text, text[], integer),
+    enrollment.verify_request(text, text, text, text, text, text, bytea, text),
+    enrollment.verify_request(text, text, jsonb, bytea, text),
+    enrollment.rotate_server_key(),
+    enrollment.revoke_api_key(text)
   FROM PUBLIC;

@@ -3,9 +3,9 @@
  * enrollment.c
  *	  Module entry point of the enrollment extension.
  *
- * _PG_init only dispatches: it defines the settings.  The library works
- * both when preloaded (shared_preload_libraries) and when loaded on first
- * use by a session.
+ * _PG_init only dispatches: it defines the settings and, when the library
+ * is preloaded (shared_preload_libraries), asks for shared memory.  Token
+ * functions work either way; request verification needs the preload.
  *
  * src/enrollment.c
  *
@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 
 #include "enrollment.h"
 
@@ -25,4 +26,7 @@ void
 _PG_init(void)
 {
 	enrollment_guc_init();
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	enrollment_shmem_init();
 }

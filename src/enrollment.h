@@ -28,6 +28,7 @@
 #define ERRCODE_ENR_TOKEN_EXHAUSTED		MAKE_SQLSTATE('N','R','0','0','4')	/* token_exhausted */
 #define ERRCODE_ENR_CLUSTER_MISMATCH	MAKE_SQLSTATE('N','R','0','0','5')	/* cluster_mismatch */
 #define ERRCODE_ENR_NODE_MISMATCH		MAKE_SQLSTATE('N','R','0','0','6')	/* node_mismatch */
+#define ERRCODE_ENR_API_KEY_NOT_FOUND	MAKE_SQLSTATE('N','R','0','1','0')	/* invalid_key */
 
 /* Digest length of SHA-256 */
 #define ENR_DIGEST_LEN	32
@@ -40,6 +41,12 @@ extern int	enrollment_cluster_ttl;		/* seconds */
 extern int	enrollment_max_ttl;			/* seconds */
 extern char *enrollment_actor;
 extern char *enrollment_tenant;
+extern int	enrollment_hmac_window;		/* seconds */
+extern char *enrollment_server_key_file;
+extern char *enrollment_header_key_id;
+extern char *enrollment_header_timestamp;
+extern char *enrollment_header_nonce;
+extern char *enrollment_header_signature;
 extern void enrollment_guc_init(void);
 
 /* crypto.c: OpenSSL-backed primitives */
@@ -47,6 +54,17 @@ extern void enr_random_bytes(void *buf, size_t len);
 extern void enr_sha256(const void *data, size_t len, uint8 out[ENR_DIGEST_LEN]);
 extern bool enr_digest_equal(const uint8 *a, const uint8 *b, size_t len);
 extern void enr_secure_zero(void *buf, size_t len);
+extern void enr_hmac_sha256(const uint8 *key, size_t keylen, const void *data, size_t len,
+							uint8 out[ENR_DIGEST_LEN]);
+
+#define ENR_AEAD_KEY_LEN	32
+#define ENR_AEAD_IV_LEN		12
+#define ENR_AEAD_TAG_LEN	16
+#define ENR_SEALED_LEN(n)	(ENR_AEAD_IV_LEN + (n) + ENR_AEAD_TAG_LEN)
+extern void enr_aes_gcm_seal(const uint8 key[ENR_AEAD_KEY_LEN], const uint8 *aad, size_t aadlen,
+							 const uint8 *plain, size_t len, uint8 *sealed);
+extern bool enr_aes_gcm_open(const uint8 key[ENR_AEAD_KEY_LEN], const uint8 *aad, size_t aadlen,
+							 const uint8 *sealed, size_t len, uint8 *plain);
 
 /* credential.c: issuing and checking credential strings */
 typedef struct IssuedCredential
@@ -66,6 +84,43 @@ extern bool enr_digest_matches(bytea *stored, const uint8 digest[ENR_DIGEST_LEN]
 /* identity.c: who is acting, for which tenant */
 extern char *enr_current_actor(void);
 extern char *enr_current_tenant(void);
+
+/* shmem.c: shared state (needs shared_preload_libraries) */
+typedef enum NonceVerdict
+{
+	NONCE_ACCEPTED,
+	NONCE_REUSED,
+	NONCE_CACHE_FULL
+} NonceVerdict;
+
+extern int	enrollment_max_nonces;
+extern int	enrollment_last_used_slots;
+extern void enrollment_shmem_init(void);
+extern bool enr_shmem_available(void);
+extern void enr_require_shmem(void);
+extern int64 enr_replay_floor(void);
+extern NonceVerdict enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
+												 int64 ts, int64 now, int window);
+extern int64 enr_nonces_held(void);
+extern void enr_last_used_note(uint64 key_id, TimestampTz stamp);
+extern TimestampTz enr_last_used_get(uint64 key_id);
+
+/* server_key.c: the key that seals stored secrets, outside the database */
+typedef struct ServerKey
+{
+	int			version;
+	uint8		key[ENR_AEAD_KEY_LEN];
+} ServerKey;
+
+extern const ServerKey *enr_server_key_current(void);
+extern const ServerKey *enr_server_key_version(int version);
+extern int	enr_server_key_rotate(void);
+
+/* api_key.c: keys, scopes, sealed secrets */
+extern int	enr_scope_bit(const char *name, size_t len);
+extern void enr_unknown_scope_error(const char *argname) pg_attribute_noreturn();
+extern bool enr_open_secret(uint64 key_id, bytea *sealed, int version, uint8 secret[32]);
+extern char *enr_key_id_text(uint64 key_id);
 
 /* spi.c: saved plans and small helpers around SPI */
 #include "executor/spi.h"

@@ -27,6 +27,12 @@ int			enrollment_cluster_ttl = 365 * SECS_PER_DAY_INT;
 int			enrollment_max_ttl = 730 * SECS_PER_DAY_INT;
 char	   *enrollment_actor = NULL;
 char	   *enrollment_tenant = NULL;
+int			enrollment_hmac_window = 300;
+char	   *enrollment_server_key_file = NULL;
+char	   *enrollment_header_key_id = NULL;
+char	   *enrollment_header_timestamp = NULL;
+char	   *enrollment_header_nonce = NULL;
+char	   *enrollment_header_signature = NULL;
 
 /* A prefix must match the credential format (see token_format.h) */
 static bool
@@ -84,6 +90,32 @@ check_actor(char **newval, void **extra pg_attribute_unused(), GucSource source 
 		if ((unsigned char) *s < 0x20 || *s == 0x7f)
 		{
 			GUC_check_errdetail("An actor name may not contain control characters.");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* An HTTP header name: 1..64 token characters (RFC 9110) */
+static bool
+check_header_name(char **newval, void **extra pg_attribute_unused(), GucSource source pg_attribute_unused())
+{
+	const char *s = *newval;
+	size_t		len = s ? strlen(s) : 0;
+
+	if (len < 1 || len > 64)
+	{
+		GUC_check_errdetail("A header name is 1 to 64 characters long.");
+		return false;
+	}
+	for (size_t i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			  strchr("!#$%&'*+-.^_`|~", c) != NULL))
+		{
+			GUC_check_errdetail("A header name consists of letters, digits and !#$%%&'*+-.^_`|~.");
 			return false;
 		}
 	}
@@ -149,6 +181,55 @@ enrollment_guc_init(void)
 							   "default",
 							   PGC_USERSET, 0,
 							   check_tenant, NULL, NULL);
+
+	DefineCustomIntVariable("enrollment.hmac_window",
+							"How far a signed request's timestamp may be from server time.",
+							"Requests outside the window are stale_timestamp; nonces are remembered this long.",
+							&enrollment_hmac_window,
+							300, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("enrollment.server_key_file",
+							   "File holding the server key that seals stored HMAC secrets.",
+							   "Empty means enrollment_server.key in the data directory.",
+							   &enrollment_server_key_file,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("enrollment.header_key_id",
+							   "Name of the header carrying the API key id (verify_request with jsonb headers).",
+							   NULL, &enrollment_header_key_id, "X-Telovix-Key-ID",
+							   PGC_SUSET, 0, check_header_name, NULL, NULL);
+	DefineCustomStringVariable("enrollment.header_timestamp",
+							   "Name of the header carrying the request timestamp.",
+							   NULL, &enrollment_header_timestamp, "X-Telovix-Timestamp",
+							   PGC_SUSET, 0, check_header_name, NULL, NULL);
+	DefineCustomStringVariable("enrollment.header_nonce",
+							   "Name of the header carrying the request nonce.",
+							   NULL, &enrollment_header_nonce, "X-Telovix-Nonce",
+							   PGC_SUSET, 0, check_header_name, NULL, NULL);
+	DefineCustomStringVariable("enrollment.header_signature",
+							   "Name of the header carrying the request signature.",
+							   NULL, &enrollment_header_signature, "X-Telovix-Signature",
+							   PGC_SUSET, 0, check_header_name, NULL, NULL);
+
+	DefineCustomIntVariable("enrollment.max_nonces",
+							"How many accepted nonces shared memory can hold.",
+							"When full, and nothing has left the window, verification fails closed (nonce_cache_full).",
+							&enrollment_max_nonces,
+							100000, 1024, 100000000,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("enrollment.last_used_slots",
+							"How many API keys' last-used stamps shared memory can hold.",
+							NULL,
+							&enrollment_last_used_slots,
+							10000, 128, 10000000,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("enrollment");
 }

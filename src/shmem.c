@@ -1,0 +1,449 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  Shared memory of the enrollment extension: the nonce cache that stops
+ *	  request replays, the replay floor and horizon that keep it sound
+ *	  across restarts, crashes and promotion, and coalesced last-used
+ *	  stamps of API keys.
+ *
+ * Replay protection.  An accepted (key, nonce) is remembered in a fixed-size
+ * hash table until its timestamp leaves the acceptance window.  Shared
+ * memory does not survive a restart, so two more values make a restart
+ * safe without writing a row per request:
+ *
+ *	- the horizon H: every accepted timestamp is <= H.  H lives in the file
+ *	  enrollment_replay.horizon in the data directory and is raised (written
+ *	  and fsync'd) *before* a request with a later timestamp is accepted,
+ *	  in steps of REPLAY_HORIZON_STEP seconds, so the file is written at most
+ *	  once per step under steady traffic.
+ *	- the floor F: requests whose timestamp is below F are refused as
+ *	  stale.  At shared memory initialisation (server start, and again after
+ *	  a crash) F = max(now, H + 1): nothing signed before the start, and
+ *	  nothing the lost cache may have accepted, can be replayed.  When a
+ *	  standby is promoted, the first verification afterwards raises F to the
+ *	  current time.
+ *
+ * When the cache is full, expired entries of the partition are swept; if it
+ * is still full the request is refused (fail closed), never accepted.
+ *
+ * Locking: the named tranche "enrollment" holds ENR_LOCKS locks.
+ *	  lock 0 (state lock)	protects floor, horizon and the promotion flags;
+ *							the horizon is also readable lock-free (atomic)
+ *	  lock 1 (last-used)	shared to update an existing stamp (atomically),
+ *							exclusive to add a key
+ *	  lock 2 + p			partition p of the nonce cache; a check-and-
+ *							insert holds it exclusively for one lookup
+ * No lock is held while another is taken, except the state lock never
+ * being taken while a partition lock is held.
+ *
+ * src/shmem.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/xlog.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/hsearch.h"
+#include "utils/timestamp.h"
+
+#include "enrollment.h"
+
+#define NONCE_PARTITIONS		16
+#define ENR_LOCKS				(2 + NONCE_PARTITIONS)
+#define REPLAY_HORIZON_STEP		5	/* seconds reserved ahead per file write */
+#define HORIZON_FILE			"enrollment_replay.horizon"
+
+typedef struct NonceKey
+{
+	uint64		key_id;
+	uint8		nonce_hash[16];
+} NonceKey;
+
+typedef struct NonceEntry
+{
+	NonceKey	key;			/* hash key: must be first */
+	int64		ts;				/* the request's timestamp (Unix seconds) */
+} NonceEntry;
+
+typedef struct LastUsedEntry
+{
+	uint64		key_id;			/* hash key */
+	pg_atomic_uint64 stamp;		/* TimestampTz of the latest accepted request */
+} LastUsedEntry;
+
+typedef struct EnrShared
+{
+	LWLockPadded *locks;
+	int64		floor;			/* refuse requests with ts < floor */
+	pg_atomic_uint64 horizon;	/* every accepted ts <= horizon (persisted) */
+	bool		started_as_standby;
+	bool		promotion_handled;
+} EnrShared;
+
+int			enrollment_max_nonces = 100000;
+int			enrollment_last_used_slots = 10000;
+
+static EnrShared *enr_shared = NULL;
+static HTAB *nonce_tables[NONCE_PARTITIONS];
+static HTAB *last_used_table = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static long
+partition_size(void)
+{
+	return (enrollment_max_nonces + NONCE_PARTITIONS - 1) / NONCE_PARTITIONS;
+}
+
+static Size
+enr_shmem_size(void)
+{
+	Size		size = MAXALIGN(sizeof(EnrShared));
+
+	for (int p = 0; p < NONCE_PARTITIONS; p++)
+		size = add_size(size, hash_estimate_size(partition_size(), sizeof(NonceEntry)));
+	size = add_size(size, hash_estimate_size(enrollment_last_used_slots, sizeof(LastUsedEntry)));
+	return size;
+}
+
+static void
+enr_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(enr_shmem_size());
+	RequestNamedLWLockTranche("enrollment", ENR_LOCKS);
+}
+
+/* Read the persisted horizon; 0 when there is none yet */
+static int64
+read_horizon_file(void)
+{
+	char		buf[32];
+	int			fd;
+	ssize_t		n;
+
+	fd = open(HORIZON_FILE, O_RDONLY | PG_BINARY, 0);
+	if (fd < 0)
+	{
+		if (errno != ENOENT)
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("could not open \"%s\": %m", HORIZON_FILE),
+					 errdetail("Requests signed before now are refused.")));
+		return 0;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strtoll(buf, NULL, 10);
+}
+
+/* Durably replace the horizon file (temp file, fsync, rename, fsync dir) */
+static void
+write_horizon_file(int64 horizon)
+{
+	char		buf[32];
+	char		tmp[] = HORIZON_FILE ".tmp";
+	int			fd;
+	int			len = snprintf(buf, sizeof(buf), INT64_FORMAT "\n", horizon);
+
+	fd = OpenTransientFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create \"%s\": %m", tmp)));
+	if (write(fd, buf, len) != len || pg_fsync(fd) != 0)
+	{
+		int			save_errno = errno;
+
+		CloseTransientFile(fd);
+		errno = save_errno ? save_errno : ENOSPC;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write \"%s\": %m", tmp)));
+	}
+	if (CloseTransientFile(fd) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not close \"%s\": %m", tmp)));
+	durable_rename(tmp, HORIZON_FILE, ERROR);
+}
+
+static void
+enr_shmem_startup(void)
+{
+	bool		found;
+	HASHCTL		info;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	/* reset in case this is a restart within the postmaster */
+	enr_shared = NULL;
+	last_used_table = NULL;
+	for (int p = 0; p < NONCE_PARTITIONS; p++)
+		nonce_tables[p] = NULL;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+
+	enr_shared = ShmemInitStruct("enrollment", sizeof(EnrShared), &found);
+	if (!found)
+	{
+		int64		now = (int64) time(NULL);
+		int64		horizon = read_horizon_file();
+		struct stat st;
+
+		enr_shared->locks = GetNamedLWLockTranche("enrollment");
+		enr_shared->floor = Max(now, horizon + 1);
+		pg_atomic_init_u64(&enr_shared->horizon, (uint64) Max(horizon, 0));
+		enr_shared->started_as_standby = (stat(STANDBY_SIGNAL_FILE, &st) == 0);
+		enr_shared->promotion_handled = false;
+	}
+
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(NonceKey);
+	info.entrysize = sizeof(NonceEntry);
+	for (int p = 0; p < NONCE_PARTITIONS; p++)
+	{
+		char		name[64];
+
+		snprintf(name, sizeof(name), "enrollment nonces %d", p);
+		nonce_tables[p] = ShmemInitHash(name, partition_size(), partition_size(),
+										&info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
+	}
+	info.keysize = sizeof(uint64);
+	info.entrysize = sizeof(LastUsedEntry);
+	last_used_table = ShmemInitHash("enrollment last used", enrollment_last_used_slots,
+									enrollment_last_used_slots, &info,
+									HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
+
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Install the hooks; called from _PG_init only while preloading */
+void
+enrollment_shmem_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = enr_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = enr_shmem_startup;
+}
+
+/* True when the shared state exists (library preloaded) */
+bool
+enr_shmem_available(void)
+{
+	return enr_shared != NULL;
+}
+
+/* Raise the "needs shared_preload_libraries" error */
+void
+enr_require_shmem(void)
+{
+	if (enr_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("enrollment must be loaded via shared_preload_libraries"),
+				 errdetail("Replay protection keeps accepted nonces in shared memory."),
+				 errhint("Add enrollment to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/*
+ * The lowest timestamp that may still be accepted.  After a promotion the
+ * first call raises it to now: the old primary's cache is not here.
+ */
+int64
+enr_replay_floor(void)
+{
+	int64		floor;
+
+	if (enr_shared->started_as_standby && !enr_shared->promotion_handled &&
+		!RecoveryInProgress())
+	{
+		LWLockAcquire(&enr_shared->locks[0].lock, LW_EXCLUSIVE);
+		if (!enr_shared->promotion_handled)
+		{
+			enr_shared->floor = Max(enr_shared->floor, (int64) time(NULL));
+			enr_shared->promotion_handled = true;
+		}
+		LWLockRelease(&enr_shared->locks[0].lock);
+	}
+	LWLockAcquire(&enr_shared->locks[0].lock, LW_SHARED);
+	floor = enr_shared->floor;
+	LWLockRelease(&enr_shared->locks[0].lock);
+	return floor;
+}
+
+/*
+ * Make sure ts is covered by the persisted horizon before a request with
+ * that timestamp is accepted.  Usually a single atomic read.
+ */
+static void
+reserve_horizon(int64 ts, int64 now)
+{
+	if ((int64) pg_atomic_read_u64(&enr_shared->horizon) >= ts)
+		return;
+	LWLockAcquire(&enr_shared->locks[0].lock, LW_EXCLUSIVE);
+	if ((int64) pg_atomic_read_u64(&enr_shared->horizon) < ts)
+	{
+		int64		h = Max(ts, now) + REPLAY_HORIZON_STEP;
+
+		/* on error the lock is released by transaction abort */
+		write_horizon_file(h);
+		pg_atomic_write_u64(&enr_shared->horizon, (uint64) h);
+	}
+	LWLockRelease(&enr_shared->locks[0].lock);
+}
+
+/* Remove entries of one partition whose timestamp left the window */
+static int
+sweep_partition(HTAB *table, int64 oldest_valid)
+{
+	HASH_SEQ_STATUS status;
+	NonceEntry *e;
+	int			removed = 0;
+
+	hash_seq_init(&status, table);
+	while ((e = hash_seq_search(&status)) != NULL)
+	{
+		if (e->ts < oldest_valid)
+		{
+			hash_search(table, &e->key, HASH_REMOVE, NULL);
+			removed++;
+		}
+	}
+	return removed;
+}
+
+/*
+ * Accept (key_id, nonce) with timestamp ts, or say why not.  The caller has
+ * already checked the window and the signature.
+ */
+NonceVerdict
+enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
+							 int64 ts, int64 now, int window)
+{
+	NonceKey	key;
+	uint8		digest[ENR_DIGEST_LEN];
+	int			p;
+	LWLock	   *lock;
+	NonceEntry *e;
+	bool		found;
+
+	memset(&key, 0, sizeof(key));
+	key.key_id = key_id;
+	enr_sha256(nonce, nonce_len, digest);
+	memcpy(key.nonce_hash, digest, sizeof(key.nonce_hash));
+	p = digest[31] % NONCE_PARTITIONS;
+	lock = &enr_shared->locks[2 + p].lock;
+
+	reserve_horizon(ts, now);
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	e = hash_search(nonce_tables[p], &key, HASH_ENTER_NULL, &found);
+	if (e == NULL)
+	{
+		sweep_partition(nonce_tables[p], now - window);
+		e = hash_search(nonce_tables[p], &key, HASH_ENTER_NULL, &found);
+	}
+	if (e == NULL)
+	{
+		LWLockRelease(lock);
+		return NONCE_CACHE_FULL;
+	}
+	if (found && e->ts >= now - window)
+	{
+		LWLockRelease(lock);
+		return NONCE_REUSED;
+	}
+	e->ts = ts;
+	LWLockRelease(lock);
+	return NONCE_ACCEPTED;
+}
+
+/* Number of nonces held right now (for monitoring) */
+int64
+enr_nonces_held(void)
+{
+	int64		n = 0;
+
+	if (enr_shared == NULL)
+		return 0;
+	for (int p = 0; p < NONCE_PARTITIONS; p++)
+	{
+		LWLockAcquire(&enr_shared->locks[2 + p].lock, LW_SHARED);
+		n += hash_get_num_entries(nonce_tables[p]);
+		LWLockRelease(&enr_shared->locks[2 + p].lock);
+	}
+	return n;
+}
+
+/*
+ * Remember that key_id was used at stamp.  Updating a known key takes the
+ * lock in shared mode only, so concurrent verifications of one key never
+ * wait for each other; a full table drops the stamp (it is advisory).
+ */
+void
+enr_last_used_note(uint64 key_id, TimestampTz stamp)
+{
+	LWLock	   *lock = &enr_shared->locks[1].lock;
+	LastUsedEntry *e;
+	bool		found;
+
+	LWLockAcquire(lock, LW_SHARED);
+	e = hash_search(last_used_table, &key_id, HASH_FIND, NULL);
+	if (e != NULL)
+	{
+		uint64		old = pg_atomic_read_u64(&e->stamp);
+
+		while ((int64) old < stamp &&
+			   !pg_atomic_compare_exchange_u64(&e->stamp, &old, (uint64) stamp))
+			;
+		LWLockRelease(lock);
+		return;
+	}
+	LWLockRelease(lock);
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	e = hash_search(last_used_table, &key_id, HASH_ENTER_NULL, &found);
+	if (e != NULL)
+	{
+		if (!found)
+			pg_atomic_init_u64(&e->stamp, (uint64) stamp);
+		else if ((int64) pg_atomic_read_u64(&e->stamp) < stamp)
+			pg_atomic_write_u64(&e->stamp, (uint64) stamp);
+	}
+	LWLockRelease(lock);
+}
+
+/* The latest stamp noted for key_id, or 0 */
+TimestampTz
+enr_last_used_get(uint64 key_id)
+{
+	LastUsedEntry *e;
+	TimestampTz stamp = 0;
+
+	if (enr_shared == NULL)
+		return 0;
+	LWLockAcquire(&enr_shared->locks[1].lock, LW_SHARED);
+	e = hash_search(last_used_table, &key_id, HASH_FIND, NULL);
+	if (e != NULL)
+		stamp = (TimestampTz) pg_atomic_read_u64(&e->stamp);
+	LWLockRelease(&enr_shared->locks[1].lock);
+	return stamp;
+}
