@@ -1,14 +1,16 @@
 -- pgTAP: the public API of enrollment, its privileges and its error codes
 BEGIN;
-SELECT plan(39);
+SELECT plan(49);
 
 SELECT has_schema('enrollment');
 SELECT has_extension('enrollment');
 SELECT functions_are('enrollment', ARRAY[
     'audit_event_immutable', 'authenticate_node', 'check_token', 'create_token',
-    'current_actor', 'current_tenant', 'enroll', 'revoke_token']);
-SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log']);
-SELECT tables_are('enrollment', ARRAY['enrollment_token', 'node_record', 'audit_event']);
+    'current_actor', 'current_tenant', 'enroll', 'revoke_token',
+    'create_api_key', 'verify_request', 'sign_request', 'revoke_api_key',
+    'rotate_server_key', 'key_last_used']);
+SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log', 'api_keys']);
+SELECT tables_are('enrollment', ARRAY['enrollment_token', 'node_record', 'audit_event', 'api_key']);
 
 SELECT has_function('enrollment', 'create_token',
     ARRAY['text', 'text', 'interval', 'integer', 'text', 'uuid', 'integer']);
@@ -28,6 +30,21 @@ SELECT table_privs_are('enrollment', 'tokens', 'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'enroll', ARRAY['text', 'text', 'text', 'text'],
                           'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'revoke_token', ARRAY['uuid'], 'public', ARRAY[]::text[]);
+
+SELECT has_function('enrollment', 'verify_request',
+    ARRAY['text', 'text', 'text', 'text', 'text', 'text', 'bytea', 'text']);
+SELECT has_function('enrollment', 'verify_request', ARRAY['text', 'text', 'jsonb', 'bytea', 'text']);
+SELECT function_returns('enrollment', 'sign_request',
+    ARRAY['text', 'text', 'text', 'text', 'bytea', 'bigint', 'text'], 'jsonb');
+SELECT table_privs_are('enrollment', 'api_key', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('enrollment', 'api_keys', 'public', ARRAY[]::text[]);
+SELECT function_privs_are('enrollment', 'create_api_key', ARRAY['text', 'text[]', 'integer'],
+                          'public', ARRAY[]::text[]);
+SELECT hasnt_column('enrollment', 'api_keys', 'secret_sealed', 'api_keys view has no secret');
+SELECT throws_ok($$SELECT enrollment.create_api_key('x', ARRAY['nope'])$$, '22023', 'unknown scope in scopes');
+SELECT throws_ok($$SELECT enrollment.revoke_api_key('ffffffffffffffff')$$, 'NR010', 'invalid_key');
+SELECT is((SELECT error FROM enrollment.verify_request('GET', '/', NULL, NULL, NULL, NULL)),
+          'missing_headers', 'verify_request reports instead of raising');
 
 -- the view never exposes digests
 SELECT hasnt_column('enrollment', 'tokens', 'token_hash', 'tokens view has no digest');

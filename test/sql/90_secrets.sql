@@ -11,6 +11,9 @@ INSERT INTO plaintexts
 SELECT 'node credential', node_secret
   FROM enrollment.enroll((SELECT secret FROM plaintexts WHERE what = 'token reusable'), 'secret-check');
 
+INSERT INTO plaintexts
+SELECT 'hmac secret', hmac_secret FROM enrollment.create_api_key('secret check', ARRAY['audit:read']);
+
 -- the stored digest is SHA-256 of the whole string (checked with pgcrypto)
 SELECT p.what, t.token_hash = digest(p.secret, 'sha256') AS digest_matches
   FROM plaintexts p JOIN enrollment.enrollment_token t
@@ -29,8 +32,12 @@ SELECT p.what, count(r.*) AS rows_containing_secret
         UNION ALL SELECT n::text FROM enrollment.node_record n
         UNION ALL SELECT a::text FROM enrollment.audit_event a
         UNION ALL SELECT encode(t.token_hash, 'escape') FROM enrollment.enrollment_token t
-        UNION ALL SELECT encode(n.secret_hash, 'escape') FROM enrollment.node_record n) r
-    ON strpos(r.txt, split_part(p.secret, '.', 2)) > 0 OR strpos(r.txt, p.secret) > 0
+        UNION ALL SELECT encode(n.secret_hash, 'escape') FROM enrollment.node_record n
+        UNION ALL SELECT k::text FROM enrollment.api_key k
+        UNION ALL SELECT encode(k.secret_sealed, 'escape') FROM enrollment.api_key k) r
+    ON strpos(r.txt, coalesce(nullif(split_part(p.secret, '.', 2), ''), p.secret)) > 0
+       OR strpos(r.txt, p.secret) > 0
+       OR strpos(r.txt, encode(convert_to(p.secret, 'UTF8'), 'hex')) > 0
  GROUP BY p.what ORDER BY 1;
 
 -- nor the views
@@ -38,5 +45,12 @@ SELECT count(*) AS view_rows_containing_secret
   FROM plaintexts p,
        (SELECT t::text AS txt FROM enrollment.tokens t
         UNION ALL SELECT n::text FROM enrollment.nodes n
-        UNION ALL SELECT a::text FROM enrollment.audit_log a) r
- WHERE strpos(r.txt, split_part(p.secret, '.', 2)) > 0;
+        UNION ALL SELECT a::text FROM enrollment.audit_log a
+        UNION ALL SELECT k::text FROM enrollment.api_keys k) r
+ WHERE strpos(r.txt, coalesce(nullif(split_part(p.secret, '.', 2), ''), p.secret)) > 0;
+
+-- the sealed secret is not the secret: opening it takes the server key
+SELECT octet_length(k.secret_sealed) AS sealed_bytes,
+       strpos(encode(k.secret_sealed, 'hex'), p.secret) = 0 AS not_plain
+  FROM enrollment.api_key k, plaintexts p
+ WHERE p.what = 'hmac secret' AND k.label = 'secret check';

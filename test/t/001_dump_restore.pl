@@ -18,6 +18,8 @@ my $cluster = $node->safe_psql('postgres',
 	"SELECT token FROM enrollment.create_token('cluster', cluster_id => 'k8s', max_uses => 5)");
 my $used = $node->safe_psql('postgres', "SELECT token FROM enrollment.create_token()");
 my $secret = $node->safe_psql('postgres', "SELECT node_secret FROM enrollment.enroll('$used', 'n1')");
+my ($kid, $hmac) = split / /, $node->safe_psql('postgres',
+	"SELECT key_id || ' ' || hmac_secret FROM enrollment.create_api_key('dumped key', ARRAY['events:read'])");
 like($once, qr/^enr_[0-9a-f]{16}\.[A-Za-z0-9_-]{49}$/, 'token has the documented shape');
 like($secret, qr/^node_[0-9a-f]{16}\.[A-Za-z0-9_-]{49}$/, 'node credential has the documented shape');
 
@@ -35,6 +37,8 @@ for my $s ([ 'once token', $once ], [ 'cluster token', $cluster ], [ 'used token
 	my ($public, $private) = split /\./, $plaintext;
 	ok(index($dump, $private) < 0, "$what: secret part not in the dump");
 }
+ok(index(lc($dump), $hmac) < 0, 'HMAC secret not in the dump (as hex)');
+ok(index($dump, pack('H*', $hmac)) < 0, 'HMAC secret not in the dump (as bytes)');
 
 # restore into a fresh database: everything still verifies
 $node->safe_psql('postgres', 'CREATE DATABASE restored');
@@ -45,6 +49,9 @@ is($node->safe_psql('restored', "SELECT status FROM enrollment.enroll('$cluster'
 	'a restored cluster token enrolls');
 is($node->safe_psql('restored', "SELECT name FROM enrollment.authenticate_node('$secret')"), 'n1',
 	'a restored node credential authenticates');
+is($node->safe_psql('restored',
+		"SELECT ok FROM enrollment.verify_request('GET', '/r', enrollment.sign_request('GET', '/r', '$kid', '$hmac'))"),
+	't', 'a restored API key verifies signed requests');
 my ($rc, $out, $err) = $node->psql('restored', "SELECT enrollment.enroll('$used', 'again')");
 like($err, qr/token_exhausted/, 'a used token stays used after restore');
 is($node->safe_psql('restored', 'SELECT count(*) FROM enrollment.audit_log'),

@@ -1,0 +1,144 @@
+# Signed API requests end to end: the seed's Python client (signing logic
+# unchanged) against verify_request, every rejection it can meet, replays
+# after a restart and after a crash, and many sessions racing on the same
+# nonces.
+use strict;
+use warnings;
+use JSON::PP;
+use File::Basename qw(dirname);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $client = dirname(__FILE__) . '/../client/seed_client.py';
+
+my $node = PostgreSQL::Test::Cluster->new('signed');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'enrollment'");
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION enrollment CASCADE');
+
+sub create_key
+{
+	my ($label, $scopes, $days) = @_;
+	$days = defined $days ? $days : 'NULL';
+	my $row = $node->safe_psql('postgres',
+		"SELECT key_id || ' ' || hmac_secret FROM enrollment.create_api_key('$label', $scopes, $days)");
+	return split / /, $row;
+}
+
+# run the seed client; returns the request it would have sent
+sub sign
+{
+	my ($kid, $secret, $method, $path, $body, @opts) = @_;
+	my ($stdout, $stderr);
+	IPC::Run::run([ 'python3', $client, $kid, $secret, $method, $path, $body // '', @opts ],
+		'>', \$stdout, '2>', \$stderr)
+	  or die "seed client failed: $stderr";
+	return decode_json($stdout);
+}
+
+# verify a request (optionally altered) and return "ok|error|http_status"
+sub verify
+{
+	my ($req, %alter) = @_;
+	my $method = $alter{method} // $req->{method};
+	my $path = $alter{path} // $req->{path};
+	my $body_hex = $alter{body_hex} // $req->{body_hex};
+	my %headers = %{ $req->{headers} };
+	delete $headers{$_} for @{ $alter{drop} // [] };
+	my $json = encode_json(\%headers);
+	$json =~ s/'/''/g;
+	my $scope = defined $alter{scope} ? "'$alter{scope}'" : 'NULL';
+	return $node->safe_psql('postgres',
+		"SELECT ok || '|' || coalesce(error, '') || '|' || http_status FROM enrollment.verify_request("
+		  . "'$method', '$path', '$json'::jsonb, decode('$body_hex', 'hex'), $scope)");
+}
+
+my ($kid, $secret) = create_key('seed client', "ARRAY['sensors:read', 'events:read']");
+my ($rkid, $rsecret) = create_key('to revoke', "ARRAY['sensors:read']");
+my ($xkid, $xsecret) = create_key('to expire', "ARRAY['sensors:read']", 1);
+$node->safe_psql('postgres', "SELECT enrollment.revoke_api_key('$rkid')");
+$node->safe_psql('postgres',
+	"UPDATE enrollment.api_key SET expires_at = now() - interval '1 second' "
+	  . "WHERE key_id = ('x' || '$xkid')::bit(64)::bigint");
+
+my $good = sign($kid, $secret, 'GET', '/api/v2/sensors');
+is(verify($good, scope => 'sensors:read'), 'true||200', 'the seed client\'s request is accepted');
+is(verify($good, scope => 'sensors:read'), 'false|nonce_reused|401', 'its replay is rejected');
+
+my $post = sign($kid, $secret, 'POST', '/api/v2/events?since=1', '{"q":"x"}');
+is(verify($post), 'true||200', 'a POST with a body and a query string is accepted');
+
+is(verify(sign($kid, $secret, 'GET', '/api/v2/sensors', '', '--skew', '-400')),
+	'false|stale_timestamp|401', 'a request 400 s old is stale');
+is(verify(sign($kid, $secret, 'GET', '/api/v2/sensors', '', '--skew', '400')),
+	'false|stale_timestamp|401', 'a request 400 s in the future is stale');
+is(verify(sign($kid, 'ab' x 32, 'GET', '/api/v2/sensors')), 'false|bad_signature|401', 'wrong secret');
+is(verify(sign($kid, $secret, 'POST', '/api/v2/alerts', '{"a":1}'), body_hex => unpack('H*', '{"a":2}')),
+	'false|bad_signature|401', 'wrong body');
+is(verify(sign($kid, $secret, 'GET', '/api/v2/sensors'), path => '/api/v2/sensors/1'),
+	'false|bad_signature|401', 'wrong path');
+is(verify(sign($kid, $secret, 'GET', '/api/v2/sensors'), method => 'DELETE'),
+	'false|bad_signature|401', 'wrong method');
+is(verify(sign($rkid, $rsecret, 'GET', '/api/v2/sensors')), 'false|invalid_key|401', 'revoked key');
+is(verify(sign($xkid, $xsecret, 'GET', '/api/v2/sensors')), 'false|invalid_key|401', 'expired key');
+is(verify(sign('00000000000000ff', $secret, 'GET', '/api/v2/sensors')), 'false|invalid_key|401', 'unknown key');
+is(verify(sign($kid, $secret, 'GET', '/api/v2/sensors'), drop => ['X-Telovix-Nonce']),
+	'false|missing_headers|401', 'missing header');
+is(verify(sign($kid, $secret, 'GET', '/api/v2/sensors', '', '--nonce', 'n' x 129)),
+	'false|invalid_nonce|401', '129-character nonce');
+is(verify(sign($kid, $secret, 'GET', '/api/v2/sensors', '', '--nonce', 'n' x 128)),
+	'true||200', '128-character nonce');
+is(verify(sign($kid, $secret, 'GET', '/api/v2/audit'), scope => 'audit:read'),
+	'false|insufficient_scope|403', 'scope missing');
+
+# replay after a clean restart, and after a crash: both refused; fresh
+# requests are accepted again within a few seconds
+my $before = sign($kid, $secret, 'GET', '/api/v2/sensors');
+is(verify($before), 'true||200', 'accepted before the restart');
+$node->restart;
+is(verify($before), 'false|stale_timestamp|401', 'replay after a restart is refused');
+ok( $node->poll_query_until('postgres',
+		"SELECT ok FROM enrollment.verify_request('GET', '/p', "
+		  . "enrollment.sign_request('GET', '/p', '$kid', '$secret'))", 't'),
+	'fresh requests are accepted again after the restart');
+
+my $crash = sign($kid, $secret, 'GET', '/api/v2/sensors');
+is(verify($crash), 'true||200', 'accepted before the crash');
+$node->stop('immediate');
+$node->start;
+is(verify($crash), 'false|stale_timestamp|401', 'replay after a crash is refused');
+ok( $node->poll_query_until('postgres',
+		"SELECT ok FROM enrollment.verify_request('GET', '/p', "
+		  . "enrollment.sign_request('GET', '/p', '$kid', '$secret'))", 't'),
+	'fresh requests are accepted again after the crash');
+
+# 8 clients race on 50 signed requests: each is accepted exactly once
+$node->safe_psql('postgres', qq{
+	CREATE TABLE reqs AS
+	SELECT i AS id, enrollment.sign_request('GET', '/race', '$kid', '$secret', nonce => 'race-' || i) AS headers
+	  FROM generate_series(1, 50) i;
+	CREATE TABLE outcomes (id int, ok boolean, error text);
+});
+$node->pgbench(
+	'--no-vacuum --client=8 --jobs=2 --transactions=200',
+	0, [qr{processed: 1600/1600}], [qr{^$}],
+	'8 clients present the same requests concurrently',
+	{
+		'002_race' => q{
+			\set id random(1, 50)
+			INSERT INTO outcomes SELECT :id, v.ok, v.error
+			  FROM reqs, enrollment.verify_request('GET', '/race', reqs.headers) v WHERE reqs.id = :id;
+		}
+	});
+is($node->safe_psql('postgres', 'SELECT count(*) FROM outcomes WHERE ok GROUP BY id HAVING count(*) > 1'),
+	'', 'no request was accepted twice');
+is($node->safe_psql('postgres', 'SELECT count(DISTINCT id) FROM outcomes WHERE ok'),
+	$node->safe_psql('postgres', 'SELECT count(DISTINCT id) FROM outcomes'),
+	'every request presented was accepted once');
+is($node->safe_psql('postgres', "SELECT count(*) FROM outcomes WHERE NOT ok AND error <> 'nonce_reused'"),
+	'0', 'every other attempt was a nonce_reused');
+
+$node->stop;
+done_testing();
