@@ -141,4 +141,41 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM outcomes WHERE NOT ok AND 
 	'0', 'every other attempt was a nonce_reused');
 
 $node->stop;
+
+# a full nonce cache fails closed, and frees itself as the window moves on
+my $small = PostgreSQL::Test::Cluster->new('small_cache');
+$small->init;
+$small->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'enrollment'
+enrollment.max_nonces = 1024
+enrollment.hmac_window = 2
+});
+$small->start;
+$small->safe_psql('postgres', 'CREATE EXTENSION enrollment CASCADE');
+my ($skid, $ssec) = split / /, $small->safe_psql('postgres',
+	"SELECT key_id || ' ' || hmac_secret FROM enrollment.create_api_key('small', ARRAY['events:read'])");
+my $flood = qq{
+	SELECT outcome || ':' || n FROM (
+	  SELECT coalesce(v.error, 'ok') AS outcome, count(*) AS n
+	    FROM generate_series(1, 1500) i,
+	         LATERAL enrollment.verify_request('GET', '/f',
+	             enrollment.sign_request('GET', '/f', '$skid', '$ssec', nonce => 'flood-' || i)) v
+	   GROUP BY 1) s ORDER BY 1};
+my @counts = split /\n/, $small->safe_psql('postgres', $flood);
+my %by = map { split /:/ } @counts;
+ok(($by{nonce_cache_full} // 0) > 0, "a full cache refuses new nonces ($by{nonce_cache_full} of 1500)");
+ok(($by{ok} // 0) >= 1024 - 16 * 2 && ($by{ok} // 0) <= 1024 + 16,
+	"about as many were accepted as there is room ($by{ok})");
+is(join(',', sort keys %by), 'nonce_cache_full,ok', 'no other outcome');
+is($small->safe_psql('postgres',
+		"SELECT error FROM enrollment.verify_request('GET', '/f', "
+		  . "enrollment.sign_request('GET', '/f', '$skid', '$ssec', nonce => 'flood-1'))"),
+	'nonce_reused', 'while the cache is full, replays of accepted nonces are still caught');
+sleep(3);
+is($small->safe_psql('postgres',
+		"SELECT count(*) FILTER (WHERE v.ok) FROM generate_series(1, 100) i, LATERAL enrollment.verify_request('GET', '/f', "
+		  . "enrollment.sign_request('GET', '/f', '$skid', '$ssec', nonce => 'later-' || i)) v"),
+	'100', 'once the window has moved on, expired nonces make room again');
+$small->stop;
+
 done_testing();
