@@ -65,6 +65,10 @@ CREATE INDEX enrollment_token_tenant_created_at_idx
 CREATE INDEX enrollment_token_expires_at_idx
     ON enrollment.enrollment_token (expires_at)
     WHERE status IN ('pending', 'active');
+-- the worker purges terminal tokens by the time they became terminal
+CREATE INDEX enrollment_token_terminal_idx
+    ON enrollment.enrollment_token ((CASE WHEN status = 'expired' THEN expires_at ELSE last_used_at END))
+    WHERE status IN ('used', 'exhausted', 'expired');
 
 -- API keys for HMAC-SHA256 signed requests.  The secret is stored only
 -- sealed (AES-256-GCM) under the server key, which lives outside the
@@ -322,6 +326,8 @@ BEGIN
     INSERT INTO enrollment.audit_event (tenant, actor, action, details)
     VALUES (k.tenant, actor, 'api_key_revoked',
             pg_catalog.jsonb_build_object('key_id', revoke_api_key.key_id, 'label', k.label));
+    PERFORM pg_catalog.pg_notify('enrollment_events', pg_catalog.json_build_object(
+        'event', 'api_key_revoked', 'tenant', k.tenant, 'key_id', revoke_api_key.key_id)::text);
     RETURN true;
 END
 $$;
@@ -370,11 +376,37 @@ BEGIN
             pg_catalog.jsonb_build_object('kind', t.kind,
                 'prefix', t.prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0'),
                 'use_count', t.use_count));
+    PERFORM pg_catalog.pg_notify('enrollment_events', pg_catalog.json_build_object(
+        'event', 'revoked', 'tenant', t.tenant, 'token_id', t.token_id,
+        'prefix', t.prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0'))::text);
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION enrollment.revoke_token(uuid) IS
     'Revoke an enrollment token permanently; true if revoked now, false if it already was. Enrolled nodes are not affected';
+
+--------------------------------------------------------------------------
+-- Monitoring (needs shared_preload_libraries)
+--------------------------------------------------------------------------
+
+CREATE FUNCTION enrollment.stats(OUT area text, OUT counter text, OUT value bigint, OUT at timestamptz)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'enrollment_stats'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION enrollment.stats() IS
+    'Counters since server start or the last stats_reset(): enrollments and verifications by outcome, nonces, worker';
+
+CREATE FUNCTION enrollment.stats_reset() RETURNS void
+    AS 'MODULE_PATHNAME', 'enrollment_stats_reset'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION enrollment.stats_reset() IS 'Zero the counters of enrollment.stats';
+
+CREATE VIEW enrollment.stats AS SELECT * FROM enrollment.stats();
+COMMENT ON VIEW enrollment.stats IS
+    'Counters since server start (or stats_reset): enroll and verify outcomes, nonces held and capacity, worker runs';
+COMMENT ON COLUMN enrollment.stats.area IS 'enroll, verify, nonces, worker or stats';
+COMMENT ON COLUMN enrollment.stats.counter IS 'Outcome (ok or the error key) or counter name';
+COMMENT ON COLUMN enrollment.stats.at IS 'worker rows: end of the last run; stats row: time of the last reset';
 
 --------------------------------------------------------------------------
 -- Views (the listing interface)
@@ -457,7 +489,8 @@ COMMENT ON COLUMN enrollment.api_keys.revoked IS 'Always false: revoked keys are
 -- Privileges: nothing for PUBLIC; see README "Privileges" for the grants
 --------------------------------------------------------------------------
 
-REVOKE ALL ON enrollment.tokens, enrollment.nodes, enrollment.audit_log, enrollment.api_keys FROM PUBLIC;
+REVOKE ALL ON enrollment.tokens, enrollment.nodes, enrollment.audit_log, enrollment.api_keys,
+              enrollment.stats FROM PUBLIC;
 REVOKE ALL ON FUNCTION
     enrollment.create_token(text, text, interval, integer, text, uuid, integer),
     enrollment.enroll(text, text, text, text),
@@ -469,5 +502,7 @@ REVOKE ALL ON FUNCTION
     enrollment.verify_request(text, text, text, text, text, text, bytea, text),
     enrollment.verify_request(text, text, jsonb, bytea, text),
     enrollment.rotate_server_key(),
+    enrollment.stats(),
+    enrollment.stats_reset(),
     enrollment.revoke_api_key(text)
   FROM PUBLIC;

@@ -21,9 +21,11 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -97,15 +99,40 @@ static EnrPlan reenroll_plan = {
 	.argtypes = {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, UUIDOID}
 };
 
-/* Raise one of the token errors; detail names only the token's public part */
+/*
+ * Raise one of the token errors, counted in enrollment.stats; the message
+ * is the outcome's key and the detail names only the token's public part.
+ */
 static void
-token_error(int sqlstate, const char *key, const char *detail, const char *hint)
+token_error(int sqlstate, EnrollOutcome outcome, const char *detail, const char *hint)
 {
+	const char *key = enroll_outcome_names[outcome];
+
+	enr_count_enroll(outcome);
 	ereport(ERROR,
 			(errcode(sqlstate),
 			 errmsg("%s", key),
 			 errdetail_internal("%s", detail),
 			 hint ? errhint("%s", hint) : 0));
+}
+
+/*
+ * Queue a NOTIFY enrollment_events for this enrollment; like any NOTIFY it
+ * is delivered only if and when the transaction commits.
+ */
+static void
+notify_enrolled(const char *tenant, Datum token_id, Datum node_id, bool reenrolled)
+{
+	StringInfoData payload;
+
+	initStringInfo(&payload);
+	appendStringInfoString(&payload, "{\"event\":\"enrolled\",\"tenant\":");
+	escape_json(&payload, tenant);
+	appendStringInfo(&payload, ",\"token_id\":\"%s\",\"node_id\":\"%s\",\"reenrolled\":%s}",
+					 DatumGetCString(DirectFunctionCall1(uuid_out, token_id)),
+					 DatumGetCString(DirectFunctionCall1(uuid_out, node_id)),
+					 reenrolled ? "true" : "false");
+	Async_Notify(ENR_NOTIFY_CHANNEL, payload.data);
 }
 
 /*
@@ -162,7 +189,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	/* shape and checksum: a malformed token never reaches a table */
 	pr = enr_parse_presented(PG_GETARG_TEXT_PP(0), &public_id, digest);
 	if (pr != TOKEN_OK)
-		token_error(ERRCODE_ENR_INVALID_TOKEN, "invalid_token",
+		token_error(ERRCODE_ENR_INVALID_TOKEN, ENROLL_INVALID_TOKEN,
 					enr_token_parse_result_detail(pr),
 					"Check that the whole token was copied.");
 
@@ -176,7 +203,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	/* unknown and wrong-secret tokens are indistinguishable to the caller */
 	if (SPI_processed != 1 ||
 		!enr_digest_matches(DatumGetByteaPP(enr_getattr(0, 5, &isnull)), digest))
-		token_error(ERRCODE_ENR_INVALID_TOKEN, "invalid_token",
+		token_error(ERRCODE_ENR_INVALID_TOKEN, ENROLL_INVALID_TOKEN,
 					"No enrollment token matches.", NULL);
 
 	token_id = enr_getattr(0, 1, &isnull);
@@ -194,25 +221,25 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 
 	/* state checks, most definitive first */
 	if (strcmp(status, "revoked") == 0)
-		token_error(ERRCODE_ENR_TOKEN_REVOKED, "token_revoked",
+		token_error(ERRCODE_ENR_TOKEN_REVOKED, ENROLL_TOKEN_REVOKED,
 					psprintf("Token %s was revoked.", public_prefix),
 					"Ask an operator for a new token.");
 	if (strcmp(status, "used") == 0 || strcmp(status, "exhausted") == 0 ||
 		(!nomax && use_count >= max_uses))
-		token_error(ERRCODE_ENR_TOKEN_EXHAUSTED, "token_exhausted",
+		token_error(ERRCODE_ENR_TOKEN_EXHAUSTED, ENROLL_TOKEN_EXHAUSTED,
 					strcmp(kind, "once") == 0
 					? psprintf("Token %s was already used.", public_prefix)
 					: psprintf("Token %s reached its limit of %d enrollments.", public_prefix, max_uses),
 					"Ask an operator for a new token.");
 	if (strcmp(status, "expired") == 0 || (!noexp && expires <= now))
-		token_error(ERRCODE_ENR_TOKEN_EXPIRED, "token_expired",
+		token_error(ERRCODE_ENR_TOKEN_EXPIRED, ENROLL_TOKEN_EXPIRED,
 					psprintf("Token %s expired at %s.", public_prefix,
 							 timestamptz_to_str(expires)),
 					"Ask an operator for a new token.");
 	if (strcmp(kind, "cluster") == 0 &&
 		(cluster_id == NULL ||
 		 !enr_text_equal(DatumGetTextPP(tcluster), cluster_id)))
-		token_error(ERRCODE_ENR_CLUSTER_MISMATCH, "cluster_mismatch",
+		token_error(ERRCODE_ENR_CLUSTER_MISMATCH, ENROLL_CLUSTER_MISMATCH,
 					psprintf("Token %s only enrolls nodes of its own cluster.", public_prefix),
 					"Pass the cluster_id the token was created for.");
 	if (!nocluster)
@@ -231,11 +258,11 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		bound_name = TextDatumGetCString(enr_getattr(0, 1, &isnull));
 		bound_status = TextDatumGetCString(enr_getattr(0, 2, &isnull));
 		if (strcmp(bound_status, "removed") == 0)
-			token_error(ERRCODE_ENR_NODE_MISMATCH, "node_mismatch",
+			token_error(ERRCODE_ENR_NODE_MISMATCH, ENROLL_NODE_MISMATCH,
 						psprintf("The node token %s is bound to was removed.", public_prefix),
 						"Enroll the machine as a new node with a plain token.");
 		if (strcmp(bound_name, text_to_cstring(node_name)) != 0)
-			token_error(ERRCODE_ENR_NODE_MISMATCH, "node_mismatch",
+			token_error(ERRCODE_ENR_NODE_MISMATCH, ENROLL_NODE_MISMATCH,
 						psprintf("Token %s re-enrolls a different node.", public_prefix),
 						"Pass the node_name of the node the token was created for.");
 	}
@@ -271,6 +298,9 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	if (enr_execute(unbound ? &enroll_new_plan : &reenroll_plan, args, nulls, false, 0) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "enrollment of token %s wrote no node", public_prefix);
+
+	enr_count_enroll(ENROLL_OK);
+	notify_enrolled(tenant, token_id, enr_getattr(0, 1, &isnull), !unbound);
 
 	MemoryContextSwitchTo(callcxt);
 	out[0] = enr_getattr(0, 1, &isnull);

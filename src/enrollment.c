@@ -4,7 +4,8 @@
  *	  Module entry point of the enrollment extension.
  *
  * _PG_init only dispatches: it defines the settings and, when the library
- * is preloaded (shared_preload_libraries), asks for shared memory.  Token
+ * is preloaded (shared_preload_libraries), asks for shared memory and
+ * registers the maintenance workers.  Token
  * functions work either way; request verification needs the preload.
  *
  * src/enrollment.c
@@ -25,8 +26,9 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
-	enrollment_guc_init();
+	enrollment_guc_init(process_shared_preload_libraries_in_progress);
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	enrollment_shmem_init();
+	enrollment_worker_register();
 }

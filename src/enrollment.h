@@ -30,6 +30,9 @@
 #define ERRCODE_ENR_NODE_MISMATCH		MAKE_SQLSTATE('N','R','0','0','6')	/* node_mismatch */
 #define ERRCODE_ENR_API_KEY_NOT_FOUND	MAKE_SQLSTATE('N','R','0','1','0')	/* invalid_key */
 
+/* Channel of NOTIFY payloads for state changes */
+#define ENR_NOTIFY_CHANNEL	"enrollment_events"
+
 /* Digest length of SHA-256 */
 #define ENR_DIGEST_LEN	32
 
@@ -47,7 +50,14 @@ extern char *enrollment_header_key_id;
 extern char *enrollment_header_timestamp;
 extern char *enrollment_header_nonce;
 extern char *enrollment_header_signature;
-extern void enrollment_guc_init(void);
+extern char *enrollment_database_names;
+extern int	enrollment_worker_interval;		/* seconds */
+extern int	enrollment_token_retention;		/* seconds */
+extern int	enrollment_worker_batch;
+extern void enrollment_guc_init(bool preloading);
+
+/* worker.c */
+extern void enrollment_worker_register(void);
 
 /* crypto.c: OpenSSL-backed primitives */
 extern void enr_random_bytes(void *buf, size_t len);
@@ -92,6 +102,58 @@ typedef enum NonceVerdict
 	NONCE_REUSED,
 	NONCE_CACHE_FULL
 } NonceVerdict;
+
+/* counters shown by enrollment.stats; the reason lists are fixed */
+typedef enum EnrollOutcome
+{
+	ENROLL_OK,
+	ENROLL_INVALID_TOKEN,
+	ENROLL_TOKEN_EXPIRED,
+	ENROLL_TOKEN_REVOKED,
+	ENROLL_TOKEN_EXHAUSTED,
+	ENROLL_CLUSTER_MISMATCH,
+	ENROLL_NODE_MISMATCH,
+	ENROLL_NUM_OUTCOMES
+} EnrollOutcome;
+
+typedef enum VerifyOutcome
+{
+	VERIFY_OK,
+	VERIFY_MISSING_HEADERS,
+	VERIFY_INVALID_KEY,
+	VERIFY_INVALID_TIMESTAMP,
+	VERIFY_INVALID_NONCE,
+	VERIFY_MALFORMED_SIGNATURE,
+	VERIFY_STALE_TIMESTAMP,
+	VERIFY_BAD_SIGNATURE,
+	VERIFY_NONCE_REUSED,
+	VERIFY_NONCE_CACHE_FULL,
+	VERIFY_INSUFFICIENT_SCOPE,
+	VERIFY_NUM_OUTCOMES
+} VerifyOutcome;
+
+typedef enum WorkerCounter
+{
+	WORKER_RUNS,
+	WORKER_TOKENS_EXPIRED,
+	WORKER_TOKENS_PURGED,
+	WORKER_NONCES_FORGOTTEN,
+	WORKER_STAMPS_WRITTEN,
+	WORKER_NUM_COUNTERS
+} WorkerCounter;
+
+extern const char *const enroll_outcome_names[ENROLL_NUM_OUTCOMES];
+extern const char *const verify_outcome_names[VERIFY_NUM_OUTCOMES];
+extern void enr_count_enroll(EnrollOutcome o);
+extern void enr_count_verify(VerifyOutcome o);
+extern void enr_count_worker(WorkerCounter c, uint64 n);
+extern void enr_note_worker_run(TimestampTz end, int64 duration_us);
+extern int64 enr_nonce_sweep(int64 oldest_valid);
+extern void enr_counters_read(uint64 *enroll, uint64 *verify, uint64 *worker,
+							  TimestampTz *last_run_end, int64 *last_run_us, TimestampTz *reset_at);
+extern void enr_counters_reset(void);
+extern int	enr_last_used_collect(uint64 *key_ids, TimestampTz *stamps, int max);
+extern void enr_last_used_forget(const uint64 *key_ids, const TimestampTz *stamps, int n);
 
 extern int	enrollment_max_nonces;
 extern int	enrollment_last_used_slots;

@@ -122,9 +122,13 @@ check_header_name(char **newval, void **extra pg_attribute_unused(), GucSource s
 	return true;
 }
 
-/* Define every setting; called first thing from _PG_init */
+/*
+ * Define the settings; called first thing from _PG_init.  Settings that
+ * need a restart (PGC_POSTMASTER) exist only when the library is preloaded:
+ * they size shared memory and start the workers.
+ */
 void
-enrollment_guc_init(void)
+enrollment_guc_init(bool preloading)
 {
 	DefineCustomStringVariable("enrollment.token_prefix",
 							   "Prefix of newly issued enrollment tokens.",
@@ -215,21 +219,56 @@ enrollment_guc_init(void)
 							   NULL, &enrollment_header_signature, "X-Telovix-Signature",
 							   PGC_SUSET, 0, check_header_name, NULL, NULL);
 
-	DefineCustomIntVariable("enrollment.max_nonces",
-							"How many accepted nonces shared memory can hold.",
-							"When full, and nothing has left the window, verification fails closed (nonce_cache_full).",
-							&enrollment_max_nonces,
-							100000, 1024, 100000000,
-							PGC_POSTMASTER, 0,
+	DefineCustomIntVariable("enrollment.worker_interval",
+							"Time between two rounds of the maintenance worker.",
+							NULL,
+							&enrollment_worker_interval,
+							10, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("enrollment.last_used_slots",
-							"How many API keys' last-used stamps shared memory can hold.",
-							NULL,
-							&enrollment_last_used_slots,
-							10000, 128, 10000000,
-							PGC_POSTMASTER, 0,
+	DefineCustomIntVariable("enrollment.token_retention",
+							"How long used, exhausted and expired tokens stay listed before the worker deletes them.",
+							"Their audit events are kept.",
+							&enrollment_token_retention,
+							86400, 0, 3650 * SECS_PER_DAY_INT,
+							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("enrollment.worker_batch_size",
+							"Rows the worker changes per transaction.",
+							"Smaller batches hold row locks for less time.",
+							&enrollment_worker_batch,
+							500, 1, 100000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	if (preloading)
+	{
+		DefineCustomIntVariable("enrollment.max_nonces",
+								"How many accepted nonces shared memory can hold.",
+								"When full, and nothing has left the window, verification fails closed (nonce_cache_full).",
+								&enrollment_max_nonces,
+								100000, 1024, 100000000,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+
+		DefineCustomIntVariable("enrollment.last_used_slots",
+								"How many API keys' last-used stamps shared memory can hold.",
+								NULL,
+								&enrollment_last_used_slots,
+								10000, 128, 10000000,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+
+		DefineCustomStringVariable("enrollment.database_names",
+								   "Databases the maintenance worker runs in (comma-separated).",
+								   "One worker per database; empty means no worker.",
+								   &enrollment_database_names,
+								   "postgres",
+								   PGC_POSTMASTER, GUC_LIST_INPUT,
+								   NULL, NULL, NULL);
+	}
 
 	MarkGUCPrefixReserved("enrollment");
 }

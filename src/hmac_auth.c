@@ -80,11 +80,13 @@ typedef struct SignedRequest
 	bytea	   *body;
 } SignedRequest;
 
+/* Record a failed verification (the error key is the outcome's name) */
 static void
-fail(VerifyResult *r, const char *error, int http_status)
+fail(VerifyResult *r, VerifyOutcome outcome, int http_status)
 {
-	r->error = error;
+	r->error = verify_outcome_names[outcome];
 	r->http_status = http_status;
+	enr_count_verify(outcome);
 }
 
 #define TXT(t) VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)
@@ -133,22 +135,22 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	if (req->key_id == NULL || req->ts == NULL || req->nonce == NULL || req->signature == NULL ||
 		VARSIZE_ANY_EXHDR(req->key_id) == 0 || VARSIZE_ANY_EXHDR(req->ts) == 0 ||
 		VARSIZE_ANY_EXHDR(req->signature) == 0)
-		FAIL(r, "missing_headers", 401);
+		FAIL(r, VERIFY_MISSING_HEADERS, 401);
 	if (!enr_parse_key_id(TXT(req->key_id), &key_id))
-		FAIL(r, "invalid_key", 401);
+		FAIL(r, VERIFY_INVALID_KEY, 401);
 	r->have_key_id = true;
 	r->key_id = key_id;
 	if (!enr_parse_timestamp(TXT(req->ts), &ts))
-		FAIL(r, "invalid_timestamp", 401);
+		FAIL(r, VERIFY_INVALID_TIMESTAMP, 401);
 	if (!enr_nonce_is_valid(TXT(req->nonce)))
-		FAIL(r, "invalid_nonce", 401);
+		FAIL(r, VERIFY_INVALID_NONCE, 401);
 	if (!enr_parse_signature(TXT(req->signature), presented))
-		FAIL(r, "malformed_signature", 401);
+		FAIL(r, VERIFY_MALFORMED_SIGNATURE, 401);
 
 	/* 2. window and replay floor */
 	if (ts < now - enrollment_hmac_window || ts > now + enrollment_hmac_window ||
 		ts < enr_replay_floor())
-		FAIL(r, "stale_timestamp", 401);
+		FAIL(r, VERIFY_STALE_TIMESTAMP, 401);
 
 	/* 3. the key */
 	SPI_connect();
@@ -160,7 +162,7 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	if (SPI_processed != 1)
 	{
 		SPI_finish();
-		FAIL(r, "invalid_key", 401);
+		FAIL(r, VERIFY_INVALID_KEY, 401);
 	}
 
 	/* 4. the signature: same work whether it will match or not */
@@ -181,7 +183,7 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	if (!match)
 	{
 		SPI_finish();
-		FAIL(r, "bad_signature", 401);
+		FAIL(r, VERIFY_BAD_SIGNATURE, 401);
 	}
 
 	/* copy what the answer needs out of SPI memory */
@@ -198,15 +200,16 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	/* 5. the nonce, remembered only now */
 	nv = enr_nonce_check_and_remember(key_id, TXT(req->nonce), ts, now, enrollment_hmac_window);
 	if (nv == NONCE_REUSED)
-		FAIL(r, "nonce_reused", 401);
+		FAIL(r, VERIFY_NONCE_REUSED, 401);
 	if (nv == NONCE_CACHE_FULL)
-		FAIL(r, "nonce_cache_full", 503);
+		FAIL(r, VERIFY_NONCE_CACHE_FULL, 503);
 
 	enr_last_used_note(key_id, GetCurrentTimestamp());
 
 	/* 6. the scope */
 	if (scope_bit >= 0 && (mask & (1 << scope_bit)) == 0)
-		FAIL(r, "insufficient_scope", 403);
+		FAIL(r, VERIFY_INSUFFICIENT_SCOPE, 403);
+	enr_count_verify(VERIFY_OK);
 }
 
 /* Form the result row (ok, error, http_status, key_id, scopes, tenant) */
@@ -339,7 +342,7 @@ enrollment_verify_request_headers(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(2) || !extract_headers(PG_GETARG_JSONB_P(2), &req))
 	{
 		memset(&r, 0, sizeof(r));
-		fail(&r, "missing_headers", 401);
+		fail(&r, VERIFY_MISSING_HEADERS, 401);
 	}
 	else
 		verify(&req, scope_bit, &r);

@@ -30,7 +30,8 @@
  *	  lock 0 (state lock)	protects floor, horizon and the promotion flags;
  *							the horizon is also readable lock-free (atomic)
  *	  lock 1 (last-used)	shared to update an existing stamp (atomically),
- *							exclusive to add a key
+ *							exclusive to add or remove a key
+ *	  counters				atomics, no lock
  *	  lock 2 + p			partition p of the nonce cache; a check-and-
  *							insert holds it exclusively for one lookup
  * No lock is held while another is taken, except the state lock never
@@ -75,15 +76,32 @@ typedef struct NonceEntry
 	int64		ts;				/* the request's timestamp (Unix seconds) */
 } NonceEntry;
 
+typedef struct LastUsedKey
+{
+	Oid			dbid;			/* keys live in one database: so do their stamps */
+	uint64		key_id;
+} LastUsedKey;
+
 typedef struct LastUsedEntry
 {
-	uint64		key_id;			/* hash key */
+	LastUsedKey key;			/* hash key: must be first */
 	pg_atomic_uint64 stamp;		/* TimestampTz of the latest accepted request */
 } LastUsedEntry;
+
+typedef struct EnrCounters
+{
+	pg_atomic_uint64 enroll[ENROLL_NUM_OUTCOMES];
+	pg_atomic_uint64 verify[VERIFY_NUM_OUTCOMES];
+	pg_atomic_uint64 worker[WORKER_NUM_COUNTERS];
+	pg_atomic_uint64 last_run_end;		/* TimestampTz */
+	pg_atomic_uint64 last_run_duration_us;
+	pg_atomic_uint64 reset_at;			/* TimestampTz */
+} EnrCounters;
 
 typedef struct EnrShared
 {
 	LWLockPadded *locks;
+	EnrCounters counters;		/* atomics only: no lock */
 	int64		floor;			/* refuse requests with ts < floor */
 	pg_atomic_uint64 horizon;	/* every accepted ts <= horizon (persisted) */
 	bool		started_as_standby;
@@ -99,6 +117,30 @@ static HTAB *last_used_table = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+const char *const enroll_outcome_names[ENROLL_NUM_OUTCOMES] = {
+	"ok", "invalid_token", "token_expired", "token_revoked", "token_exhausted",
+	"cluster_mismatch", "node_mismatch"
+};
+const char *const verify_outcome_names[VERIFY_NUM_OUTCOMES] = {
+	"ok", "missing_headers", "invalid_key", "invalid_timestamp", "invalid_nonce",
+	"malformed_signature", "stale_timestamp", "bad_signature", "nonce_reused",
+	"nonce_cache_full", "insufficient_scope"
+};
+
+static void
+enr_counters_init(EnrCounters *c, TimestampTz now)
+{
+	for (int i = 0; i < ENROLL_NUM_OUTCOMES; i++)
+		pg_atomic_init_u64(&c->enroll[i], 0);
+	for (int i = 0; i < VERIFY_NUM_OUTCOMES; i++)
+		pg_atomic_init_u64(&c->verify[i], 0);
+	for (int i = 0; i < WORKER_NUM_COUNTERS; i++)
+		pg_atomic_init_u64(&c->worker[i], 0);
+	pg_atomic_init_u64(&c->last_run_end, 0);
+	pg_atomic_init_u64(&c->last_run_duration_us, 0);
+	pg_atomic_init_u64(&c->reset_at, (uint64) now);
+}
 
 static long
 partition_size(void)
@@ -212,6 +254,7 @@ enr_shmem_startup(void)
 		pg_atomic_init_u64(&enr_shared->horizon, (uint64) Max(horizon, 0));
 		enr_shared->started_as_standby = (stat(STANDBY_SIGNAL_FILE, &st) == 0);
 		enr_shared->promotion_handled = false;
+		enr_counters_init(&enr_shared->counters, GetCurrentTimestamp());
 	}
 
 	memset(&info, 0, sizeof(info));
@@ -225,7 +268,7 @@ enr_shmem_startup(void)
 		nonce_tables[p] = ShmemInitHash(name, partition_size(), partition_size(),
 										&info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 	}
-	info.keysize = sizeof(uint64);
+	info.keysize = sizeof(LastUsedKey);
 	info.entrysize = sizeof(LastUsedEntry);
 	last_used_table = ShmemInitHash("enrollment last used", enrollment_last_used_slots,
 									enrollment_last_used_slots, &info,
@@ -393,20 +436,33 @@ enr_nonces_held(void)
 	return n;
 }
 
+static LastUsedKey
+last_used_key(uint64 key_id)
+{
+	LastUsedKey k;
+
+	memset(&k, 0, sizeof(k));
+	k.dbid = MyDatabaseId;
+	k.key_id = key_id;
+	return k;
+}
+
 /*
- * Remember that key_id was used at stamp.  Updating a known key takes the
- * lock in shared mode only, so concurrent verifications of one key never
- * wait for each other; a full table drops the stamp (it is advisory).
+ * Remember that key_id (of the current database) was used at stamp.
+ * Updating a known key takes the lock in shared mode only, so concurrent
+ * verifications of one key never wait for each other; a full table drops
+ * the stamp (it is advisory).
  */
 void
 enr_last_used_note(uint64 key_id, TimestampTz stamp)
 {
 	LWLock	   *lock = &enr_shared->locks[1].lock;
+	LastUsedKey k = last_used_key(key_id);
 	LastUsedEntry *e;
 	bool		found;
 
 	LWLockAcquire(lock, LW_SHARED);
-	e = hash_search(last_used_table, &key_id, HASH_FIND, NULL);
+	e = hash_search(last_used_table, &k, HASH_FIND, NULL);
 	if (e != NULL)
 	{
 		uint64		old = pg_atomic_read_u64(&e->stamp);
@@ -420,7 +476,7 @@ enr_last_used_note(uint64 key_id, TimestampTz stamp)
 	LWLockRelease(lock);
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	e = hash_search(last_used_table, &key_id, HASH_ENTER_NULL, &found);
+	e = hash_search(last_used_table, &k, HASH_ENTER_NULL, &found);
 	if (e != NULL)
 	{
 		if (!found)
@@ -431,19 +487,139 @@ enr_last_used_note(uint64 key_id, TimestampTz stamp)
 	LWLockRelease(lock);
 }
 
-/* The latest stamp noted for key_id, or 0 */
+/* The latest stamp noted for key_id of the current database, or 0 */
 TimestampTz
 enr_last_used_get(uint64 key_id)
 {
+	LastUsedKey k = last_used_key(key_id);
 	LastUsedEntry *e;
 	TimestampTz stamp = 0;
 
 	if (enr_shared == NULL)
 		return 0;
 	LWLockAcquire(&enr_shared->locks[1].lock, LW_SHARED);
-	e = hash_search(last_used_table, &key_id, HASH_FIND, NULL);
+	e = hash_search(last_used_table, &k, HASH_FIND, NULL);
 	if (e != NULL)
 		stamp = (TimestampTz) pg_atomic_read_u64(&e->stamp);
 	LWLockRelease(&enr_shared->locks[1].lock);
 	return stamp;
+}
+
+/* Counters: lock-free increments; no-ops when the library is not preloaded */
+void
+enr_count_enroll(EnrollOutcome o)
+{
+	if (enr_shared != NULL)
+		pg_atomic_fetch_add_u64(&enr_shared->counters.enroll[o], 1);
+}
+
+void
+enr_count_verify(VerifyOutcome o)
+{
+	if (enr_shared != NULL)
+		pg_atomic_fetch_add_u64(&enr_shared->counters.verify[o], 1);
+}
+
+void
+enr_count_worker(WorkerCounter c, uint64 n)
+{
+	if (enr_shared != NULL && n > 0)
+		pg_atomic_fetch_add_u64(&enr_shared->counters.worker[c], n);
+}
+
+void
+enr_note_worker_run(TimestampTz end, int64 duration_us)
+{
+	if (enr_shared == NULL)
+		return;
+	pg_atomic_fetch_add_u64(&enr_shared->counters.worker[WORKER_RUNS], 1);
+	pg_atomic_write_u64(&enr_shared->counters.last_run_end, (uint64) end);
+	pg_atomic_write_u64(&enr_shared->counters.last_run_duration_us, (uint64) duration_us);
+}
+
+/* Copy the counters out (for enrollment.stats) */
+void
+enr_counters_read(uint64 *enroll, uint64 *verify, uint64 *worker,
+				  TimestampTz *last_run_end, int64 *last_run_us, TimestampTz *reset_at)
+{
+	EnrCounters *c = &enr_shared->counters;
+
+	for (int i = 0; i < ENROLL_NUM_OUTCOMES; i++)
+		enroll[i] = pg_atomic_read_u64(&c->enroll[i]);
+	for (int i = 0; i < VERIFY_NUM_OUTCOMES; i++)
+		verify[i] = pg_atomic_read_u64(&c->verify[i]);
+	for (int i = 0; i < WORKER_NUM_COUNTERS; i++)
+		worker[i] = pg_atomic_read_u64(&c->worker[i]);
+	*last_run_end = (TimestampTz) pg_atomic_read_u64(&c->last_run_end);
+	*last_run_us = (int64) pg_atomic_read_u64(&c->last_run_duration_us);
+	*reset_at = (TimestampTz) pg_atomic_read_u64(&c->reset_at);
+}
+
+/* Zero the counters (enrollment.stats_reset) */
+void
+enr_counters_reset(void)
+{
+	enr_counters_init(&enr_shared->counters, GetCurrentTimestamp());
+}
+
+/* Forget every nonce whose timestamp is older than oldest_valid; returns how many */
+int64
+enr_nonce_sweep(int64 oldest_valid)
+{
+	int64		removed = 0;
+
+	if (enr_shared == NULL)
+		return 0;
+	for (int p = 0; p < NONCE_PARTITIONS; p++)
+	{
+		LWLockAcquire(&enr_shared->locks[2 + p].lock, LW_EXCLUSIVE);
+		removed += sweep_partition(nonce_tables[p], oldest_valid);
+		LWLockRelease(&enr_shared->locks[2 + p].lock);
+	}
+	return removed;
+}
+
+/* Copy up to max stamps of the current database out of shared memory */
+int
+enr_last_used_collect(uint64 *key_ids, TimestampTz *stamps, int max)
+{
+	HASH_SEQ_STATUS status;
+	LastUsedEntry *e;
+	int			n = 0;
+
+	if (enr_shared == NULL)
+		return 0;
+	LWLockAcquire(&enr_shared->locks[1].lock, LW_SHARED);
+	hash_seq_init(&status, last_used_table);
+	while ((e = hash_seq_search(&status)) != NULL)
+	{
+		if (e->key.dbid != MyDatabaseId)
+			continue;
+		if (n >= max)
+		{
+			hash_seq_term(&status);
+			break;
+		}
+		key_ids[n] = e->key.key_id;
+		stamps[n] = (TimestampTz) pg_atomic_read_u64(&e->stamp);
+		n++;
+	}
+	LWLockRelease(&enr_shared->locks[1].lock);
+	return n;
+}
+
+/* Drop stamps that were written to their rows and have not moved since */
+void
+enr_last_used_forget(const uint64 *key_ids, const TimestampTz *stamps, int n)
+{
+	LWLockAcquire(&enr_shared->locks[1].lock, LW_EXCLUSIVE);
+	for (int i = 0; i < n; i++)
+	{
+		LastUsedKey k = last_used_key(key_ids[i]);
+		LastUsedEntry *e = hash_search(last_used_table, &k, HASH_FIND, NULL);
+
+		if (e != NULL && (TimestampTz) pg_atomic_read_u64(&e->stamp) == stamps[i])
+			hash_search(last_used_table, &k, HASH_REMOVE, NULL);
+	}
+	LWLockRelease(&enr_shared->locks[1].lock);
 }

@@ -1,6 +1,6 @@
 -- pgTAP: the public API of enrollment, its privileges and its error codes
 BEGIN;
-SELECT plan(49);
+SELECT plan(53);
 
 SELECT has_schema('enrollment');
 SELECT has_extension('enrollment');
@@ -8,8 +8,8 @@ SELECT functions_are('enrollment', ARRAY[
     'audit_event_immutable', 'authenticate_node', 'check_token', 'create_token',
     'current_actor', 'current_tenant', 'enroll', 'revoke_token',
     'create_api_key', 'verify_request', 'sign_request', 'revoke_api_key',
-    'rotate_server_key', 'key_last_used']);
-SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log', 'api_keys']);
+    'rotate_server_key', 'key_last_used', 'stats', 'stats_reset']);
+SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log', 'api_keys', 'stats']);
 SELECT tables_are('enrollment', ARRAY['enrollment_token', 'node_record', 'audit_event', 'api_key']);
 
 SELECT has_function('enrollment', 'create_token',
@@ -96,6 +96,12 @@ SELECT is((SELECT error FROM enrollment.check_token((SELECT token FROM t WHERE n
 SELECT is((SELECT count(*)::int FROM enrollment.authenticate_node('node_0000000000000000.x')), 0,
           'a malformed node credential authenticates nothing');
 SELECT is(enrollment.current_actor(), session_user::text, 'actor defaults to the session user');
+SELECT columns_are('enrollment', 'stats', ARRAY['area', 'counter', 'value', 'at']);
+SELECT ok((SELECT value FROM enrollment.stats WHERE area = 'enroll' AND counter = 'ok') >= 2,
+          'enrollments are counted');
+SELECT ok((SELECT value FROM enrollment.stats WHERE area = 'enroll' AND counter = 'token_exhausted') >= 2,
+          'rejections are counted by reason');
+SELECT function_privs_are('enrollment', 'stats_reset', ARRAY[]::text[], 'public', ARRAY[]::text[]);
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -64,6 +64,8 @@ SELECT count(*) FROM enrollment.authenticate_node(:'s1');
 SELECT token AS te, token_id AS te_id FROM enrollment.create_token(ttl => '1 second') \gset
 SELECT pg_sleep(1.1);
 SELECT status FROM enrollment.tokens WHERE token_id = :'te_id';
+-- (no worker runs in this database: the stored status is still the old one)
+SELECT status AS stored_status FROM enrollment.enrollment_token WHERE token_id = :'te_id';
 SELECT err(format('SELECT enrollment.enroll(%L, %L)', :'te', 'late'));
 
 -- revoked: token_revoked (revoke_token itself is tested in 40_revoke)

@@ -1,0 +1,416 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The maintenance workers: a launcher, started with the server when the
+ *	  library is preloaded, and one worker per database named in
+ *	  enrollment.database_names.
+ *
+ * The launcher connects to no database.  Every interval it looks the names
+ * up in pg_database (a shared catalog), says once about each database that
+ * does not exist (yet), and starts a worker for each one that does and has
+ * none running; a worker that stopped (error, termination) is started
+ * again at the launcher's next round.  No FATAL restart loop for a missing
+ * database, and databases created later are picked up.
+ *
+ * Every enrollment.worker_interval a database worker
+ *	  - marks tokens whose expires_at has passed as expired (and audits and
+ *		announces it with NOTIFY enrollment_events),
+ *	  - deletes used, exhausted and expired tokens older than
+ *		enrollment.token_retention (their audit events stay),
+ *	  - forgets nonces that have left the acceptance window,
+ *	  - writes the last-used stamps noted in shared memory to the API keys.
+ * Correctness never depends on it: expiry and revocation are enforced when
+ * a token or key is used.  Each batch is its own short transaction that
+ * skips rows a session has locked, so the worker never holds up an
+ * enrollment for longer than one batch, and every step is idempotent.  On
+ * a standby it only forgets nonces.  When the extension is not installed in
+ * its database it says so once and waits.
+ *
+ * src/worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+#include "enrollment.h"
+
+PGDLLEXPORT void enrollment_worker_main(Datum main_arg);
+PGDLLEXPORT void enrollment_launcher_main(Datum main_arg);
+
+#define MAX_DATABASES		64
+
+#define WORKER_ACTOR		"enrollment worker"
+#define MAX_STAMPS_PER_ROUND 10000
+
+char	   *enrollment_database_names = NULL;
+int			enrollment_worker_interval = 10;	/* seconds */
+int			enrollment_token_retention = 86400; /* seconds */
+int			enrollment_worker_batch = 500;
+
+static EnrPlan expire_plan = {
+	.sql = "WITH due AS ("
+	"  SELECT token_id FROM enrollment.enrollment_token"
+	"   WHERE status IN ('pending', 'active') AND expires_at <= pg_catalog.now()"
+	"   ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
+	" upd AS ("
+	"  UPDATE enrollment.enrollment_token AS t SET status = 'expired'"
+	"    FROM due WHERE t.token_id = due.token_id"
+	"  RETURNING t.token_id, t.tenant, t.kind,"
+	"            t.prefix || pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0') AS public_part),"
+	" aud AS ("
+	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, details)"
+	"  SELECT tenant, '" WORKER_ACTOR "', 'sensor_enrollment_token_expired', token_id,"
+	"         pg_catalog.jsonb_build_object('kind', kind, 'prefix', public_part)"
+	"    FROM upd)"
+	"SELECT pg_catalog.pg_notify('" ENR_NOTIFY_CHANNEL "', pg_catalog.json_build_object("
+	"         'event', 'expired', 'tenant', tenant, 'token_id', token_id, 'prefix', public_part)::text)"
+	"  FROM upd",
+	.nargs = 1,
+	.argtypes = {INT4OID}
+};
+
+static EnrPlan purge_plan = {
+	.sql = "WITH old AS ("
+	"  SELECT token_id FROM enrollment.enrollment_token"
+	"   WHERE status IN ('used', 'exhausted', 'expired')"
+	"     AND (CASE WHEN status = 'expired' THEN expires_at ELSE last_used_at END)"
+	"         < pg_catalog.now() - pg_catalog.make_interval(secs => $2)"
+	"   LIMIT $1 FOR UPDATE SKIP LOCKED)"
+	"DELETE FROM enrollment.enrollment_token AS t USING old WHERE t.token_id = old.token_id",
+	.nargs = 2,
+	.argtypes = {INT4OID, FLOAT8OID}
+};
+
+static EnrPlan stamps_plan = {
+	.sql = "UPDATE enrollment.api_key AS k"
+	"   SET last_used_at = GREATEST(k.last_used_at, u.stamp)"
+	"  FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::timestamptz[]))"
+	"       AS u(key_id, stamp)"
+	" WHERE k.key_id = u.key_id",
+	.nargs = 2,
+	.argtypes = {INT8ARRAYOID, TIMESTAMPTZARRAYOID}
+};
+
+/* Fill in the parts common to the launcher and the database workers */
+static void
+init_worker_struct(BackgroundWorker *w, const char *function, const char *type)
+{
+	memset(w, 0, sizeof(*w));
+	w->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w->bgw_start_time = BgWorkerStart_ConsistentState;
+	snprintf(w->bgw_library_name, BGW_MAXLEN, "enrollment");
+	snprintf(w->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(w->bgw_type, BGW_MAXLEN, "%s", type);
+}
+
+/* Register the launcher; called from _PG_init while preloading */
+void
+enrollment_worker_register(void)
+{
+	BackgroundWorker worker;
+
+	if (enrollment_database_names == NULL || enrollment_database_names[0] == '\0')
+		return;					/* no database to maintain: no worker */
+	init_worker_struct(&worker, "enrollment_launcher_main", "enrollment launcher");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "enrollment launcher");
+	worker.bgw_restart_time = 10;
+	RegisterBackgroundWorker(&worker);
+}
+
+/* Run one statement of the round in its own transaction; returns rows processed */
+static uint64
+run_batch(EnrPlan *plan, Datum *args, const char *activity)
+{
+	uint64		n;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+	enr_execute(plan, args, NULL, false, 0);
+	n = SPI_processed;
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return n;
+}
+
+/* Is the extension installed in this database? (own short transaction) */
+static bool
+extension_installed(void)
+{
+	bool		installed;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	installed = OidIsValid(get_extension_oid("enrollment", true));
+	CommitTransactionCommand();
+	return installed;
+}
+
+/* Write noted last-used stamps to their keys, then drop the ones written */
+static uint64
+write_stamps(void)
+{
+	uint64	   *ids = palloc(sizeof(uint64) * MAX_STAMPS_PER_ROUND);
+	TimestampTz *stamps = palloc(sizeof(TimestampTz) * MAX_STAMPS_PER_ROUND);
+	int			n = enr_last_used_collect(ids, stamps, MAX_STAMPS_PER_ROUND);
+	Datum	   *idd;
+	Datum	   *std;
+	Datum		args[2];
+
+	if (n == 0)
+		return 0;
+	idd = palloc(sizeof(Datum) * n);
+	std = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+	{
+		idd[i] = Int64GetDatum((int64) ids[i]);
+		std[i] = TimestampTzGetDatum(stamps[i]);
+	}
+	args[0] = PointerGetDatum(construct_array(idd, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(std, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	run_batch(&stamps_plan, args, "enrollment: writing last-used stamps");
+	enr_last_used_forget(ids, stamps, n);
+	return n;
+}
+
+/* One maintenance round */
+static void
+run_round(const char *dbname, bool *said_missing)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	int64		now_s = (int64) time(NULL);
+	uint64		n;
+
+	enr_count_worker(WORKER_NONCES_FORGOTTEN,
+					 enr_nonce_sweep(now_s - enrollment_hmac_window));
+
+	if (RecoveryInProgress())
+	{
+		enr_note_worker_run(GetCurrentTimestamp(), GetCurrentTimestamp() - start);
+		return;					/* a standby: nothing to write */
+	}
+	if (!extension_installed())
+	{
+		if (!*said_missing)
+			ereport(LOG,
+					(errmsg("enrollment worker: extension \"enrollment\" is not installed in database \"%s\"; waiting",
+							dbname)));
+		*said_missing = true;
+		return;
+	}
+	if (*said_missing)
+		ereport(LOG,
+				(errmsg("enrollment worker: extension found in database \"%s\"; starting maintenance",
+						dbname)));
+	*said_missing = false;
+
+	do
+	{
+		Datum		a[1] = {Int32GetDatum(enrollment_worker_batch)};
+
+		n = run_batch(&expire_plan, a, "enrollment: expiring tokens");
+		enr_count_worker(WORKER_TOKENS_EXPIRED, n);
+		CHECK_FOR_INTERRUPTS();
+	} while (n == (uint64) enrollment_worker_batch);
+
+	do
+	{
+		Datum		a[2] = {Int32GetDatum(enrollment_worker_batch),
+		Float8GetDatum((double) enrollment_token_retention)};
+
+		n = run_batch(&purge_plan, a, "enrollment: purging old tokens");
+		enr_count_worker(WORKER_TOKENS_PURGED, n);
+		CHECK_FOR_INTERRUPTS();
+	} while (n == (uint64) enrollment_worker_batch);
+
+	enr_count_worker(WORKER_STAMPS_WRITTEN, write_stamps());
+
+	enr_note_worker_run(GetCurrentTimestamp(), GetCurrentTimestamp() - start);
+}
+
+/* Entry point of the worker process */
+void
+enrollment_worker_main(Datum main_arg pg_attribute_unused())
+{
+	char		dbname[BGW_EXTRALEN];
+	bool		said_missing = false;
+	MemoryContext round_cxt;
+
+	strlcpy(dbname, MyBgworkerEntry->bgw_extra, BGW_EXTRALEN);
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	pgstat_report_appname("enrollment worker");
+	ereport(LOG, (errmsg("enrollment worker started for database \"%s\"", dbname)));
+
+	round_cxt = AllocSetContextCreate(TopMemoryContext, "enrollment worker round",
+									  ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		old = MemoryContextSwitchTo(round_cxt);
+		run_round(dbname, &said_missing);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(round_cxt);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 enrollment_worker_interval * 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
+ * Which of the listed databases exist.  A heap scan of pg_database, as the
+ * autovacuum launcher does: with no database selected, the catalog's
+ * indexes cannot be opened until some backend has built the shared
+ * relcache, but the (nailed) catalog itself can be read.
+ */
+static void
+databases_exist(List *dbs, int ndbs, bool *exists)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	for (int i = 0; i < ndbs; i++)
+		exists[i] = false;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		for (int i = 0; i < ndbs; i++)
+			if (strcmp(NameStr(db->datname), (char *) list_nth(dbs, i)) == 0)
+				exists[i] = true;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+}
+
+/*
+ * Entry point of the launcher: keep one worker running per existing
+ * database of enrollment.database_names.
+ */
+void
+enrollment_launcher_main(Datum main_arg pg_attribute_unused())
+{
+	char	   *names;
+	List	   *dbs = NIL;
+	int			ndbs;
+	BackgroundWorkerHandle *handles[MAX_DATABASES] = {NULL};
+	bool		said_missing[MAX_DATABASES] = {false};
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	/* the list is a postmaster setting: read it once */
+	names = pstrdup(enrollment_database_names);
+	if (!SplitIdentifierString(names, ',', &dbs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid list syntax in enrollment.database_names")));
+	ndbs = Min(list_length(dbs), MAX_DATABASES);
+	if (list_length(dbs) > MAX_DATABASES)
+		ereport(WARNING,
+				(errmsg("enrollment.database_names lists more than %d databases; the rest are ignored",
+						MAX_DATABASES)));
+
+	for (;;)
+	{
+		bool		exists[MAX_DATABASES];
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		databases_exist(dbs, ndbs, exists);
+
+		for (int i = 0; i < ndbs; i++)
+		{
+			const char *db = list_nth(dbs, i);
+			pid_t		pid;
+			BackgroundWorker worker;
+
+			if (!exists[i])
+			{
+				if (!said_missing[i])
+					ereport(LOG,
+							(errmsg("enrollment launcher: database \"%s\" does not exist; waiting", db)));
+				said_missing[i] = true;
+				continue;
+			}
+			said_missing[i] = false;
+			if (handles[i] != NULL &&
+				GetBackgroundWorkerPid(handles[i], &pid) != BGWH_STOPPED)
+				continue;		/* running or starting */
+
+			init_worker_struct(&worker, "enrollment_worker_main", "enrollment worker");
+			snprintf(worker.bgw_name, BGW_MAXLEN, "enrollment worker for %s", db);
+			strlcpy(worker.bgw_extra, db, BGW_EXTRALEN);
+			worker.bgw_restart_time = BGW_NEVER_RESTART;
+			worker.bgw_notify_pid = MyProcPid;
+			if (!RegisterDynamicBackgroundWorker(&worker, &handles[i]))
+			{
+				handles[i] = NULL;
+				ereport(WARNING,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("enrollment launcher: could not start a worker for database \"%s\"", db),
+						 errhint("Raise max_worker_processes.")));
+			}
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 enrollment_worker_interval * 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

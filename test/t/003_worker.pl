@@ -1,0 +1,134 @@
+# The maintenance worker: expires tokens, purges old ones after the
+# retention period while their audit events stay, announces changes with
+# NOTIFY, writes last-used stamps, waits politely where the extension is
+# missing, and comes back after it is terminated.  Also: the extension
+# without the preload (no worker, no shared memory) still enforces expiry.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('worker');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'enrollment'
+enrollment.database_names = 'postgres, fleet'
+enrollment.worker_interval = 1
+enrollment.token_retention = 3
+});
+$node->start;
+
+# a database that does not exist yet, then one without the extension: a
+# log line each, no crash loop
+ok($node->wait_for_log(qr/database "fleet" does not exist; waiting/),
+	'the launcher says that a database is missing');
+$node->safe_psql('postgres', 'CREATE DATABASE fleet');
+ok($node->wait_for_log(qr/extension "enrollment" is not installed in database "fleet"; waiting/),
+	'the worker says once that the extension is missing');
+$node->safe_psql('postgres', 'CREATE EXTENSION enrollment CASCADE');
+$node->safe_psql('fleet', 'CREATE EXTENSION enrollment CASCADE');
+ok($node->wait_for_log(qr/extension found in database "fleet"; starting maintenance/),
+	'and starts once it is created');
+
+my $listener = $node->background_psql('postgres');
+$listener->query_safe('LISTEN enrollment_events');
+
+# expiry: the worker writes the status the view already reports
+my $tid = $node->safe_psql('postgres', "SELECT token_id FROM enrollment.create_token(ttl => '1 second')");
+ok( $node->poll_query_until('postgres',
+		"SELECT status = 'expired' FROM enrollment.enrollment_token WHERE token_id = '$tid'"),
+	'the worker marks an expired token as expired');
+is($node->safe_psql('postgres',
+		"SELECT actor FROM enrollment.audit_log WHERE token_id = '$tid' AND action = 'sensor_enrollment_token_expired'"),
+	'enrollment worker', 'and audits it');
+
+# enrolled, revoked and expired are announced
+my $tok = $node->safe_psql('postgres', "SELECT token FROM enrollment.create_token()");
+$node->safe_psql('postgres', "SELECT enrollment.enroll('$tok', 'notified-node')");
+my $rid = $node->safe_psql('postgres', "SELECT token_id FROM enrollment.create_token('reusable')");
+$node->safe_psql('postgres', "SELECT enrollment.revoke_token('$rid')");
+my $heard = $listener->query_safe('SELECT 1');
+like($heard, qr/"event" : "expired".*"token_id" : "$tid"/s, 'NOTIFY for the expiry');
+like($heard, qr/\{"event":"enrolled"/, 'NOTIFY for the enrollment');
+like($heard, qr/"event" : "revoked".*"token_id" : "$rid"/s, 'NOTIFY for the revocation');
+$listener->quit;
+
+# retention: used and expired tokens are deleted, their audit events stay
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM enrollment.enrollment_token WHERE token_id = '$tid' "
+		  . "OR status = 'used'"),
+	'used and expired tokens are purged after the retention period');
+is($node->safe_psql('postgres',
+		"SELECT count(*) > 0 FROM enrollment.audit_log WHERE token_id = '$tid'"),
+	't', 'their audit events remain');
+is($node->safe_psql('postgres', "SELECT count(*) FROM enrollment.tokens WHERE token_id = '$rid'"),
+	'1', 'a revoked token is kept');
+
+# last-used stamps reach the row without the verification writing it
+my ($kid, $sec) = split / /, $node->safe_psql('postgres',
+	"SELECT key_id || ' ' || hmac_secret FROM enrollment.create_api_key('w', ARRAY['events:read'])");
+is($node->safe_psql('postgres',
+		"SELECT ok FROM enrollment.verify_request('GET', '/', enrollment.sign_request('GET', '/', '$kid', '$sec'))"),
+	't', 'a signed request is accepted');
+ok( $node->poll_query_until('postgres',
+		"SELECT last_used_at IS NOT NULL FROM enrollment.api_key WHERE key_id = ('x' || '$kid')::bit(64)::bigint"),
+	'the worker writes last_used_at to the key');
+
+# counters
+my %stats = map { my ($k, $v) = split /\|/; ($k => $v) } split /\n/,
+  $node->safe_psql('postgres', "SELECT area || '.' || counter, value FROM enrollment.stats");
+ok($stats{'worker.runs'} > 0, "worker runs counted ($stats{'worker.runs'})");
+ok($stats{'worker.tokens_expired'} >= 1, 'expired tokens counted');
+ok($stats{'worker.tokens_purged'} >= 2, 'purged tokens counted');
+is($stats{'enroll.ok'}, 1, 'one enrollment counted');
+is($stats{'verify.ok'}, 1, 'one verification counted');
+is($stats{'nonces.capacity'}, 100000, 'nonce capacity shown');
+$node->safe_psql('postgres', 'SELECT enrollment.stats_reset()');
+is($node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE area = 'enroll' AND counter = 'ok'"),
+	'0', 'stats_reset zeroes the counters');
+
+# the worker comes back after it is terminated
+my $pid = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'enrollment worker' AND datname = 'postgres'");
+ok($pid =~ /^\d+$/, 'the worker of database postgres is running');
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'enrollment worker' "
+		  . "AND datname = 'postgres' AND pid <> $pid"),
+	'and a new one starts after it was terminated');
+
+# a reload changes the interval without a restart
+$node->append_conf('postgresql.conf', 'enrollment.worker_interval = 2');
+$node->reload;
+ok($node->poll_query_until('postgres', "SELECT current_setting('enrollment.worker_interval') = '2s'"),
+	'the interval is a reloadable setting');
+$node->stop;
+my $log = slurp_file($node->logfile);
+is(scalar(() = $log =~ /does not exist; waiting/g), 1, 'the missing database was reported once');
+# errors not raised by this test's own sessions and not the deliberate termination
+my @deaths = grep { /\b(?:ERROR|FATAL|PANIC)\b/ && !/due to administrator command/ && !/003_worker\.pl/ }
+  split /\n/, $log;
+is(scalar(@deaths), 0, 'no worker failed')
+  or diag(join("\n", @deaths));
+
+# without the preload: no worker, no shared memory, and still correct
+my $plain = PostgreSQL::Test::Cluster->new('no_preload');
+$plain->init;
+$plain->start;
+$plain->safe_psql('postgres', 'CREATE EXTENSION enrollment CASCADE');
+my ($etok, $eid) = split / /, $plain->safe_psql('postgres',
+	"SELECT token || ' ' || token_id FROM enrollment.create_token(ttl => '1 second')");
+sleep(2);
+is($plain->safe_psql('postgres', "SELECT status FROM enrollment.enrollment_token WHERE token_id = '$eid'"),
+	'pending', 'without a worker the stored status is not updated');
+is($plain->safe_psql('postgres', "SELECT status FROM enrollment.tokens WHERE token_id = '$eid'"),
+	'expired', 'but the view reports the token expired');
+my ($rc, $out, $err) = $plain->psql('postgres', "SELECT enrollment.enroll('$etok', 'late')");
+like($err, qr/token_expired/, 'and enroll refuses it');
+($rc, $out, $err) = $plain->psql('postgres',
+	"SELECT * FROM enrollment.verify_request('GET', '/', NULL, NULL, NULL, NULL)");
+like($err, qr/must be loaded via shared_preload_libraries/, 'verify_request asks for the preload');
+$plain->stop;
+
+done_testing();
