@@ -1,0 +1,101 @@
+# A backend is killed with SIGKILL while sessions enroll and verify: the
+# server restarts, the worker comes back, no once token was used twice,
+# use counts match the nodes and audit events, and no request accepted
+# before the crash is accepted again afterwards.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use File::Temp qw(tempfile);
+
+my $node = PostgreSQL::Test::Cluster->new('crash');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'enrollment'
+enrollment.worker_interval = 1
+restart_after_crash = on
+});
+$node->start;
+
+$node->safe_psql('postgres', q{
+CREATE EXTENSION enrollment CASCADE;
+CREATE TABLE pool AS SELECT i AS id, t.token_id, t.token
+  FROM generate_series(1, 400) i, LATERAL enrollment.create_token(label => 'crash-' || i) t;
+CREATE TABLE signed AS
+SELECT i AS id, enrollment.sign_request('GET', '/crash', k.key_id, k.hmac_secret, nonce => 'crash-' || i) AS headers
+  FROM enrollment.create_api_key('crash', ARRAY['events:read']) k, generate_series(1, 400) i;
+-- load functions that turn a rejection into a result, so clients keep going
+CREATE FUNCTION try_enroll(i int) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM enrollment.enroll((SELECT token FROM pool WHERE id = i), 'node-' || i || '-' || pg_backend_pid());
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLERRM;
+END $$;
+});
+
+my ($fh, $script) = tempfile(UNLINK => 1);
+print $fh q{\set id random(1, 400)
+SELECT try_enroll(:id);
+SELECT ok FROM signed, enrollment.verify_request('GET', '/crash', signed.headers) WHERE signed.id = :id;
+};
+close $fh;
+
+my ($out, $err) = ('', '');
+local $ENV{PGAPPNAME} = 'crashload';
+my $load = IPC::Run::start(
+	[ 'pgbench', '--no-vacuum', '--client=6', '--jobs=2', '--time=60', '--file', $script,
+		$node->connstr('postgres') ],
+	'>', \$out, '2>', \$err);
+
+# let the load run, then kill one of its backends
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) > 50 FROM enrollment.audit_log WHERE action = 'sensor_enrolled'"),
+	'load is running');
+my $victim = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE application_name = 'crashload' ORDER BY state = 'active' DESC LIMIT 1");
+ok($victim =~ /^\d+$/, "a pgbench backend to kill ($victim)");
+kill 'KILL', $victim;
+$load->finish;    # pgbench loses its connections and stops
+like($err, qr/server closed the connection|terminat|connection to server/i, 'the load saw the crash');
+
+ok($node->poll_query_until('postgres', 'SELECT true'), 'the server accepts connections again');
+ok($node->wait_for_log(qr/all server processes terminated; reinitializing/), 'it went through a crash restart');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'enrollment worker'"),
+	'the worker is back');
+
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM (SELECT token_id FROM enrollment.nodes GROUP BY token_id HAVING count(*) > 1) x}),
+	'0', 'no once token enrolled two nodes');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM enrollment.tokens t
+	 WHERE t.use_count <> (SELECT count(*) FROM enrollment.nodes n WHERE n.token_id = t.token_id)
+	    OR (t.use_count = 1) <> (t.status = 'used')}),
+	'0', 'use counts and statuses match the nodes');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM enrollment.tokens t
+	 WHERE t.use_count <> (SELECT count(*) FROM enrollment.audit_log a
+	                        WHERE a.token_id = t.token_id AND a.action = 'sensor_enrolled')}),
+	'0', 'audit events match the committed enrollments');
+my $enrolled = $node->safe_psql('postgres', 'SELECT count(*) FROM enrollment.nodes');
+ok($enrolled > 50, "enrollments committed before the crash survived ($enrolled)");
+
+# every request signed before the crash is refused now, accepted or not
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FILTER (WHERE v.ok) FROM signed, enrollment.verify_request('GET', '/crash', signed.headers) v}),
+	'0', 'no request from before the crash is accepted after it');
+
+# and the system goes on: a used token stays used, an unused one enrolls
+my ($used) = $node->safe_psql('postgres',
+	"SELECT p.token FROM pool p JOIN enrollment.tokens t USING (token_id) WHERE t.status = 'used' LIMIT 1");
+my ($rc, $o, $e) = $node->psql('postgres', "SELECT enrollment.enroll('$used', 'after')");
+like($e, qr/token_exhausted/, 'a token used before the crash stays used');
+my ($unused) = $node->safe_psql('postgres',
+	"SELECT p.token FROM pool p JOIN enrollment.tokens t USING (token_id) WHERE t.status = 'pending' LIMIT 1");
+is($node->safe_psql('postgres', "SELECT status FROM enrollment.enroll('$unused', 'after')"), 'active',
+	'an unused token enrolls after the crash');
+
+$node->stop;
+done_testing();
