@@ -35,7 +35,6 @@
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -129,6 +128,7 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	MemoryContext callcxt = CurrentMemoryContext;
 
 	memset(r, 0, sizeof(*r));
+	memset(secret, 0, sizeof(secret));
 	r->http_status = 200;
 
 	/* 1. headers */
@@ -190,8 +190,8 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	{
 		MemoryContext spicxt = MemoryContextSwitchTo(callcxt);
 
-		r->tenant = datumCopy(enr_getattr(0, 1, &isnull), false, -1);
-		r->scopes = datumCopy(enr_getattr(0, 2, &isnull), false, -1);
+		r->tenant = PointerGetDatum(PG_DETOAST_DATUM_COPY(enr_getattr(0, 1, &isnull)));
+		r->scopes = PointerGetDatum(PG_DETOAST_DATUM_COPY(enr_getattr(0, 2, &isnull)));
 		MemoryContextSwitchTo(spicxt);
 	}
 	mask = DatumGetInt32(enr_getattr(0, 3, &isnull));
