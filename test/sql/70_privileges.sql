@@ -48,6 +48,20 @@ RESET SESSION AUTHORIZATION;
 SELECT count(*) AS steered_timestamps FROM enrollment.audit_log WHERE occurred_at < '2001-01-01';
 SELECT enrolled_at > '2001-01-01' AS real_time FROM enrollment.nodes WHERE name = 'steered';
 
+-- a hostile operator first on the search path of a fresh session (so the
+-- extension's statements are prepared now): it must not be picked up
+CREATE FUNCTION evil.never(bigint, bigint) RETURNS boolean LANGUAGE sql AS 'SELECT false';
+CREATE OPERATOR evil.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.never);
+CREATE FUNCTION evil.never_text(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT false';
+CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.never_text);
+SELECT token AS t3 FROM enrollment.create_token() \gset
+\c
+SET search_path = evil, pg_catalog;
+SELECT 1::bigint = 1::bigint AS hostile_operator_active;
+SELECT ok, error FROM enrollment.check_token(:'t3');
+SELECT status FROM enrollment.enroll(:'t3', 'not-steered');
+RESET search_path;
+
 DROP SCHEMA evil CASCADE;
 DROP OWNED BY nobody, app;
 DROP ROLE nobody, app;

@@ -1,0 +1,2 @@
+-- baseline: the physical limit of one SQL call
+SELECT 1;

@@ -1,0 +1,31 @@
+-- Data for the benchmark.  :scale tokens and keys exist besides the ones the
+-- workloads use, inserted directly (fake digests and sealed secrets: they are
+-- only there to make the tables and indexes big).
+\set ON_ERROR_STOP on
+CREATE EXTENSION IF NOT EXISTS enrollment CASCADE;
+CREATE SCHEMA IF NOT EXISTS bench;
+
+INSERT INTO enrollment.enrollment_token (tenant, public_id, prefix, token_hash, kind, status, max_uses,
+                                         created_by, created_at, expires_at)
+SELECT 'default', (random() * 9e18)::bigint, 'enr_', sha256(i::text::bytea), 'once', 'pending', 1,
+       'bench', now() - (i || ' seconds')::interval, now() + interval '1 day'
+  FROM generate_series(1, :scale) i
+ON CONFLICT DO NOTHING;
+
+INSERT INTO enrollment.api_key (key_id, label, scopes, scope_mask, secret_sealed, key_version, created_by)
+SELECT (random() * 9e18)::bigint, 'filler', ARRAY['events:read'], 4, decode(repeat('00', 60), 'hex'), 1, 'bench'
+  FROM generate_series(1, :scale) i
+ON CONFLICT DO NOTHING;
+
+-- the workloads' own objects
+CREATE TABLE bench.key AS SELECT key_id, hmac_secret FROM enrollment.create_api_key('bench', ARRAY['events:read']);
+CREATE TABLE bench.check_tok AS SELECT token FROM enrollment.create_token('reusable', 'bench check');
+CREATE TABLE bench.cluster_tok AS SELECT token FROM enrollment.create_token('cluster', 'bench cluster', cluster_id => 'bench');
+-- one fresh once token per enroll transaction
+CREATE SEQUENCE bench.pool_seq;
+CREATE TABLE bench.pool (id bigint PRIMARY KEY, token text NOT NULL);
+INSERT INTO bench.pool SELECT i, t.token FROM generate_series(1, :pool) i, LATERAL enrollment.create_token(label => 'pool-' || i) t;
+-- the baseline's table: a uuid key and 6 columns
+CREATE TABLE bench.plain (id uuid PRIMARY KEY, a text, b text, c text, d timestamptz, e integer, f bigint);
+CREATE SEQUENCE bench.plain_seq;
+VACUUM ANALYZE;
