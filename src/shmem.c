@@ -106,6 +106,8 @@ typedef struct EnrShared
 	pg_atomic_uint64 horizon;	/* every accepted ts <= horizon (persisted) */
 	bool		started_as_standby;
 	bool		promotion_handled;
+	/* per nonce partition, under its lock: no sweep can free anything before */
+	int64		next_sweep[NONCE_PARTITIONS];
 } EnrShared;
 
 int			enrollment_max_nonces = 100000;
@@ -254,6 +256,8 @@ enr_shmem_startup(void)
 		pg_atomic_init_u64(&enr_shared->horizon, (uint64) Max(horizon, 0));
 		enr_shared->started_as_standby = (stat(STANDBY_SIGNAL_FILE, &st) == 0);
 		enr_shared->promotion_handled = false;
+		for (int p = 0; p < NONCE_PARTITIONS; p++)
+			enr_shared->next_sweep[p] = 0;
 		enr_counters_init(&enr_shared->counters, GetCurrentTimestamp());
 	}
 
@@ -353,13 +357,21 @@ reserve_horizon(int64 ts, int64 now)
 	LWLockRelease(&enr_shared->locks[0].lock);
 }
 
-/* Remove entries of one partition whose timestamp left the window */
+/*
+ * Remove entries of partition p whose timestamp left the window, and note
+ * when the oldest remaining one will: until then another sweep cannot free
+ * anything, so a full partition refuses new nonces at once instead of
+ * scanning itself on every request.  Caller holds the partition lock
+ * exclusively.
+ */
 static int
-sweep_partition(HTAB *table, int64 oldest_valid)
+sweep_partition(int p, int64 oldest_valid, int window)
 {
+	HTAB	   *table = nonce_tables[p];
 	HASH_SEQ_STATUS status;
 	NonceEntry *e;
 	int			removed = 0;
+	int64		oldest_kept = PG_INT64_MAX;
 
 	hash_seq_init(&status, table);
 	while ((e = hash_seq_search(&status)) != NULL)
@@ -369,7 +381,10 @@ sweep_partition(HTAB *table, int64 oldest_valid)
 			hash_search(table, &e->key, HASH_REMOVE, NULL);
 			removed++;
 		}
+		else if (e->ts < oldest_kept)
+			oldest_kept = e->ts;
 	}
+	enr_shared->next_sweep[p] = (oldest_kept == PG_INT64_MAX) ? 0 : oldest_kept + window + 1;
 	return removed;
 }
 
@@ -399,9 +414,9 @@ enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	e = hash_search(nonce_tables[p], &key, HASH_ENTER_NULL, &found);
-	if (e == NULL)
+	if (e == NULL && now >= enr_shared->next_sweep[p])
 	{
-		sweep_partition(nonce_tables[p], now - window);
+		sweep_partition(p, now - window, window);
 		e = hash_search(nonce_tables[p], &key, HASH_ENTER_NULL, &found);
 	}
 	if (e == NULL)
@@ -573,7 +588,7 @@ enr_nonce_sweep(int64 oldest_valid)
 	for (int p = 0; p < NONCE_PARTITIONS; p++)
 	{
 		LWLockAcquire(&enr_shared->locks[2 + p].lock, LW_EXCLUSIVE);
-		removed += sweep_partition(nonce_tables[p], oldest_valid);
+		removed += sweep_partition(p, oldest_valid, enrollment_hmac_window);
 		LWLockRelease(&enr_shared->locks[2 + p].lock);
 	}
 	return removed;
