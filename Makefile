@@ -7,7 +7,9 @@ MODULE_big = enrollment
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
+# earlier releases' install scripts are kept as shipped; upgrades go through
+# sql/enrollment--<from>--<to>.sql
+DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # Server headers as system headers: their unused inline parameters are not our
 # warnings, and every warning in our own code stays an error.

@@ -185,33 +185,51 @@ CREATE FUNCTION enrollment.enroll(
 COMMENT ON FUNCTION enrollment.enroll(text, text, text, text) IS
     'Enroll a machine with a token: counts the use, creates (or re-enrolls) the node and returns its credential once';
 
-CREATE FUNCTION enrollment.check_token(
-    token      text,
-    cluster_id text DEFAULT NULL,
-    OUT ok         boolean,
-    OUT error      text,
-    OUT token_id   uuid,
-    OUT kind       text,
-    OUT status     text,
-    OUT expires_at timestamptz,
-    OUT uses_left  integer)
+-- Result rows of the per-request functions are named composite types: the
+-- executor then takes their shape from the type cache instead of rebuilding
+-- it from the function's OUT parameters on every call.
+CREATE TYPE enrollment.token_check AS (
+    ok         boolean,
+    error      text,
+    token_id   uuid,
+    kind       text,
+    status     text,
+    expires_at timestamptz,
+    uses_left  integer);
+
+CREATE TYPE enrollment.node_identity AS (
+    node_id     uuid,
+    tenant      text,
+    name        text,
+    role        text,
+    cluster_id  text,
+    status      text,
+    enrolled_at timestamptz);
+
+CREATE TYPE enrollment.request_verdict AS (
+    ok          boolean,
+    error       text,
+    http_status integer,
+    key_id      text,
+    scopes      text[],
+    tenant      text);
+
+-- The per-request read paths (check_token, authenticate_node, verify_request)
+-- run no SQL: they read their one row with a direct unique-index probe
+-- (src/probe.c), which neither checks table privileges nor depends on the
+-- caller's search_path, so they are not SECURITY DEFINER and pay no
+-- per-call search_path switch.
+CREATE FUNCTION enrollment.check_token(token text, cluster_id text DEFAULT NULL)
+    RETURNS enrollment.token_check
     AS 'MODULE_PATHNAME', 'enrollment_check_token'
-    LANGUAGE C STABLE SECURITY DEFINER SET search_path = '';
+    LANGUAGE C STABLE;
 COMMENT ON FUNCTION enrollment.check_token(text, text) IS
     'Check an enrollment token without using it; returns ok/error instead of raising';
 
-CREATE FUNCTION enrollment.authenticate_node(
-    node_secret text,
-    OUT node_id    uuid,
-    OUT tenant     text,
-    OUT name       text,
-    OUT role       text,
-    OUT cluster_id text,
-    OUT status     text,
-    OUT enrolled_at timestamptz)
-    RETURNS SETOF record
+CREATE FUNCTION enrollment.authenticate_node(node_secret text)
+    RETURNS SETOF enrollment.node_identity
     AS 'MODULE_PATHNAME', 'enrollment_authenticate_node'
-    LANGUAGE C STABLE SECURITY DEFINER SET search_path = '' ROWS 1;
+    LANGUAGE C STABLE ROWS 1;
 COMMENT ON FUNCTION enrollment.authenticate_node(text) IS
     'The node a credential belongs to, or no row when the credential is unknown, wrong or the node was removed';
 
@@ -241,15 +259,10 @@ CREATE FUNCTION enrollment.verify_request(
     nonce          text,
     signature      text,
     body           bytea DEFAULT ''::bytea,
-    required_scope text  DEFAULT NULL,
-    OUT ok          boolean,
-    OUT error       text,
-    OUT http_status integer,
-    OUT key_id      text,
-    OUT scopes      text[],
-    OUT tenant      text)
+    required_scope text  DEFAULT NULL)
+    RETURNS enrollment.request_verdict
     AS 'MODULE_PATHNAME', 'enrollment_verify_request'
-    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = '';
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION enrollment.verify_request(text, text, text, text, text, text, bytea, text) IS
     'Authenticate an HMAC-SHA256 signed request; returns ok/error/http_status instead of raising';
 
@@ -258,15 +271,10 @@ CREATE FUNCTION enrollment.verify_request(
     path           text,
     headers        jsonb,
     body           bytea DEFAULT ''::bytea,
-    required_scope text  DEFAULT NULL,
-    OUT ok          boolean,
-    OUT error       text,
-    OUT http_status integer,
-    OUT key_id      text,
-    OUT scopes      text[],
-    OUT tenant      text)
+    required_scope text  DEFAULT NULL)
+    RETURNS enrollment.request_verdict
     AS 'MODULE_PATHNAME', 'enrollment_verify_request_headers'
-    LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = '';
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION enrollment.verify_request(text, text, jsonb, bytea, text) IS
     'Authenticate a signed request given its headers as a jsonb object (names matched case-insensitively)';
 

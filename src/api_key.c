@@ -197,8 +197,7 @@ enrollment_create_api_key(PG_FUNCTION_ARGS)
 	char	   *actor = enr_current_actor();
 	char	   *tenant = enr_current_tenant();
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
+	tupdesc = enr_result_tupdesc(fcinfo);
 
 	enr_require_arg(fcinfo, 0, "label");
 	label = PG_GETARG_TEXT_PP(0);
@@ -310,8 +309,7 @@ enrollment_rotate_server_key(PG_FUNCTION_ARGS)
 	MemoryContext callcxt = CurrentMemoryContext;
 	HeapTuple	result;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
+	tupdesc = enr_result_tupdesc(fcinfo);
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),

@@ -5,9 +5,12 @@
  *	  CSPRNG bytes, SHA-256, HMAC-SHA256, AES-256-GCM, constant-time
  *	  comparison and wiping.
  *
- * Nothing here is hand-rolled.  The one-shot EVP_Digest() call allocates
- * and frees its context internally, so no OpenSSL object outlives a call
- * and nothing leaks when a caller later raises an error.
+ * Nothing here is hand-rolled.  OpenSSL 3 looks an algorithm up in its
+ * provider registry on every call that names it by EVP_sha256() and the
+ * like; on the per-request paths that lookup cost more than the hashing.
+ * So each backend fetches SHA-256, HMAC and AES-256-GCM once and keeps one
+ * context for each, reused call after call.  The contexts are static, so
+ * an error raised later by a caller leaks nothing.
  *
  * src/crypto.c
  *
@@ -17,7 +20,8 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include "enrollment.h"
@@ -34,18 +38,68 @@ enr_random_bytes(void *buf, size_t len)
 				 errhint("Check that the operating system's entropy source is available.")));
 }
 
+/* Algorithms and contexts of this backend, fetched on first use */
+static EVP_MD *sha256_md = NULL;
+static EVP_MD_CTX *sha256_ctx = NULL;
+static EVP_MAC *hmac_mac = NULL;
+static EVP_MAC_CTX *hmac_ctx = NULL;
+static EVP_CIPHER *gcm_cipher = NULL;
+static EVP_CIPHER_CTX *gcm_ctx = NULL;
+
+static void
+crypto_failed(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("could not compute %s", what),
+			 errdetail("An OpenSSL call failed.")));
+}
+
+/* Fetch the algorithms and create the contexts once per backend */
+static void
+crypto_init(void)
+{
+	if (gcm_ctx != NULL)
+		return;
+	if (sha256_md == NULL && (sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+		crypto_failed("SHA-256 (algorithm not available)");
+	if (sha256_ctx == NULL && (sha256_ctx = EVP_MD_CTX_new()) == NULL)
+		crypto_failed("SHA-256 (out of memory)");
+	if (hmac_mac == NULL && (hmac_mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
+		crypto_failed("HMAC-SHA256 (algorithm not available)");
+	if (hmac_ctx == NULL)
+	{
+		OSSL_PARAM	params[2];
+		static const uint8 nokey[32] = {0};
+
+		params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
+		params[1] = OSSL_PARAM_construct_end();
+		if ((hmac_ctx = EVP_MAC_CTX_new(hmac_mac)) == NULL ||
+			EVP_MAC_init(hmac_ctx, nokey, sizeof(nokey), params) != 1)
+		{
+			EVP_MAC_CTX_free(hmac_ctx);
+			hmac_ctx = NULL;
+			crypto_failed("HMAC-SHA256 (set-up failed)");
+		}
+	}
+	if (gcm_cipher == NULL && (gcm_cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL)) == NULL)
+		crypto_failed("AES-256-GCM (algorithm not available)");
+	if ((gcm_ctx = EVP_CIPHER_CTX_new()) == NULL)
+		crypto_failed("AES-256-GCM (out of memory)");
+}
+
 /* SHA-256 of data into out */
 void
 enr_sha256(const void *data, size_t len, uint8 out[ENR_DIGEST_LEN])
 {
 	unsigned int outlen = 0;
 
-	if (EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) != 1 ||
+	crypto_init();
+	if (EVP_DigestInit_ex2(sha256_ctx, sha256_md, NULL) != 1 ||
+		EVP_DigestUpdate(sha256_ctx, data, len) != 1 ||
+		EVP_DigestFinal_ex(sha256_ctx, out, &outlen) != 1 ||
 		outlen != ENR_DIGEST_LEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not compute SHA-256 digest"),
-				 errdetail("OpenSSL's EVP_Digest failed.")));
+		crypto_failed("SHA-256 digest");
 }
 
 /* Constant-time equality of two byte strings of the same length */
@@ -62,31 +116,38 @@ enr_secure_zero(void *buf, size_t len)
 	OPENSSL_cleanse(buf, len);
 }
 
-/* HMAC-SHA256 of data under key into out */
+/*
+ * HMAC-SHA256 of data under key into out.  The context keeps the digest
+ * chosen at set-up and is keyed afresh by each call.  Its key-derived
+ * state stays in backend memory until the next call; that exposes nothing
+ * new, since the server key that opens every stored secret is cached in
+ * the same memory (server_key.c).
+ */
 void
 enr_hmac_sha256(const uint8 *key, size_t keylen, const void *data, size_t len,
 				uint8 out[ENR_DIGEST_LEN])
 {
-	unsigned int outlen = 0;
+	size_t		outlen = 0;
 
-	if (HMAC(EVP_sha256(), key, (int) keylen, (const unsigned char *) data, len,
-			 out, &outlen) == NULL || outlen != ENR_DIGEST_LEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not compute HMAC-SHA256"),
-				 errdetail("OpenSSL's HMAC failed.")));
+	crypto_init();
+	if (EVP_MAC_init(hmac_ctx, key, keylen, NULL) != 1 ||
+		EVP_MAC_update(hmac_ctx, (const unsigned char *) data, len) != 1 ||
+		EVP_MAC_final(hmac_ctx, out, &outlen, ENR_DIGEST_LEN) != 1 ||
+		outlen != ENR_DIGEST_LEN)
+		crypto_failed("HMAC-SHA256");
 }
 
 /*
  * AES-256-GCM.  The sealed form is iv (12) || ciphertext (len) || tag (16);
- * aad is authenticated but not stored.  The cipher context is freed on every
- * path before any error is raised.
+ * aad is authenticated but not stored.  The backend's cipher context is
+ * reset (its key schedule wiped) on every path before any error is raised;
+ * 12 bytes is GCM's default IV length.
  */
 void
 enr_aes_gcm_seal(const uint8 key[ENR_AEAD_KEY_LEN], const uint8 *aad, size_t aadlen,
 				 const uint8 *plain, size_t len, uint8 *sealed)
 {
-	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	EVP_CIPHER_CTX *ctx;
 	uint8	   *iv = sealed;
 	uint8	   *ct = sealed + ENR_AEAD_IV_LEN;
 	uint8	   *tag = sealed + ENR_AEAD_IV_LEN + len;
@@ -95,16 +156,15 @@ enr_aes_gcm_seal(const uint8 key[ENR_AEAD_KEY_LEN], const uint8 *aad, size_t aad
 	bool		ok;
 
 	enr_random_bytes(iv, ENR_AEAD_IV_LEN);
-	ok = ctx != NULL &&
-		EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
-		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, ENR_AEAD_IV_LEN, NULL) == 1 &&
-		EVP_EncryptInit_ex(ctx, NULL, NULL, key, iv) == 1 &&
+	crypto_init();
+	ctx = gcm_ctx;
+	ok = EVP_EncryptInit_ex2(ctx, gcm_cipher, key, iv, NULL) == 1 &&
 		EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int) aadlen) == 1 &&
 		EVP_EncryptUpdate(ctx, ct, &outl, plain, (int) len) == 1 &&
 		EVP_EncryptFinal_ex(ctx, ct + outl, &finl) == 1 &&
 		(size_t) (outl + finl) == len &&
 		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, ENR_AEAD_TAG_LEN, tag) == 1;
-	EVP_CIPHER_CTX_free(ctx);
+	EVP_CIPHER_CTX_reset(ctx);
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -120,7 +180,7 @@ bool
 enr_aes_gcm_open(const uint8 key[ENR_AEAD_KEY_LEN], const uint8 *aad, size_t aadlen,
 				 const uint8 *sealed, size_t len, uint8 *plain)
 {
-	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	EVP_CIPHER_CTX *ctx;
 	const uint8 *iv = sealed;
 	const uint8 *ct = sealed + ENR_AEAD_IV_LEN;
 	uint8		tag[ENR_AEAD_TAG_LEN];
@@ -129,15 +189,14 @@ enr_aes_gcm_open(const uint8 key[ENR_AEAD_KEY_LEN], const uint8 *aad, size_t aad
 	bool		ok;
 
 	memcpy(tag, sealed + ENR_AEAD_IV_LEN + len, ENR_AEAD_TAG_LEN);
-	ok = ctx != NULL &&
-		EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1 &&
-		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, ENR_AEAD_IV_LEN, NULL) == 1 &&
-		EVP_DecryptInit_ex(ctx, NULL, NULL, key, iv) == 1 &&
+	crypto_init();
+	ctx = gcm_ctx;
+	ok = EVP_DecryptInit_ex2(ctx, gcm_cipher, key, iv, NULL) == 1 &&
 		EVP_DecryptUpdate(ctx, NULL, &outl, aad, (int) aadlen) == 1 &&
 		EVP_DecryptUpdate(ctx, plain, &outl, ct, (int) len) == 1 &&
 		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, ENR_AEAD_TAG_LEN, tag) == 1 &&
 		EVP_DecryptFinal_ex(ctx, plain + outl, &finl) == 1;
-	EVP_CIPHER_CTX_free(ctx);
+	EVP_CIPHER_CTX_reset(ctx);
 	if (!ok)
 		enr_secure_zero(plain, len);
 	return ok;

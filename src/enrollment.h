@@ -196,6 +196,7 @@ typedef struct EnrPlan
 } EnrPlan;
 
 extern int	enr_execute(EnrPlan *p, Datum *values, const char *nulls, bool read_only, long count);
+extern TupleDesc enr_result_tupdesc(FunctionCallInfo fcinfo);
 extern Datum enr_getattr(int row, int col, bool *isnull);
 extern text *enr_text_or_null(Datum d, bool isnull);
 extern bool enr_text_equal(text *a, text *b);

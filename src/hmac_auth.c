@@ -35,25 +35,28 @@
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "enrollment.h"
+#include "probe.h"
 #include "request_format.h"
 
 PG_FUNCTION_INFO_V1(enrollment_verify_request);
 PG_FUNCTION_INFO_V1(enrollment_verify_request_headers);
 PG_FUNCTION_INFO_V1(enrollment_sign_request);
 
-static EnrPlan key_lookup_plan = {
-	.sql = "SELECT k.tenant, k.scopes, k.scope_mask, k.secret_sealed, k.key_version"
-	"  FROM enrollment.api_key AS k"
-	" WHERE k.key_id = $1 AND k.revoked_at IS NULL"
-	"   AND (k.expires_at IS NULL OR k.expires_at > $2)",
-	.nargs = 2,
-	.argtypes = {INT8OID, TIMESTAMPTZOID}
+/* The key is read by key_id without SPI (probe.c) */
+static EnrProbeTable key_by_id = {
+	.relname = "api_key",
+	.indexname = "api_key_pkey",
+	.eqproc = F_INT8EQ,
+	.ncols = 8,
+	.cols = {"key_id", "tenant", "scopes", "scope_mask", "secret_sealed", "key_version",
+	"revoked_at", "expires_at"}
 };
 
 /* The answer of a verification */
@@ -115,7 +118,6 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	int64		ts;
 	uint8		presented[ENR_DIGEST_LEN];
 	int64		now = (int64) time(NULL);
-	bool		isnull;
 	uint8		secret[32];
 	uint8		body_hash[ENR_DIGEST_LEN];
 	uint8		expected[ENR_DIGEST_LEN];
@@ -125,7 +127,8 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	bool		match;
 	int32		mask;
 	NonceVerdict nv;
-	MemoryContext callcxt = CurrentMemoryContext;
+	Datum		kv[8];
+	bool		kn[8];
 
 	memset(r, 0, sizeof(*r));
 	memset(secret, 0, sizeof(secret));
@@ -152,22 +155,13 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 		ts < enr_replay_floor())
 		FAIL(r, VERIFY_STALE_TIMESTAMP, 401);
 
-	/* 3. the key */
-	SPI_connect();
-	{
-		Datum		a[2] = {Int64GetDatum((int64) key_id), TimestampTzGetDatum(GetCurrentTimestamp())};
-
-		enr_execute(&key_lookup_plan, a, NULL, true, 1);
-	}
-	if (SPI_processed != 1)
-	{
-		SPI_finish();
+	/* 3. the key: exists, not revoked, not expired */
+	if (!enr_probe(&key_by_id, Int64GetDatum((int64) key_id), kv, kn) ||
+		!kn[6] || (!kn[7] && DatumGetTimestampTz(kv[7]) <= GetCurrentTimestamp()))
 		FAIL(r, VERIFY_INVALID_KEY, 401);
-	}
 
 	/* 4. the signature: same work whether it will match or not */
-	opened = enr_open_secret(key_id, DatumGetByteaPP(enr_getattr(0, 4, &isnull)),
-							 DatumGetInt32(enr_getattr(0, 5, &isnull)), secret);
+	opened = enr_open_secret(key_id, DatumGetByteaPP(kv[4]), DatumGetInt32(kv[5]), secret);
 	enr_sha256(VARDATA_ANY(req->body), VARSIZE_ANY_EXHDR(req->body), body_hash);
 	signing_len = enr_signing_string_len(VARSIZE_ANY_EXHDR(req->method),
 										 VARSIZE_ANY_EXHDR(req->path),
@@ -181,21 +175,11 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	match = enr_digest_equal(expected, presented, ENR_DIGEST_LEN) && opened;
 	pfree(signing);
 	if (!match)
-	{
-		SPI_finish();
 		FAIL(r, VERIFY_BAD_SIGNATURE, 401);
-	}
 
-	/* copy what the answer needs out of SPI memory */
-	{
-		MemoryContext spicxt = MemoryContextSwitchTo(callcxt);
-
-		r->tenant = PointerGetDatum(PG_DETOAST_DATUM_COPY(enr_getattr(0, 1, &isnull)));
-		r->scopes = PointerGetDatum(PG_DETOAST_DATUM_COPY(enr_getattr(0, 2, &isnull)));
-		MemoryContextSwitchTo(spicxt);
-	}
-	mask = DatumGetInt32(enr_getattr(0, 3, &isnull));
-	SPI_finish();
+	r->tenant = PointerGetDatum(PG_DETOAST_DATUM(kv[1]));
+	r->scopes = PointerGetDatum(PG_DETOAST_DATUM(kv[2]));
+	mask = DatumGetInt32(kv[3]);
 
 	/* 5. the nonce, remembered only now */
 	nv = enr_nonce_check_and_remember(key_id, TXT(req->nonce), ts, now, enrollment_hmac_window);
@@ -220,8 +204,7 @@ result_datum(FunctionCallInfo fcinfo, const VerifyResult *r)
 	Datum		out[6];
 	bool		nulls[6] = {false, false, false, false, false, false};
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
+	tupdesc = enr_result_tupdesc(fcinfo);
 	out[0] = BoolGetDatum(r->error == NULL);
 	out[1] = r->error ? CStringGetTextDatum(r->error) : (Datum) 0;
 	nulls[1] = (r->error == NULL);

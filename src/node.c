@@ -17,19 +17,22 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/tuplestore.h"
 
 #include "enrollment.h"
+#include "probe.h"
 
 PG_FUNCTION_INFO_V1(enrollment_authenticate_node);
 
-static EnrPlan node_by_secret_plan = {
-	.sql = "SELECT n.node_id, n.tenant, n.name, n.role, n.cluster_id, n.status,"
-	"       n.enrolled_at, n.secret_hash"
-	"  FROM enrollment.node_record AS n"
-	" WHERE n.secret_public_id = $1 AND n.status <> 'removed'",
-	.nargs = 1,
-	.argtypes = {INT8OID}
+/* The node is read by the public id of its secret, without SPI (probe.c) */
+static EnrProbeTable node_by_secret = {
+	.relname = "node_record",
+	.indexname = "node_record_secret_public_id_key",
+	.eqproc = F_INT8EQ,
+	.ncols = 9,
+	.cols = {"secret_public_id", "node_id", "tenant", "name", "role", "cluster_id",
+	"status", "enrolled_at", "secret_hash"}
 };
 
 /*
@@ -49,24 +52,16 @@ enrollment_authenticate_node(PG_FUNCTION_ARGS)
 		enr_parse_presented(PG_GETARG_TEXT_PP(0), &public_id, digest) != TOKEN_OK)
 		return (Datum) 0;
 
-	SPI_connect();
 	{
-		Datum		a[1] = {Int64GetDatum(public_id)};
-		bool		isnull;
+		Datum		v[9];
+		bool		n[9];
 
-		enr_execute(&node_by_secret_plan, a, NULL, true, 1);
-		if (SPI_processed == 1 &&
-			enr_digest_matches(DatumGetByteaPP(enr_getattr(0, 8, &isnull)), digest))
-		{
-			Datum		values[7];
-			bool		nulls[7];
-
-			for (int i = 0; i < 7; i++)
-				values[i] = enr_getattr(0, i + 1, &nulls[i]);
+		/* a removed node no longer authenticates */
+		if (enr_probe(&node_by_secret, Int64GetDatum(public_id), v, n) &&
+			enr_digest_matches(DatumGetByteaPP(v[8]), digest) &&
+			strcmp(TextDatumGetCString(v[6]), "removed") != 0)
 			/* tuplestore_putvalues copies into the tuplestore's own context */
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		}
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &v[1], &n[1]);
 	}
-	SPI_finish();
 	return (Datum) 0;
 }

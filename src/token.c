@@ -20,11 +20,13 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "enrollment.h"
+#include "probe.h"
 
 PG_FUNCTION_INFO_V1(enrollment_create_token);
 PG_FUNCTION_INFO_V1(enrollment_check_token);
@@ -61,12 +63,14 @@ static EnrPlan insert_token_plan = {
 	.argtypes = {TEXTOID, INT8OID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
 };
 
-static EnrPlan check_token_plan = {
-	.sql = "SELECT t.token_id, t.kind, t.status, t.token_hash, t.use_count, t.max_uses,"
-	"       t.expires_at, t.cluster_id"
-	"  FROM enrollment.enrollment_token AS t WHERE t.public_id = $1",
-	.nargs = 1,
-	.argtypes = {INT8OID}
+/* check_token reads the token by public id, without SPI (probe.c) */
+static EnrProbeTable token_by_public_id = {
+	.relname = "enrollment_token",
+	.indexname = "enrollment_token_public_id_key",
+	.eqproc = F_INT8EQ,
+	.ncols = 9,
+	.cols = {"public_id", "token_id", "kind", "status", "token_hash", "use_count",
+	"max_uses", "expires_at", "cluster_id"}
 };
 
 static TokenKind
@@ -208,8 +212,7 @@ enrollment_create_token(PG_FUNCTION_ARGS)
 	HeapTuple	result;
 	const char *status;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
+	tupdesc = enr_result_tupdesc(fcinfo);
 
 	/* arguments */
 	enr_require_arg(fcinfo, 0, "kind");
@@ -363,37 +366,31 @@ enrollment_check_token(PG_FUNCTION_ARGS)
 	const char *error = NULL;
 	int64		public_id;
 	uint8		digest[ENR_DIGEST_LEN];
-	MemoryContext callcxt = CurrentMemoryContext;
 	HeapTuple	result;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
+	tupdesc = enr_result_tupdesc(fcinfo);
 
 	if (PG_ARGISNULL(0) ||
 		enr_parse_presented(PG_GETARG_TEXT_PP(0), &public_id, digest) != TOKEN_OK)
 		error = "invalid_token";
 
-	SPI_connect();
 	if (error == NULL)
 	{
-		Datum		a[1] = {Int64GetDatum(public_id)};
-		bool		isnull;
+		Datum		v[9];
+		bool		n[9];
 
-		enr_execute(&check_token_plan, a, NULL, true, 1);
-		if (SPI_processed != 1 ||
-			!enr_digest_matches(DatumGetByteaPP(enr_getattr(0, 4, &isnull)), digest))
+		if (!enr_probe(&token_by_public_id, Int64GetDatum(public_id), v, n) ||
+			!enr_digest_matches(DatumGetByteaPP(v[4]), digest))
 			error = "invalid_token";
 		else
 		{
-			char	   *kind = TextDatumGetCString(enr_getattr(0, 2, &isnull));
-			char	   *status = TextDatumGetCString(enr_getattr(0, 3, &isnull));
-			int32		use_count = DatumGetInt32(enr_getattr(0, 5, &isnull));
-			bool		nomax;
-			int32		max_uses = DatumGetInt32(enr_getattr(0, 6, &nomax));
-			bool		noexp;
-			TimestampTz expires = DatumGetTimestampTz(enr_getattr(0, 7, &noexp));
-			bool		nocluster;
-			Datum		tcluster = enr_getattr(0, 8, &nocluster);
+			char	   *kind = TextDatumGetCString(v[2]);
+			char	   *status = TextDatumGetCString(v[3]);
+			int32		use_count = DatumGetInt32(v[5]);
+			bool		nomax = n[6];
+			int32		max_uses = DatumGetInt32(v[6]);
+			bool		noexp = n[7];
+			TimestampTz expires = DatumGetTimestampTz(v[7]);
 			bool		live = (strcmp(status, "pending") == 0 || strcmp(status, "active") == 0);
 
 			if (strcmp(status, "revoked") == 0)
@@ -403,15 +400,14 @@ enrollment_check_token(PG_FUNCTION_ARGS)
 				error = "token_exhausted";
 			else if (strcmp(status, "expired") == 0 || (!noexp && expires <= enr_now()))
 				error = "token_expired";
-			else if (!nocluster && !PG_ARGISNULL(1) &&
-					 !enr_text_equal(DatumGetTextPP(tcluster), PG_GETARG_TEXT_PP(1)))
+			else if (!n[8] && !PG_ARGISNULL(1) &&
+					 !enr_text_equal(DatumGetTextPP(v[8]), PG_GETARG_TEXT_PP(1)))
 				error = "cluster_mismatch";
 
 			if (live && !noexp && expires <= enr_now())
 				status = "expired";
 
-			MemoryContextSwitchTo(callcxt);
-			out[2] = enr_getattr(0, 1, &isnull);
+			out[2] = v[1];
 			outnulls[2] = false;
 			out[3] = CStringGetTextDatum(kind);
 			outnulls[3] = false;
@@ -424,11 +420,9 @@ enrollment_check_token(PG_FUNCTION_ARGS)
 		}
 	}
 
-	MemoryContextSwitchTo(callcxt);
 	out[0] = BoolGetDatum(error == NULL);
 	out[1] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	outnulls[1] = (error == NULL);
 	result = heap_form_tuple(tupdesc, out, outnulls);
-	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(result));
 }

@@ -22,8 +22,26 @@ ok(scalar(@ours) >= 2, 'META.json names the release and the provided extension')
 is($_, $version, "META.json version $_ matches the control file") for @ours;
 like($meta, qr/"meta-spec"\s*:\s*\{\s*"version"\s*:\s*"1\.0\.0"/, 'PGXN meta spec 1.0.0');
 
-for my $script (glob('sql/enrollment.sql sql/enrollment--*--*.sql'))
+for my $script (glob('sql/enrollment.sql sql/enrollment--*.sql'))
 {
-	like(slurp($script), qr/^\\echo Use "CREATE EXTENSION enrollment/m, "$script has the psql guard");
+	next if $script eq "sql/enrollment--$version.sql";	# built from sql/enrollment.sql
+	my $guard = $script =~ /--.*--/ ? 'ALTER EXTENSION enrollment UPDATE' : 'CREATE EXTENSION enrollment';
+	like(slurp($script), qr/^\\echo Use "\Q$guard\E/m, "$script has the psql guard");
+}
+
+# every earlier release kept in sql/ has an upgrade path to this version
+for my $old (glob('sql/enrollment--*.sql'))
+{
+	my ($from) = $old =~ m{^sql/enrollment--([^-]+)\.sql$} or next;
+	next if $from eq $version;
+	my %next;
+	for (glob('sql/enrollment--*--*.sql'))
+	{
+		my ($a, $b) = m{^sql/enrollment--([^-]+)--([^-]+)\.sql$} or next;
+		$next{$a} = $b;
+	}
+	my $v = $from;
+	$v = $next{$v} while defined $next{$v} && $v ne $version;
+	is($v, $version, "release $from upgrades to $version");
 }
 done_testing();

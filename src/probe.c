@@ -1,0 +1,188 @@
+/*-------------------------------------------------------------------------
+ *
+ * probe.c
+ *	  Direct unique-index lookups of the extension's own tables.
+ *
+ * The per-request read paths (check_token, authenticate_node,
+ * verify_request) each fetch at most one row by a unique key.  Going
+ * through SPI and the executor for that costs more than the rest of the
+ * call; here the row is fetched with one B-tree probe and one heap fetch
+ * under the statement's snapshot, the way the executor's own index scan
+ * does, without parse analysis, plan cache or portal.  No SQL text is run,
+ * so the caller's search_path cannot influence what is read, and the
+ * functions need not be SECURITY DEFINER (the access methods do not check
+ * table privileges; the callers decide what they reveal).
+ *
+ * Relation and index OIDs and attribute numbers are resolved by name once
+ * per backend and forgotten by a relcache invalidation callback, so DROP
+ * and CREATE EXTENSION in a running session is seen at the next call.
+ *
+ * src/probe.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
+#include "executor/tuptable.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "probe.h"
+
+#define ENR_SCHEMA	"enrollment"
+
+/* tables resolved in this backend, for the invalidation callback */
+static EnrProbeTable *resolved[8];
+static int	nresolved = 0;
+static bool callback_registered = false;
+
+/* Forget resolved OIDs when a relation changes (or all of them, relid 0) */
+static void
+probe_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+{
+	for (int i = 0; i < nresolved; i++)
+	{
+		EnrProbeTable *t = resolved[i];
+
+		if (relid == InvalidOid || relid == t->relid || relid == t->indexid)
+			t->relid = InvalidOid;
+	}
+}
+
+static void
+schema_missing(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_TABLE),
+			 errmsg("the tables of extension \"enrollment\" are missing"),
+			 errdetail("Schema \"%s\" has no usable table or index of that name.", ENR_SCHEMA),
+			 errhint("Run CREATE EXTENSION enrollment CASCADE in this database.")));
+}
+
+/*
+ * Resolve a table's OIDs and the attribute numbers of its columns by name,
+ * and check that the index is a unique single-column B-tree on the key.
+ */
+static void
+resolve(EnrProbeTable *t)
+{
+	Oid			nsp = get_namespace_oid(ENR_SCHEMA, true);
+	Oid			relid;
+	Oid			indexid;
+	Relation	rel;
+	Relation	idx;
+	AttrNumber	keyatt;
+	bool		found = false;
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(probe_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+	if (!OidIsValid(nsp))
+		schema_missing();
+	relid = get_relname_relid(t->relname, nsp);
+	indexid = get_relname_relid(t->indexname, nsp);
+	if (!OidIsValid(relid) || !OidIsValid(indexid) ||
+		get_rel_relkind(relid) != RELKIND_RELATION ||
+		get_rel_relkind(indexid) != RELKIND_INDEX)
+		schema_missing();
+
+	rel = table_open(relid, AccessShareLock);
+	for (int c = 0; c < t->ncols; c++)
+	{
+		t->attnums[c] = InvalidAttrNumber;
+		for (int a = 0; a < RelationGetDescr(rel)->natts; a++)
+		{
+			Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), a);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), t->cols[c]) == 0)
+				t->attnums[c] = att->attnum;
+		}
+		if (t->attnums[c] == InvalidAttrNumber)
+			schema_missing();
+	}
+	keyatt = t->attnums[0];
+	table_close(rel, NoLock);
+
+	idx = index_open(indexid, AccessShareLock);
+	found = idx->rd_index->indrelid == relid && idx->rd_index->indisunique &&
+		idx->rd_index->indnkeyatts == 1 && idx->rd_index->indkey.values[0] == keyatt &&
+		idx->rd_rel->relam == BTREE_AM_OID && RelationGetIndexPredicate(idx) == NIL;
+	index_close(idx, NoLock);
+	if (!found)
+		schema_missing();
+
+	t->indexid = indexid;
+	t->relid = relid;
+	for (int i = 0; i < nresolved; i++)
+		if (resolved[i] == t)
+			return;
+	Assert(nresolved < lengthof(resolved));
+	resolved[nresolved++] = t;
+}
+
+/*
+ * Fetch the row whose key column (cols[0]) equals key.  On success the
+ * requested columns are in values/nulls, copied into the current memory
+ * context, and true is returned.  Reads under the active snapshot (the
+ * statement's), like a query would.
+ */
+bool
+enr_probe(EnrProbeTable *t, Datum key, Datum *values, bool *nulls)
+{
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData skey;
+	HeapTuple	tuple = NULL;
+	Snapshot	snapshot;
+
+	if (!OidIsValid(t->relid))
+		resolve(t);
+
+	rel = table_open(t->relid, AccessShareLock);
+	idx = index_open(t->indexid, AccessShareLock);
+	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+
+	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, t->eqproc, key);
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, snapshot, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		tuple = ExecCopySlotHeapTuple(slot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+
+	if (tuple != NULL)
+	{
+		/* one pass over the tuple; heap_getattr per column would rescan it */
+		TupleDesc	desc = RelationGetDescr(rel);
+		Datum	   *all = palloc(desc->natts * sizeof(Datum));
+		bool	   *allnulls = palloc(desc->natts * sizeof(bool));
+
+		heap_deform_tuple(tuple, desc, all, allnulls);
+		for (int c = 0; c < t->ncols; c++)
+		{
+			values[c] = all[t->attnums[c] - 1];
+			nulls[c] = allnulls[t->attnums[c] - 1];
+		}
+	}
+
+	/* locks are kept to the end of the transaction, as a query keeps them */
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return tuple != NULL;
+}

@@ -1,0 +1,38 @@
+/*-------------------------------------------------------------------------
+ *
+ * probe.h
+ *	  Direct unique-index lookups of the extension's own tables (probe.c).
+ *
+ * src/probe.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ENROLLMENT_PROBE_H
+#define ENROLLMENT_PROBE_H
+
+#include "postgres.h"
+
+#include "access/attnum.h"
+
+#define ENR_PROBE_MAXCOLS 12
+
+/*
+ * A table read by its unique key.  The first column listed is the key; the
+ * index must be a unique, non-partial, single-column B-tree on it.  The
+ * last three fields are a per-backend cache filled on first use.
+ */
+typedef struct EnrProbeTable
+{
+	const char *relname;
+	const char *indexname;
+	RegProcedure eqproc;		/* equality function of the key type */
+	int			ncols;
+	const char *cols[ENR_PROBE_MAXCOLS];
+	Oid			relid;
+	Oid			indexid;
+	AttrNumber	attnums[ENR_PROBE_MAXCOLS];
+} EnrProbeTable;
+
+extern bool enr_probe(EnrProbeTable *t, Datum key, Datum *values, bool *nulls);
+
+#endif							/* ENROLLMENT_PROBE_H */

@@ -1,0 +1,100 @@
+# ALTER EXTENSION enrollment UPDATE from every earlier release kept in sql/
+# gives exactly the objects of a fresh install of the current version, keeps
+# the data, and keeps EXECUTE grants on functions the upgrade re-creates.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my ($current) = slurp_file('enrollment.control') =~ /^default_version\s*=\s*'([^']+)'/m;
+my @old = grep { $_ ne $current } map { m{^sql/enrollment--([^-]+)\.sql$} ? $1 : () } glob('sql/enrollment--*.sql');
+plan skip_all => 'no earlier release to upgrade from' unless @old;
+
+my $node = PostgreSQL::Test::Cluster->new('upgrade');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'enrollment'");
+$node->start;
+
+# A description of every object of the extension and of its schema, in a
+# form that does not depend on OIDs or creation order.
+my $describe = q{
+SELECT pg_catalog.pg_describe_object(classid, objid, objsubid) AS o
+  FROM pg_catalog.pg_depend
+ WHERE refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+   AND refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'enrollment')
+   AND deptype = 'e'
+UNION ALL
+SELECT p.oid::pg_catalog.regprocedure || ' returns ' || pg_catalog.pg_get_function_result(p.oid)
+       || ' secdef=' || p.prosecdef || ' vol=' || p.provolatile::text
+       || ' config=' || coalesce(pg_catalog.array_to_string(p.proconfig, ','), '')
+       || ' acl=' || coalesce(p.proacl::text, '')
+  FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'enrollment'::pg_catalog.regnamespace
+UNION ALL
+SELECT c.oid::pg_catalog.regclass || ' ' || c.relkind::text || ' acl=' || coalesce(c.relacl::text, '')
+       || ' rls=' || c.relrowsecurity || ' ' || coalesce(pg_catalog.pg_get_viewdef(c.oid), '')
+  FROM pg_catalog.pg_class c WHERE c.relnamespace = 'enrollment'::pg_catalog.regnamespace
+UNION ALL
+SELECT a.attrelid::pg_catalog.regclass || '.' || a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
+       || ' notnull=' || a.attnotnull || ' default=' || coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), '')
+  FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+  LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE c.relnamespace = 'enrollment'::pg_catalog.regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT conrelid::pg_catalog.regclass || ' ' || pg_catalog.pg_get_constraintdef(oid)
+  FROM pg_catalog.pg_constraint WHERE connamespace = 'enrollment'::pg_catalog.regnamespace
+UNION ALL
+SELECT pg_catalog.pg_get_indexdef(indexrelid) FROM pg_catalog.pg_index i
+  JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+ WHERE c.relnamespace = 'enrollment'::pg_catalog.regnamespace
+UNION ALL
+SELECT 'policy ' || polrelid::pg_catalog.regclass || ' ' || polname || ' ' || coalesce(pg_catalog.pg_get_expr(polqual, polrelid), '')
+  FROM pg_catalog.pg_policy
+ WHERE polrelid IN (SELECT oid FROM pg_catalog.pg_class WHERE relnamespace = 'enrollment'::pg_catalog.regnamespace)
+UNION ALL
+SELECT 'trigger ' || pg_catalog.pg_get_triggerdef(t.oid) FROM pg_catalog.pg_trigger t
+  JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+ WHERE c.relnamespace = 'enrollment'::pg_catalog.regnamespace AND NOT t.tgisinternal
+UNION ALL
+SELECT 'config_dump ' || pg_catalog.array_to_string(extconfig::pg_catalog.regclass[], ',')
+  FROM pg_catalog.pg_extension WHERE extname = 'enrollment'
+ORDER BY 1};
+
+$node->safe_psql('postgres', 'CREATE ROLE app');
+$node->safe_psql('postgres', 'CREATE DATABASE fresh');
+$node->safe_psql('fresh', 'CREATE EXTENSION enrollment CASCADE');
+$node->safe_psql('fresh',
+	'GRANT EXECUTE ON FUNCTION enrollment.check_token(text, text), enrollment.verify_request(text, text, jsonb, bytea, text) TO app');
+my $want = $node->safe_psql('fresh', $describe);
+
+for my $from (@old)
+{
+	my $db = "from_$from" =~ s/\./_/gr;
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->safe_psql($db, "CREATE EXTENSION enrollment VERSION '$from' CASCADE");
+	$node->safe_psql($db,
+		'GRANT EXECUTE ON FUNCTION enrollment.check_token(text, text), enrollment.verify_request(text, text, jsonb, bytea, text) TO app');
+	my $token = $node->safe_psql($db, "SELECT token FROM enrollment.create_token('cluster', cluster_id => 'c')");
+	my $secret = $node->safe_psql($db, "SELECT node_secret FROM enrollment.enroll('$token', 'n1', 'c')");
+
+	$node->safe_psql($db, 'ALTER EXTENSION enrollment UPDATE');
+	is($node->safe_psql($db, "SELECT extversion FROM pg_extension WHERE extname = 'enrollment'"),
+		$current, "$from: updated to $current");
+	my $got = $node->safe_psql($db, $describe);
+	is($got, $want, "$from: the upgraded objects are those of a fresh install");
+	if ($got ne $want)
+	{
+		my %w = map { $_ => 1 } split /\n/, $want;
+		my %g = map { $_ => 1 } split /\n/, $got;
+		diag("only after upgrade: $_") for grep { !$w{$_} } sort keys %g;
+		diag("only in fresh install: $_") for grep { !$g{$_} } sort keys %w;
+	}
+	is($node->safe_psql($db, "SELECT ok FROM enrollment.check_token('$token', 'c')"), 't',
+		"$from: a token made before the upgrade still checks out");
+	is($node->safe_psql($db, "SELECT name FROM enrollment.authenticate_node('$secret')"), 'n1',
+		"$from: a node enrolled before the upgrade still authenticates");
+}
+
+$node->stop;
+done_testing();
