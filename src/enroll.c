@@ -21,11 +21,9 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
-#include "commands/async.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -117,25 +115,6 @@ token_error(int sqlstate, EnrollOutcome outcome, const char *detail, const char 
 }
 
 /*
- * Queue a NOTIFY enrollment_events for this enrollment; like any NOTIFY it
- * is delivered only if and when the transaction commits.
- */
-static void
-notify_enrolled(const char *tenant, Datum token_id, Datum node_id, bool reenrolled)
-{
-	StringInfoData payload;
-
-	initStringInfo(&payload);
-	appendStringInfoString(&payload, "{\"event\":\"enrolled\",\"tenant\":");
-	escape_json(&payload, tenant);
-	appendStringInfo(&payload, ",\"token_id\":\"%s\",\"node_id\":\"%s\",\"reenrolled\":%s}",
-					 DatumGetCString(DirectFunctionCall1(uuid_out, token_id)),
-					 DatumGetCString(DirectFunctionCall1(uuid_out, node_id)),
-					 reenrolled ? "true" : "false");
-	Async_Notify(ENR_NOTIFY_CHANNEL, payload.data);
-}
-
-/*
  * enrollment.enroll(token text, node_name text, cluster_id text, node_role text)
  *	RETURNS (node_id uuid, node_secret text, status text, token_id uuid, reenrolled boolean)
  */
@@ -174,8 +153,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	bool		outnulls[5] = {false};
 	HeapTuple	result;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
+	tupdesc = enr_result_tupdesc(fcinfo);
 
 	enr_require_arg(fcinfo, 0, "token");
 	enr_require_arg(fcinfo, 1, "node_name");
@@ -299,8 +277,8 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		SPI_processed != 1)
 		elog(ERROR, "enrollment of token %s wrote no node", public_prefix);
 
+	/* the worker announces the enrollment from the audit log (worker.c) */
 	enr_count_enroll(ENROLL_OK);
-	notify_enrolled(tenant, token_id, enr_getattr(0, 1, &isnull), !unbound);
 
 	MemoryContextSwitchTo(callcxt);
 	out[0] = enr_getattr(0, 1, &isnull);

@@ -116,6 +116,33 @@ static EnrPlan stamps_plan = {
 	.argtypes = {INT8ARRAYOID, TIMESTAMPTZARRAYOID}
 };
 
+/*
+ * Enrollments are announced by the worker, from the audit log, rather than
+ * by enroll itself: a NOTIFY in the enrolling transaction would hold the
+ * server-wide notify lock through its commit and serialize all concurrent
+ * enrollments.  Each round reads the events after the last one seen (and
+ * the "holes" left below it, see announce_enrollments) and notifies the
+ * enrollments among them.
+ */
+static EnrPlan announce_plan = {
+	.sql = "SELECT a.event_id,"
+	"       CASE WHEN a.action = 'sensor_enrolled' THEN"
+	"         pg_catalog.pg_notify('" ENR_NOTIFY_CHANNEL "', pg_catalog.json_build_object("
+	"           'event', 'enrolled', 'tenant', a.tenant, 'token_id', a.token_id,"
+	"           'node_id', a.node_id,"
+	"           'reenrolled', a.details OPERATOR(pg_catalog.?) 'reenrollment')::text) END"
+	"  FROM enrollment.audit_event AS a"
+	" WHERE a.event_id > $1 OR a.event_id OPERATOR(pg_catalog.=) ANY ($2)"
+	" ORDER BY a.event_id LIMIT $3",
+	.nargs = 3,
+	.argtypes = {INT8OID, INT8ARRAYOID, INT4OID}
+};
+
+static EnrPlan last_event_plan = {
+	.sql = "SELECT COALESCE(pg_catalog.max(event_id), 0) FROM enrollment.audit_event",
+	.nargs = 0
+};
+
 /* Fill in the parts common to the launcher and the database workers */
 static void
 init_worker_struct(BackgroundWorker *w, const char *function, const char *type)
@@ -202,6 +229,107 @@ write_stamps(void)
 	return n;
 }
 
+/*
+ * Announcement state of this worker.  Event ids come from a sequence, so a
+ * transaction can commit an event with an id below one already seen; such
+ * an id is a "hole" until it shows up (or HOLE_TTL passes: its transaction
+ * rolled back, or ran longer than any enrollment does).
+ */
+#define MAX_HOLES	1024
+#define HOLE_TTL	(60 * USECS_PER_SEC)
+static int64 announced_upto = -1;	/* -1: not started */
+static int64 holes[MAX_HOLES];
+static TimestampTz hole_since[MAX_HOLES];
+static int	nholes = 0;
+
+/* Start announcing after the last event present when the worker starts */
+static void
+announce_start(void)
+{
+	bool		isnull;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	enr_execute(&last_event_plan, NULL, NULL, true, 1);
+	announced_upto = DatumGetInt64(enr_getattr(0, 1, &isnull));
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * One batch of announcements: notify the enrollments among the events after
+ * announced_upto and among the holes, then update both.  Returns the number
+ * of events read.
+ */
+static uint64
+announce_batch(void)
+{
+	Datum	   *hd = palloc(sizeof(Datum) * Max(nholes, 1));
+	Datum		args[3];
+	uint64		n;
+	int64		prev = announced_upto;
+	TimestampTz now = GetCurrentTimestamp();
+	int			keep = 0;
+
+	for (int i = 0; i < nholes; i++)
+		hd[i] = Int64GetDatum(holes[i]);
+	args[0] = Int64GetDatum(announced_upto);
+	args[1] = PointerGetDatum(construct_array(hd, nholes, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = Int32GetDatum(enrollment_worker_batch);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "enrollment: announcing enrollments");
+	enr_execute(&announce_plan, args, NULL, false, 0);
+	n = SPI_processed;
+
+	/* holes that showed up are done; expired ones are given up */
+	for (int i = 0; i < nholes; i++)
+	{
+		bool		seen = false;
+
+		for (uint64 r = 0; r < n && !seen; r++)
+		{
+			bool		isnull;
+
+			seen = DatumGetInt64(enr_getattr(r, 1, &isnull)) == holes[i];
+		}
+		if (!seen && now - hole_since[i] < HOLE_TTL)
+		{
+			holes[keep] = holes[i];
+			hole_since[keep++] = hole_since[i];
+		}
+	}
+	nholes = keep;
+	/* ids skipped between the events read are new holes */
+	for (uint64 r = 0; r < n; r++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(enr_getattr(r, 1, &isnull));
+
+		if (id <= announced_upto)
+			continue;			/* a hole that showed up */
+		for (int64 h = prev + 1; h < id && nholes < MAX_HOLES; h++)
+		{
+			holes[nholes] = h;
+			hole_since[nholes++] = now;
+		}
+		prev = announced_upto = id;
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pfree(hd);
+	return n;
+}
+
 /* One maintenance round */
 static void
 run_round(const char *dbname, bool *said_missing)
@@ -225,6 +353,8 @@ run_round(const char *dbname, bool *said_missing)
 					(errmsg("enrollment worker: extension \"enrollment\" is not installed in database \"%s\"; waiting",
 							dbname)));
 		*said_missing = true;
+		announced_upto = -1;	/* a new extension starts its ids afresh */
+		nholes = 0;
 		return;
 	}
 	if (*said_missing)
@@ -253,6 +383,11 @@ run_round(const char *dbname, bool *said_missing)
 	} while (n == (uint64) enrollment_worker_batch);
 
 	enr_count_worker(WORKER_STAMPS_WRITTEN, write_stamps());
+
+	if (announced_upto < 0)
+		announce_start();
+	while (announce_batch() == (uint64) enrollment_worker_batch)
+		CHECK_FOR_INTERRUPTS();
 
 	enr_note_worker_run(GetCurrentTimestamp(), GetCurrentTimestamp() - start);
 }

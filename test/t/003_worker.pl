@@ -8,6 +8,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 
 my $node = PostgreSQL::Test::Cluster->new('worker');
 $node->init;
@@ -43,14 +44,35 @@ is($node->safe_psql('postgres',
 		"SELECT actor FROM enrollment.audit_log WHERE token_id = '$tid' AND action = 'sensor_enrollment_token_expired'"),
 	'enrollment worker', 'and audits it');
 
-# enrolled, revoked and expired are announced
+# enrolled, revoked and expired are announced; enrollments by the worker,
+# from the audit log, so even one that commits after a later one is heard
 my $tok = $node->safe_psql('postgres', "SELECT token FROM enrollment.create_token()");
-$node->safe_psql('postgres', "SELECT enrollment.enroll('$tok', 'notified-node')");
+my $late_tok = $node->safe_psql('postgres', "SELECT token FROM enrollment.create_token()");
+my $late = $node->background_psql('postgres');
+$late->query_safe('BEGIN');
+my $late_node = $late->query_safe("SELECT node_id FROM enrollment.enroll('$late_tok', 'late-node')");
+my $nid = $node->safe_psql('postgres', "SELECT node_id FROM enrollment.enroll('$tok', 'notified-node')");
 my $rid = $node->safe_psql('postgres', "SELECT token_id FROM enrollment.create_token('reusable')");
 $node->safe_psql('postgres', "SELECT enrollment.revoke_token('$rid')");
-my $heard = $listener->query_safe('SELECT 1');
+my $heard = '';
+for (my $i = 0; $i < 100 && $heard !~ /"node_id" : "$nid"/; $i++)
+{
+	$heard .= $listener->query_safe('SELECT 1');
+	usleep(100_000);
+}
+like($heard, qr/"event" : "enrolled".*"node_id" : "$nid", "reenrolled" : false/s,
+	'the worker announces an enrollment');
+unlike($heard, qr/$late_node/, 'but not one that has not committed');
+$late->query_safe('COMMIT');
+$late->quit;
+for (my $i = 0; $i < 100 && $heard !~ /$late_node/; $i++)
+{
+	$heard .= $listener->query_safe('SELECT 1');
+	usleep(100_000);
+}
+like($heard, qr/"event" : "enrolled".*"node_id" : "$late_node"/s,
+	'an enrollment that commits after a later one is announced too');
 like($heard, qr/"event" : "expired".*"token_id" : "$tid"/s, 'NOTIFY for the expiry');
-like($heard, qr/\{"event":"enrolled"/, 'NOTIFY for the enrollment');
 like($heard, qr/"event" : "revoked".*"token_id" : "$rid"/s, 'NOTIFY for the revocation');
 $listener->quit;
 
@@ -81,7 +103,7 @@ my %stats = map { my ($k, $v) = split /\|/; ($k => $v) } split /\n/,
 ok($stats{'worker.runs'} > 0, "worker runs counted ($stats{'worker.runs'})");
 ok($stats{'worker.tokens_expired'} >= 1, 'expired tokens counted');
 ok($stats{'worker.tokens_purged'} >= 2, 'purged tokens counted');
-is($stats{'enroll.ok'}, 1, 'one enrollment counted');
+is($stats{'enroll.ok'}, 2, 'the two enrollments counted');
 is($stats{'verify.ok'}, 1, 'one verification counted');
 is($stats{'nonces.capacity'}, 100000, 'nonce capacity shown');
 $node->safe_psql('postgres', 'SELECT enrollment.stats_reset()');
