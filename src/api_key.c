@@ -197,6 +197,7 @@ enrollment_create_api_key(PG_FUNCTION_ARGS)
 	char	   *actor = enr_current_actor();
 	char	   *tenant = enr_current_tenant();
 
+	enr_require_role("admin", "create API keys");
 	tupdesc = enr_result_tupdesc(fcinfo);
 
 	enr_require_arg(fcinfo, 0, "label");
@@ -309,6 +310,13 @@ enrollment_rotate_server_key(PG_FUNCTION_ARGS)
 	MemoryContext callcxt = CurrentMemoryContext;
 	HeapTuple	result;
 
+	/* the server key serves every tenant: a database administrator's job */
+	if (!enr_caller_is_dba())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission_denied"),
+				 errdetail("Rotating the server key affects every tenant."),
+				 errhint("Run it from psql as a superuser or a member of enrollment_admin, without enrollment.actor set.")));
 	tupdesc = enr_result_tupdesc(fcinfo);
 	if (RecoveryInProgress())
 		ereport(ERROR,

@@ -178,9 +178,10 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 
 		enr_execute(&lock_token_plan, a, NULL, false, 1);
 	}
-	/* unknown and wrong-secret tokens are indistinguishable to the caller */
+	/* unknown, wrong-secret and other tenants' tokens look alike to the caller */
 	if (SPI_processed != 1 ||
-		!enr_digest_matches(DatumGetByteaPP(enr_getattr(0, 5, &isnull)), digest))
+		!enr_digest_matches(DatumGetByteaPP(enr_getattr(0, 5, &isnull)), digest) ||
+		strcmp(TextDatumGetCString(enr_getattr(0, 2, &isnull)), enr_current_tenant()) != 0)
 		token_error(ERRCODE_ENR_INVALID_TOKEN, ENROLL_INVALID_TOKEN,
 					"No enrollment token matches.", NULL);
 

@@ -94,6 +94,12 @@ extern bool enr_digest_matches(bytea *stored, const uint8 digest[ENR_DIGEST_LEN]
 /* identity.c: who is acting, for which tenant */
 extern char *enr_current_actor(void);
 extern char *enr_current_tenant(void);
+extern int	enr_role_rank(const char *role);
+extern const char *enr_role_name(int rank);
+extern bool enr_caller_is_dba(void);
+extern int	enr_member_rank(const char *tenant, const char *identity);
+extern int	enr_caller_rank(void);
+extern void enr_require_role(const char *min_role, const char *what);
 
 /* shmem.c: shared state (needs shared_preload_libraries) */
 typedef enum NonceVerdict

@@ -7,20 +7,28 @@
  * transaction with set_config(..., true)), otherwise the session user: the
  * login role, not the owner a SECURITY DEFINER function runs as.
  *
+ * The caller's role in the current tenant comes from enrollment.member; a
+ * superuser or member of enrollment_admin with no actor set (a DBA in psql)
+ * counts as owner of every tenant.
+ *
  * src/identity.c
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 
 #include "enrollment.h"
 
 PG_FUNCTION_INFO_V1(enrollment_current_actor);
 PG_FUNCTION_INFO_V1(enrollment_current_tenant);
+PG_FUNCTION_INFO_V1(enrollment_current_member_role);
+PG_FUNCTION_INFO_V1(enrollment_require_role);
 
 /* The acting identity, palloc'd */
 char *
@@ -52,4 +60,131 @@ Datum
 enrollment_current_tenant(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TEXT_P(cstring_to_text(enr_current_tenant()));
+}
+
+/*
+ * Roles of tenant members, strongest first.  A caller's rank is that of
+ * their role in the current tenant; 0 means not a member.
+ */
+static const char *const role_names[] = {"viewer", "analyst", "operator", "admin", "owner"};
+
+/* Rank of a role name (1 = viewer .. 5 = owner), 0 if unknown */
+int
+enr_role_rank(const char *role)
+{
+	for (int i = 0; i < (int) lengthof(role_names); i++)
+		if (strcmp(role, role_names[i]) == 0)
+			return i + 1;
+	return 0;
+}
+
+/* Name of a rank (1..5) */
+const char *
+enr_role_name(int rank)
+{
+	Assert(rank >= 1 && rank <= (int) lengthof(role_names));
+	return role_names[rank - 1];
+}
+
+static EnrPlan member_role_plan = {
+	.sql = "SELECT m.role FROM enrollment.member AS m"
+	" WHERE m.tenant OPERATOR(pg_catalog.=) $1 AND m.identity OPERATOR(pg_catalog.=) $2",
+	.nargs = 2,
+	.argtypes = {TEXTOID, TEXTOID}
+};
+
+/*
+ * Is the caller a database-level administrator of the extension?  That is a
+ * superuser or a member of role enrollment_admin, acting from a session
+ * that has not named an actor (psql, not an application backend).
+ */
+bool
+enr_caller_is_dba(void)
+{
+	Oid			admin;
+
+	if (enrollment_actor != NULL && enrollment_actor[0] != '\0')
+		return false;
+	if (superuser_arg(GetSessionUserId()))
+		return true;
+	admin = get_role_oid("enrollment_admin", true);
+	return OidIsValid(admin) && is_member_of_role(GetSessionUserId(), admin);
+}
+
+/* Role rank of identity in tenant from the member table (0: not a member) */
+int
+enr_member_rank(const char *tenant, const char *identity)
+{
+	Datum		args[2] = {CStringGetTextDatum(tenant), CStringGetTextDatum(identity)};
+	int			rank = 0;
+
+	SPI_connect();
+	enr_execute(&member_role_plan, args, NULL, true, 1);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		rank = enr_role_rank(TextDatumGetCString(enr_getattr(0, 1, &isnull)));
+	}
+	SPI_finish();
+	return rank;
+}
+
+/* The caller's role rank in the current tenant (a DBA is owner everywhere) */
+int
+enr_caller_rank(void)
+{
+	if (enr_caller_is_dba())
+		return 5;
+	return enr_member_rank(enr_current_tenant(), enr_current_actor());
+}
+
+/*
+ * Raise permission_denied unless the caller holds at least min_role in the
+ * current tenant.  what names the action, for the detail.
+ */
+void
+enr_require_role(const char *min_role, const char *what)
+{
+	int			need = enr_role_rank(min_role);
+	int			have = enr_caller_rank();
+
+	Assert(need > 0);
+	if (have < need)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission_denied"),
+				 errdetail("To %s in tenant \"%s\" takes the role %s or higher; \"%s\" %s.",
+						   what, enr_current_tenant(), min_role, enr_current_actor(),
+						   have == 0 ? "is not a member" : psprintf("is %s", enr_role_name(have))),
+				 errhint("A tenant owner or admin grants roles with enrollment.add_member or enrollment.set_member_role.")));
+}
+
+/* enrollment.current_member_role() RETURNS text: NULL when not a member */
+Datum
+enrollment_current_member_role(PG_FUNCTION_ARGS)
+{
+	int			rank = enr_caller_rank();
+
+	if (rank == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(enr_role_name(rank)));
+}
+
+/* enrollment.require_role(min_role text, action text) RETURNS boolean (true, or an error) */
+Datum
+enrollment_require_role(PG_FUNCTION_ARGS)
+{
+	char	   *min_role;
+
+	enr_require_arg(fcinfo, 0, "min_role");
+	enr_require_arg(fcinfo, 1, "action");
+	min_role = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (enr_role_rank(min_role) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown role"),
+				 errdetail("Roles are owner, admin, operator, analyst and viewer.")));
+	enr_require_role(min_role, text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	PG_RETURN_BOOL(true);
 }

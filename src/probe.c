@@ -70,6 +70,14 @@ schema_missing(void)
 			 errhint("Run CREATE EXTENSION enrollment CASCADE in this database.")));
 }
 
+static bool probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls);
+
+static inline int
+nkeys(const EnrProbeTable *t)
+{
+	return t->nkeys == 2 ? 2 : 1;
+}
+
 /*
  * Resolve a table's OIDs and the attribute numbers of its columns by name,
  * and check that the index is a unique single-column B-tree on the key.
@@ -82,8 +90,7 @@ resolve(EnrProbeTable *t)
 	Oid			indexid;
 	Relation	rel;
 	Relation	idx;
-	AttrNumber	keyatt;
-	bool		found = false;
+	bool		found;
 
 	if (!callback_registered)
 	{
@@ -113,13 +120,14 @@ resolve(EnrProbeTable *t)
 		if (t->attnums[c] == InvalidAttrNumber)
 			schema_missing();
 	}
-	keyatt = t->attnums[0];
 	table_close(rel, NoLock);
 
 	idx = index_open(indexid, AccessShareLock);
 	found = idx->rd_index->indrelid == relid && idx->rd_index->indisunique &&
-		idx->rd_index->indnkeyatts == 1 && idx->rd_index->indkey.values[0] == keyatt &&
+		idx->rd_index->indnkeyatts == nkeys(t) &&
 		idx->rd_rel->relam == BTREE_AM_OID && RelationGetIndexPredicate(idx) == NIL;
+	for (int k = 0; found && k < nkeys(t); k++)
+		found = idx->rd_index->indkey.values[k] == t->attnums[k];
 	index_close(idx, NoLock);
 	if (!found)
 		schema_missing();
@@ -133,20 +141,36 @@ resolve(EnrProbeTable *t)
 	resolved[nresolved++] = t;
 }
 
-/*
- * Fetch the row whose key column (cols[0]) equals key.  On success the
- * requested columns are in values/nulls, copied into the current memory
- * context, and true is returned.  Reads under the active snapshot (the
- * statement's), like a query would.
- */
+/* Fetch the row whose key column (cols[0]) equals key: see probe() */
 bool
 enr_probe(EnrProbeTable *t, Datum key, Datum *values, bool *nulls)
+{
+	Assert(nkeys(t) == 1);
+	return probe(t, key, (Datum) 0, values, nulls);
+}
+
+/* Fetch the row whose two key columns equal key1 and key2: see probe() */
+bool
+enr_probe2(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls)
+{
+	Assert(nkeys(t) == 2);
+	return probe(t, key1, key2, values, nulls);
+}
+
+/*
+ * Fetch the row whose key equals the given one.  On success the requested
+ * columns are in values/nulls, copied into the current memory context, and
+ * true is returned.  Reads under the active snapshot (the statement's),
+ * like a query would.
+ */
+static bool
+probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls)
 {
 	Relation	rel;
 	Relation	idx;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
-	ScanKeyData skey;
+	ScanKeyData skey[2];
 	HeapTuple	tuple = NULL;
 	Snapshot	snapshot;
 
@@ -157,10 +181,15 @@ enr_probe(EnrProbeTable *t, Datum key, Datum *values, bool *nulls)
 	idx = index_open(t->indexid, AccessShareLock);
 	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 
-	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, t->eqproc, key);
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, t->eqproc, key1);
+	if (nkeys(t) == 2)
+		ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, t->eqproc2, key2);
+	/* compare as the index orders (text keys: the column's collation) */
+	for (int k = 0; k < nkeys(t); k++)
+		skey[k].sk_collation = idx->rd_indcollation[k];
 	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, idx, snapshot, 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
+	scan = index_beginscan(rel, idx, snapshot, nkeys(t), 0);
+	index_rescan(scan, skey, nkeys(t), NULL, 0);
 	if (index_getnext_slot(scan, ForwardScanDirection, slot))
 		tuple = ExecCopySlotHeapTuple(slot);
 	index_endscan(scan);

@@ -17,15 +17,18 @@
 #define ENR_PROBE_MAXCOLS 12
 
 /*
- * A table read by its unique key.  The first column listed is the key; the
- * index must be a unique, non-partial, single-column B-tree on it.  The
- * last three fields are a per-backend cache filled on first use.
+ * A table read by its unique key.  The first nkeys columns listed are the
+ * key (nkeys 0 means 1); the index must be a unique, non-partial B-tree on
+ * exactly those columns, in that order.  The last three fields are a
+ * per-backend cache filled on first use.
  */
 typedef struct EnrProbeTable
 {
 	const char *relname;
 	const char *indexname;
-	RegProcedure eqproc;		/* equality function of the key type */
+	RegProcedure eqproc;		/* equality function of the (first) key column */
+	RegProcedure eqproc2;		/* and of the second, if nkeys is 2 */
+	int			nkeys;
 	int			ncols;
 	const char *cols[ENR_PROBE_MAXCOLS];
 	Oid			relid;
@@ -34,5 +37,6 @@ typedef struct EnrProbeTable
 } EnrProbeTable;
 
 extern bool enr_probe(EnrProbeTable *t, Datum key, Datum *values, bool *nulls);
+extern bool enr_probe2(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls);
 
 #endif							/* ENROLLMENT_PROBE_H */

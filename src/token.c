@@ -29,6 +29,7 @@
 #include "probe.h"
 
 PG_FUNCTION_INFO_V1(enrollment_create_token);
+PG_FUNCTION_INFO_V1(enrollment_create_self_enrollment_token);
 PG_FUNCTION_INFO_V1(enrollment_check_token);
 
 typedef enum TokenKind
@@ -68,9 +69,9 @@ static EnrProbeTable token_by_public_id = {
 	.relname = "enrollment_token",
 	.indexname = "enrollment_token_public_id_key",
 	.eqproc = F_INT8EQ,
-	.ncols = 9,
+	.ncols = 10,
 	.cols = {"public_id", "token_id", "kind", "status", "token_hash", "use_count",
-	"max_uses", "expires_at", "cluster_id"}
+	"max_uses", "expires_at", "cluster_id", "tenant"}
 };
 
 static TokenKind
@@ -186,8 +187,8 @@ public_part(const IssuedCredential *cred)
  *		cluster_id text, node_id uuid, expires_days int)
  *	RETURNS (token_id, token, prefix, kind, expires_at, max_uses, cluster_id, node_id)
  */
-Datum
-enrollment_create_token(PG_FUNCTION_ARGS)
+static Datum
+create_token_impl(FunctionCallInfo fcinfo)
 {
 	TupleDesc	tupdesc;
 	TokenKind	kind;
@@ -351,6 +352,59 @@ enrollment_create_token(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(result));
 }
 
+/* create_token: operators and above */
+Datum
+enrollment_create_token(PG_FUNCTION_ARGS)
+{
+	enr_require_role("operator", "create enrollment tokens");
+	return create_token_impl(fcinfo);
+}
+
+#define SELF_ENROLLMENT_MAX_TTL (60 * 60)	/* seconds */
+
+/*
+ * enrollment.create_self_enrollment_token(ttl interval DEFAULT '15 minutes')
+ *	RETURNS the row of create_token
+ *
+ * Any member of the tenant may mint a token for their own machine: a once
+ * token with a short lifetime (at most an hour), created by (and so bound
+ * to) the caller's own identity, whatever their role.
+ */
+Datum
+enrollment_create_self_enrollment_token(PG_FUNCTION_ARGS)
+{
+	LOCAL_FCINFO(inner, 7);
+	Interval   *ttl;
+
+	if (enr_caller_rank() < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission_denied"),
+				 errdetail("Only members of tenant \"%s\" may mint a self-enrollment token; \"%s\" is not one.",
+						   enr_current_tenant(), enr_current_actor()),
+				 errhint("Ask a tenant owner or admin to add you with enrollment.add_member.")));
+	enr_require_arg(fcinfo, 0, "ttl");
+	ttl = PG_GETARG_INTERVAL_P(0);
+	if (ttl->month != 0 || ttl->day != 0 || ttl->time > (int64) SELF_ENROLLMENT_MAX_TTL * USECS_PER_SEC)
+		reject_argument("ttl of a self-enrollment token is at most 1 hour",
+						"A self-enrollment token is short-lived by design.",
+						"Pass a ttl of up to '1 hour', or ask an operator for a longer-lived token.");
+
+	InitFunctionCallInfoData(*inner, fcinfo->flinfo, 7, fcinfo->fncollation, NULL, fcinfo->resultinfo);
+	for (int i = 0; i < 7; i++)
+	{
+		inner->args[i].value = (Datum) 0;
+		inner->args[i].isnull = true;
+	}
+	inner->args[0].value = CStringGetTextDatum("once");
+	inner->args[0].isnull = false;
+	inner->args[1].value = CStringGetTextDatum("self-enrollment");
+	inner->args[1].isnull = false;
+	inner->args[2].value = IntervalPGetDatum(ttl);
+	inner->args[2].isnull = false;
+	return create_token_impl(inner);
+}
+
 /*
  * enrollment.check_token(token text, cluster_id text)
  *	RETURNS (ok, error, token_id, kind, status, expires_at, uses_left)
@@ -376,11 +430,13 @@ enrollment_check_token(PG_FUNCTION_ARGS)
 
 	if (error == NULL)
 	{
-		Datum		v[9];
-		bool		n[9];
+		Datum		v[10];
+		bool		n[10];
 
+		/* another tenant's token is as unknown as a made-up one */
 		if (!enr_probe(&token_by_public_id, Int64GetDatum(public_id), v, n) ||
-			!enr_digest_matches(DatumGetByteaPP(v[4]), digest))
+			!enr_digest_matches(DatumGetByteaPP(v[4]), digest) ||
+			strcmp(TextDatumGetCString(v[9]), enr_current_tenant()) != 0)
 			error = "invalid_token";
 		else
 		{

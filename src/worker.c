@@ -44,6 +44,8 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -138,6 +140,15 @@ static EnrPlan announce_plan = {
 	.argtypes = {INT8OID, INT8ARRAYOID, INT4OID}
 };
 
+/*
+ * Audit events are sealed into the hash chain every round (from 0.2.0 on:
+ * until ALTER EXTENSION UPDATE has run, the function is not there).
+ */
+static EnrPlan seal_plan = {
+	.sql = "SELECT enrollment.seal_audit()",
+	.nargs = 0
+};
+
 static EnrPlan last_event_plan = {
 	.sql = "SELECT COALESCE(pg_catalog.max(event_id), 0) FROM enrollment.audit_event",
 	.nargs = 0
@@ -200,6 +211,20 @@ extension_installed(void)
 	installed = OidIsValid(get_extension_oid("enrollment", true));
 	CommitTransactionCommand();
 	return installed;
+}
+
+/* Does this database's extension have seal_audit (version 0.2.0 or later)? */
+static bool
+seal_available(void)
+{
+	bool		found;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	found = OidIsValid(LookupFuncName(list_make2(makeString("enrollment"), makeString("seal_audit")),
+									  0, NULL, true));
+	CommitTransactionCommand();
+	return found;
 }
 
 /* Write noted last-used stamps to their keys, then drop the ones written */
@@ -383,6 +408,9 @@ run_round(const char *dbname, bool *said_missing)
 	} while (n == (uint64) enrollment_worker_batch);
 
 	enr_count_worker(WORKER_STAMPS_WRITTEN, write_stamps());
+
+	if (seal_available())
+		run_batch(&seal_plan, NULL, "enrollment: sealing the audit log");
 
 	if (announced_upto < 0)
 		announce_start();

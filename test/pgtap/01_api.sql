@@ -8,9 +8,15 @@ SELECT functions_are('enrollment', ARRAY[
     'audit_event_immutable', 'authenticate_node', 'check_token', 'create_token',
     'current_actor', 'current_tenant', 'enroll', 'revoke_token',
     'create_api_key', 'verify_request', 'sign_request', 'revoke_api_key',
-    'rotate_server_key', 'key_last_used', 'stats', 'stats_reset']);
-SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log', 'api_keys', 'stats']);
-SELECT tables_are('enrollment', ARRAY['enrollment_token', 'node_record', 'audit_event', 'api_key']);
+    'rotate_server_key', 'key_last_used', 'stats', 'stats_reset',
+    'current_member_role', 'require_role', 'role_permissions', 'audit', 'add_member',
+    'set_member_role', 'remove_member', 'create_self_enrollment_token', 'create_api_token',
+    'verify_api_token', 'set_api_token_prefix', 'api_token_for_management', 'revoke_api_token',
+    'delete_api_token', 'reassign_api_token', 'audit_canonical', 'seal_audit',
+    'verify_audit_chain', 'purge_audit']);
+SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log', 'api_keys', 'stats', 'members', 'api_tokens']);
+SELECT tables_are('enrollment', ARRAY['enrollment_token', 'node_record', 'audit_event', 'api_key',
+    'member', 'tenant_setting', 'api_token', 'audit_chain']);
 
 SELECT has_function('enrollment', 'create_token',
     ARRAY['text', 'text', 'interval', 'integer', 'text', 'uuid', 'integer']);

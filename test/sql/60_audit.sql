@@ -2,6 +2,10 @@
 -- append-only; the actor comes from enrollment.actor or the session user
 \set VERBOSITY terse
 
+-- identities that act below need a role in the tenant (a DBA in psql does not)
+SELECT enrollment.add_member('bob@example.com', 'operator');
+SELECT enrollment.add_member('audit_app', 'operator');
+
 SELECT max(event_id) AS last_event FROM enrollment.audit_log \gset
 
 SELECT token AS t, token_id AS t_id FROM enrollment.create_token('once', 'audited') \gset

@@ -20,6 +20,12 @@ my $used = $node->safe_psql('postgres', "SELECT token FROM enrollment.create_tok
 my $secret = $node->safe_psql('postgres', "SELECT node_secret FROM enrollment.enroll('$used', 'n1')");
 my ($kid, $hmac) = split / /, $node->safe_psql('postgres',
 	"SELECT key_id || ' ' || hmac_secret FROM enrollment.create_api_key('dumped key', ARRAY['events:read'])");
+# 0.2.0: a member, an API token owned by them, a sealed audit chain
+$node->safe_psql('postgres', "SELECT enrollment.add_member('ops\@example.com', 'operator')");
+my $apitok = $node->safe_psql('postgres',
+	"SELECT set_config('enrollment.actor', 'ops\@example.com', false); SELECT token FROM enrollment.create_api_token('dumped api token')");
+$apitok = (split /\n/, $apitok)[-1];
+$node->safe_psql('postgres', 'SELECT enrollment.seal_audit()');
 like($once, qr/^enr_[0-9a-f]{16}\.[A-Za-z0-9_-]{49}$/, 'token has the documented shape');
 like($secret, qr/^node_[0-9a-f]{16}\.[A-Za-z0-9_-]{49}$/, 'node credential has the documented shape');
 
@@ -37,6 +43,10 @@ for my $s ([ 'once token', $once ], [ 'cluster token', $cluster ], [ 'used token
 	my ($public, $private) = split /\./, $plaintext;
 	ok(index($dump, $private) < 0, "$what: secret part not in the dump");
 }
+{
+	my ($public, $private) = split /\./, $apitok;
+	ok(index($dump, $private) < 0, 'API token: secret part not in the dump');
+}
 ok(index(lc($dump), $hmac) < 0, 'HMAC secret not in the dump (as hex)');
 ok(index($dump, pack('H*', $hmac)) < 0, 'HMAC secret not in the dump (as bytes)');
 
@@ -52,6 +62,10 @@ is($node->safe_psql('restored', "SELECT name FROM enrollment.authenticate_node('
 is($node->safe_psql('restored',
 		"SELECT ok FROM enrollment.verify_request('GET', '/r', enrollment.sign_request('GET', '/r', '$kid', '$hmac'))"),
 	't', 'a restored API key verifies signed requests');
+is($node->safe_psql('restored', "SELECT ok FROM enrollment.verify_api_token('$apitok', 'tokens:write')"),
+	't', 'a restored API token verifies, with its owner\'s restored role');
+is($node->safe_psql('restored', 'SELECT ok AND events_checked > 5 FROM enrollment.verify_audit_chain()'),
+	't', 'the restored audit chain verifies');
 my ($rc, $out, $err) = $node->psql('restored', "SELECT enrollment.enroll('$used', 'again')");
 like($err, qr/token_exhausted/, 'a used token stays used after restore');
 is($node->safe_psql('restored', 'SELECT count(*) FROM enrollment.audit_log'),

@@ -1,0 +1,201 @@
+-- pgTAP: tenants, members and roles (the permission matrix), tenant
+-- isolation, the cascade of removing a member, API tokens and their
+-- permissions after a demotion, and the audit hash chain.
+BEGIN;
+SELECT plan(132);
+
+-- the SQLSTATE a statement ends with, or 'ok'
+CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END
+$$;
+
+-- act as identity (no identity: a DBA in psql) in a tenant
+CREATE FUNCTION pg_temp.act(identity text, tenant text DEFAULT 'acme') RETURNS void LANGUAGE sql AS $$
+    SELECT set_config('enrollment.actor', coalesce(identity, ''), true),
+           set_config('enrollment.tenant', tenant, true)
+$$;
+
+-- a DBA sets up tenant acme: one member per role
+SELECT pg_temp.act(NULL);
+SELECT is(enrollment.current_member_role(), 'owner', 'a DBA in psql (no actor) is owner of every tenant');
+SELECT enrollment.add_member(m.identity, m.role)
+  FROM (VALUES ('own@acme', 'owner'), ('adm@acme', 'admin'), ('ops@acme', 'operator'),
+               ('ana@acme', 'analyst'), ('view@acme', 'viewer')) AS m(identity, role);
+SELECT pg_temp.act('nobody@acme');
+SELECT is(enrollment.current_member_role(), NULL, 'an identity that is not a member has no role');
+SELECT pg_temp.act('ops@acme');
+SELECT is(enrollment.current_member_role(), 'operator', 'a member has their role');
+
+-- The permission matrix: every role (and a stranger) against every action.
+-- An action above the caller's role fails with 42501 permission_denied;
+-- otherwise it succeeds (the revocations of made-up ids: not found).
+CREATE TEMP TABLE action (name text, need int, sql text, allowed text[] DEFAULT '{ok}');
+INSERT INTO action VALUES
+  ('create an enrollment token',  3, $$SELECT enrollment.create_token()$$, '{ok}'),
+  ('revoke an enrollment token',  3, $$SELECT enrollment.revoke_token(gen_random_uuid())$$, '{NR001}'),
+  ('list enrollment tokens',      3, $$SELECT count(*) FROM enrollment.tokens$$, '{ok}'),
+  ('create an API key',           4, $$SELECT enrollment.create_api_key('k', ARRAY['events:read'])$$, '{ok}'),
+  ('revoke an API key',           4, $$SELECT enrollment.revoke_api_key('0000000000000001')$$, '{NR010}'),
+  ('list API keys',               4, $$SELECT count(*) FROM enrollment.api_keys$$, '{ok}'),
+  ('mint a self-enrollment token',1, $$SELECT enrollment.create_self_enrollment_token()$$, '{ok}'),
+  ('create an API token',         3, $$SELECT enrollment.create_api_token('t')$$, '{ok}'),
+  ('list API tokens',             3, $$SELECT count(*) FROM enrollment.api_tokens$$, '{ok}'),
+  ('list nodes',                  1, $$SELECT count(*) FROM enrollment.nodes$$, '{ok}'),
+  ('read the audit log',          4, $$SELECT count(*) FROM enrollment.audit_log$$, '{ok}'),
+  ('verify the audit chain',      4, $$SELECT enrollment.verify_audit_chain()$$, '{ok}'),
+  ('list members',                4, $$SELECT count(*) FROM enrollment.members$$, '{ok}'),
+  ('add a member',                4, $$SELECT enrollment.add_member('new-' || gen_random_uuid(), 'viewer')$$, '{ok}'),
+  ('set the API token prefix',    4, $$SELECT enrollment.set_api_token_prefix('acme_')$$, '{ok}'),
+  ('purge the audit log',         5, $$SELECT enrollment.purge_audit('30 days')$$, '{ok}');
+CREATE TEMP TABLE who (identity text, rank int);
+INSERT INTO who VALUES ('own@acme', 5), ('adm@acme', 4), ('ops@acme', 3), ('ana@acme', 2),
+                       ('view@acme', 1), ('stranger@elsewhere', 0);
+
+CREATE FUNCTION pg_temp.matrix() RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+    a record;
+    w record;
+    got text;
+BEGIN
+    FOR w IN SELECT * FROM who ORDER BY rank DESC LOOP
+        FOR a IN SELECT * FROM action ORDER BY name LOOP
+            PERFORM pg_temp.act(w.identity);
+            got := pg_temp.outcome(a.sql);
+            RETURN NEXT ok(CASE WHEN w.rank < a.need THEN got = '42501' ELSE got = ANY (a.allowed) END,
+                           format('%s (rank %s) %s: %s (%s)', w.identity, w.rank,
+                                  CASE WHEN w.rank < a.need THEN 'may not' ELSE 'may' END, a.name, got));
+        END LOOP;
+    END LOOP;
+END
+$$;
+SELECT * FROM pg_temp.matrix();              -- 6 x 16 = 96 tests
+
+-- rotating the server key is for DBAs only, not even a tenant owner
+SELECT pg_temp.act('own@acme');
+SELECT is(pg_temp.outcome($$SELECT enrollment.rotate_server_key()$$), '42501',
+          'a tenant owner may not rotate the server key');
+
+-- Tenant isolation: what acme has, globex can neither see nor use
+SELECT pg_temp.act('ops@acme');
+CREATE TEMP TABLE acme AS
+SELECT t.token, t.token_id, e.node_secret, NULL::text AS key_id, NULL::text AS hmac_secret,
+       (SELECT token FROM enrollment.create_api_token('acme api')) AS api_token
+  FROM enrollment.create_token('reusable', 'acme token') t,
+       LATERAL enrollment.enroll(t.token, 'acme-node') e;
+SELECT pg_temp.act(NULL);
+UPDATE acme SET (key_id, hmac_secret) =
+    (SELECT key_id, hmac_secret FROM enrollment.create_api_key('acme key', ARRAY['events:read']));
+SELECT pg_temp.act(NULL, 'globex');
+SELECT is((SELECT error FROM enrollment.check_token((SELECT token FROM acme))), 'invalid_token',
+          'another tenant''s token does not check out');
+SELECT is(pg_temp.outcome($$SELECT enrollment.enroll((SELECT token FROM acme), 'intruder')$$), 'NR001',
+          'another tenant''s token does not enroll');
+SELECT is((SELECT count(*) FROM enrollment.authenticate_node((SELECT node_secret FROM acme))), 0::bigint,
+          'another tenant''s node does not authenticate');
+SELECT is((SELECT error FROM acme, enrollment.verify_request('GET', '/x',
+              enrollment.sign_request('GET', '/x', acme.key_id, acme.hmac_secret))), 'invalid_key',
+          'another tenant''s API key does not verify');
+SELECT is((SELECT error FROM enrollment.verify_api_token((SELECT api_token FROM acme))), 'invalid_token',
+          'another tenant''s API token does not verify');
+SELECT is((SELECT count(*) FROM enrollment.tokens) + (SELECT count(*) FROM enrollment.nodes)
+          + (SELECT count(*) FROM enrollment.api_keys) + (SELECT count(*) FROM enrollment.api_tokens)
+          + (SELECT count(*) FROM enrollment.audit_log), 0::bigint,
+          'no view shows another tenant''s rows, not even to a DBA acting in globex');
+SELECT is(pg_temp.outcome($$SELECT enrollment.revoke_token((SELECT token_id FROM acme))$$), 'NR001',
+          'another tenant''s token cannot be revoked');
+SELECT pg_temp.act(NULL, 'acme');
+SELECT ok((SELECT ok FROM enrollment.check_token((SELECT token FROM acme))), 'in its own tenant the token checks out');
+SELECT is((SELECT name FROM enrollment.authenticate_node((SELECT node_secret FROM acme))), 'acme-node',
+          'and the node authenticates');
+
+-- Removing a member: their tokens revoked, the nodes enrolled through them
+-- removed, their API tokens revoked, all audited
+CREATE TEMP TABLE owned AS
+SELECT (SELECT count(*) FROM enrollment.enrollment_token
+         WHERE tenant = 'acme' AND created_by = 'ops@acme' AND status IN ('pending', 'active')) AS tokens,
+       (SELECT count(*) FROM enrollment.api_token
+         WHERE tenant = 'acme' AND owner = 'ops@acme' AND status = 'active') AS api_tokens;
+SELECT is(enrollment.remove_member('ops@acme'),
+          (SELECT jsonb_build_object('tokens_revoked', tokens, 'nodes_removed', 1,
+                                     'api_tokens_revoked', api_tokens) FROM owned),
+          'remove_member reports the cascade: every live token and API token of the member, the node');
+SELECT is((SELECT status FROM enrollment.tokens WHERE token_id = (SELECT token_id FROM acme)), 'revoked',
+          'the member''s token is revoked');
+SELECT is((SELECT count(*) FROM enrollment.authenticate_node((SELECT node_secret FROM acme))), 0::bigint,
+          'the node enrolled through it no longer authenticates');
+SELECT is((SELECT error FROM enrollment.verify_api_token((SELECT api_token FROM acme))), 'token_revoked',
+          'the member''s API token is revoked');
+SELECT is((SELECT jsonb_object_agg(action, n) FROM (
+              SELECT action, count(*) AS n FROM enrollment.audit_log
+               WHERE details->>'reason' = 'member_removed' OR action = 'member_removed'
+               GROUP BY action) c),
+          (SELECT jsonb_build_object('sensor_enrollment_token_revoked', tokens, 'sensor_removed', 1,
+                                     'api_token_revoked', api_tokens, 'member_removed', 1) FROM owned),
+          'each change of the cascade is audited');
+SELECT cmp_ok((SELECT tokens + api_tokens FROM owned), '>=', 2::bigint, 'the cascade had work to do');
+
+-- API token permissions: the token's own, within the owner's role now
+SELECT pg_temp.act('adm@acme');
+CREATE TEMP TABLE tok AS
+SELECT (SELECT token FROM enrollment.create_api_token('all of mine')) AS full_token,
+       (SELECT token FROM enrollment.create_api_token('read nodes', ARRAY['nodes:read'])) AS narrow;
+SELECT is((SELECT ok FROM enrollment.verify_api_token((SELECT full_token FROM tok), 'keys:read')), true,
+          'an admin''s token may read keys');
+SELECT is((SELECT error FROM enrollment.verify_api_token((SELECT narrow FROM tok), 'keys:read')),
+          'insufficient_permission', 'a narrowed token may not');
+SELECT is((SELECT http_status FROM enrollment.verify_api_token((SELECT narrow FROM tok), 'keys:read')), 403,
+          'which is HTTP 403');
+SELECT pg_temp.act(NULL);
+SELECT enrollment.set_member_role('adm@acme', 'operator');
+SELECT is((SELECT error FROM enrollment.verify_api_token((SELECT full_token FROM tok), 'keys:read')),
+          'insufficient_permission', 'after the owner''s demotion the token loses keys:read at once');
+SELECT is((SELECT ok FROM enrollment.verify_api_token((SELECT full_token FROM tok), 'tokens:write')), true,
+          'and keeps what the new role allows');
+SELECT pg_temp.act('adm@acme');
+SELECT is(pg_temp.outcome($$SELECT enrollment.create_api_token('too much', ARRAY['keys:write'])$$), '42501',
+          'a token cannot be given more than its creator''s role');
+SELECT is((SELECT error FROM enrollment.verify_api_token('api_0123456789abcdef.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx')),
+          'invalid_token', 'a made-up token is invalid, without an error');
+SELECT pg_temp.act(NULL);
+SELECT enrollment.set_api_token_prefix('tc-apiv1_');
+SELECT pg_temp.act('own@acme');
+SELECT matches((SELECT token FROM enrollment.create_api_token('branded')), '^tc-apiv1_[0-9a-f]{16}\.',
+               'a tenant''s API tokens carry its prefix');
+
+-- The audit log: append-only for everyone, sealed into a hash chain
+SELECT pg_temp.act(NULL);
+SELECT cmp_ok(enrollment.seal_audit(), '>', 0::bigint, 'seal_audit seals the new events');
+SELECT is((SELECT (ok, problem, unsealed) FROM enrollment.verify_audit_chain()),
+          (true, NULL::text, 0::bigint), 'the chain verifies');
+-- retention: old sealed events go, the rest of the chain still verifies
+INSERT INTO enrollment.audit_event (tenant, actor, action, occurred_at, details)
+SELECT 'acme', 'history', 'sensor_enrolled', now() - interval '40 days', jsonb_build_object('n', i)
+  FROM generate_series(1, 3) i;
+SELECT enrollment.seal_audit();
+SELECT pg_temp.act('own@acme');
+SELECT cmp_ok(enrollment.purge_audit('30 days'), '>=', 3::bigint, 'purge_audit removes events older than asked');
+SELECT pg_temp.act(NULL);
+SELECT is((SELECT count(*) FROM enrollment.audit_event WHERE actor = 'history'), 0::bigint, 'they are gone');
+SELECT enrollment.seal_audit();
+SELECT is((SELECT (ok, unsealed) FROM enrollment.verify_audit_chain()), (true, 0::bigint),
+          'the remaining chain verifies, the purge itself sealed in it');
+SELECT is((SELECT actor FROM enrollment.audit_log WHERE action = 'audit_purged'), 'own@acme',
+          'the purge is audited');
+
+SELECT is(pg_temp.outcome($$UPDATE enrollment.audit_event SET actor = 'someone else'$$), '42501',
+          'the audit log cannot be updated, not even by its owner');
+SELECT is(pg_temp.outcome($$DELETE FROM enrollment.audit_event$$), '42501', 'nor deleted from');
+ALTER TABLE enrollment.audit_event DISABLE TRIGGER audit_event_no_update_delete;
+UPDATE enrollment.audit_event SET details = '{"forged": true}'
+ WHERE event_id = (SELECT event_id FROM enrollment.audit_chain ORDER BY seq OFFSET 2 LIMIT 1);
+ALTER TABLE enrollment.audit_event ENABLE TRIGGER audit_event_no_update_delete;
+SELECT is((SELECT (ok, problem) FROM enrollment.verify_audit_chain()), (false, 'event_altered'::text),
+          'an edited event breaks the chain');
+
+SELECT * FROM finish();
+ROLLBACK;
