@@ -602,10 +602,15 @@ BEGIN
     IF older_than IS NULL OR older_than OPERATOR(pg_catalog.<) interval '1 day' THEN
         RAISE EXCEPTION 'older_than must be at least 1 day' USING ERRCODE = '22023';
     END IF;
-    SELECT pg_catalog.max(c.seq) INTO upto
-      FROM enrollment.audit_chain AS c JOIN enrollment.audit_event AS a USING (event_id)
-     WHERE a.occurred_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) older_than);
-    IF upto IS NULL THEN
+    -- the chain loses a prefix: up to the first link whose event is young enough
+    -- to stay (an old event sealed after a young one waits for a later purge)
+    SELECT COALESCE(pg_catalog.min(c.seq) FILTER (
+               WHERE a.occurred_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) older_than)
+                  OR a.event_id IS NULL) OPERATOR(pg_catalog.-) 1,
+                    pg_catalog.max(c.seq))
+      INTO upto
+      FROM enrollment.audit_chain AS c LEFT JOIN enrollment.audit_event AS a USING (event_id);
+    IF upto IS NULL OR upto OPERATOR(pg_catalog.<) 1 THEN
         RETURN 0;
     END IF;
     PERFORM pg_catalog.set_config('enrollment_internal.audit_retention', 'on', true);
