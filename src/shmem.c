@@ -451,15 +451,18 @@ enr_nonces_held(void)
 	return n;
 }
 
-static LastUsedKey
-last_used_key(uint64 key_id)
+/*
+ * The hash key of key_id in the current database.  Filled in place: the
+ * key is hashed as bytes, padding included, and a struct returned by value
+ * need not keep its padding zeroed (it travels in registers), which made
+ * one backend miss another's stamps.
+ */
+static void
+last_used_key(uint64 key_id, LastUsedKey *k)
 {
-	LastUsedKey k;
-
-	memset(&k, 0, sizeof(k));
-	k.dbid = MyDatabaseId;
-	k.key_id = key_id;
-	return k;
+	memset(k, 0, sizeof(*k));
+	k->dbid = MyDatabaseId;
+	k->key_id = key_id;
 }
 
 /*
@@ -472,10 +475,11 @@ void
 enr_last_used_note(uint64 key_id, TimestampTz stamp)
 {
 	LWLock	   *lock = &enr_shared->locks[1].lock;
-	LastUsedKey k = last_used_key(key_id);
+	LastUsedKey k;
 	LastUsedEntry *e;
 	bool		found;
 
+	last_used_key(key_id, &k);
 	LWLockAcquire(lock, LW_SHARED);
 	e = hash_search(last_used_table, &k, HASH_FIND, NULL);
 	if (e != NULL)
@@ -506,12 +510,13 @@ enr_last_used_note(uint64 key_id, TimestampTz stamp)
 TimestampTz
 enr_last_used_get(uint64 key_id)
 {
-	LastUsedKey k = last_used_key(key_id);
+	LastUsedKey k;
 	LastUsedEntry *e;
 	TimestampTz stamp = 0;
 
 	if (enr_shared == NULL)
 		return 0;
+	last_used_key(key_id, &k);
 	LWLockAcquire(&enr_shared->locks[1].lock, LW_SHARED);
 	e = hash_search(last_used_table, &k, HASH_FIND, NULL);
 	if (e != NULL)
@@ -630,8 +635,11 @@ enr_last_used_forget(const uint64 *key_ids, const TimestampTz *stamps, int n)
 	LWLockAcquire(&enr_shared->locks[1].lock, LW_EXCLUSIVE);
 	for (int i = 0; i < n; i++)
 	{
-		LastUsedKey k = last_used_key(key_ids[i]);
-		LastUsedEntry *e = hash_search(last_used_table, &k, HASH_FIND, NULL);
+		LastUsedKey k;
+		LastUsedEntry *e;
+
+		last_used_key(key_ids[i], &k);
+		e = hash_search(last_used_table, &k, HASH_FIND, NULL);
 
 		if (e != NULL && (TimestampTz) pg_atomic_read_u64(&e->stamp) == stamps[i])
 			hash_search(last_used_table, &k, HASH_REMOVE, NULL);
