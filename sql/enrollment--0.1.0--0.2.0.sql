@@ -201,6 +201,12 @@ CREATE FUNCTION enrollment.require_role(min_role text, action text) RETURNS bool
 COMMENT ON FUNCTION enrollment.require_role(text, text) IS
     'true if the current actor holds at least min_role in the current tenant; raises permission_denied otherwise';
 
+CREATE FUNCTION enrollment.may_read_audit() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'enrollment_may_read_audit'
+    LANGUAGE C STABLE SECURITY DEFINER SET search_path = '';
+COMMENT ON FUNCTION enrollment.may_read_audit() IS
+    'true if the caller may read the audit log: admin and above, or a request verified for audit:read in this transaction';
+
 CREATE FUNCTION enrollment.role_permissions(role text) RETURNS text[]
     AS 'MODULE_PATHNAME', 'enrollment_role_permissions'
     LANGUAGE C IMMUTABLE STRICT;
@@ -659,6 +665,7 @@ REVOKE ALL ON enrollment.members, enrollment.api_tokens FROM PUBLIC;
 REVOKE ALL ON FUNCTION
     enrollment.current_member_role(),
     enrollment.require_role(text, text),
+    enrollment.may_read_audit(),
     enrollment.audit(text, text, text, jsonb, uuid, uuid),
     enrollment.add_member(text, text),
     enrollment.set_member_role(text, text),
@@ -803,7 +810,7 @@ SELECT a.event_id, a.tenant, a.occurred_at, a.actor, a.action, a.token_id, a.nod
        a.object_type, a.object_id
   FROM enrollment.audit_event AS a
  WHERE a.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()
-   AND (SELECT enrollment.require_role('admin', 'read the audit log'));
+   AND (SELECT enrollment.may_read_audit());
 CREATE OR REPLACE VIEW enrollment.api_keys AS
 SELECT pg_catalog.lpad(pg_catalog.to_hex(k.key_id), 16, '0') AS key_id,
        k.tenant,

@@ -508,6 +508,12 @@ CREATE FUNCTION enrollment.require_role(min_role text, action text) RETURNS bool
 COMMENT ON FUNCTION enrollment.require_role(text, text) IS
     'true if the current actor holds at least min_role in the current tenant; raises permission_denied otherwise';
 
+CREATE FUNCTION enrollment.may_read_audit() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'enrollment_may_read_audit'
+    LANGUAGE C STABLE SECURITY DEFINER SET search_path = '';
+COMMENT ON FUNCTION enrollment.may_read_audit() IS
+    'true if the caller may read the audit log: admin and above, or a request verified for audit:read in this transaction';
+
 CREATE FUNCTION enrollment.role_permissions(role text) RETURNS text[]
     AS 'MODULE_PATHNAME', 'enrollment_role_permissions'
     LANGUAGE C IMMUTABLE STRICT;
@@ -966,6 +972,7 @@ REVOKE ALL ON enrollment.members, enrollment.api_tokens FROM PUBLIC;
 REVOKE ALL ON FUNCTION
     enrollment.current_member_role(),
     enrollment.require_role(text, text),
+    enrollment.may_read_audit(),
     enrollment.audit(text, text, text, jsonb, uuid, uuid),
     enrollment.add_member(text, text),
     enrollment.set_member_role(text, text),
@@ -1046,7 +1053,7 @@ SELECT a.event_id, a.tenant, a.occurred_at, a.actor, a.action, a.token_id, a.nod
        a.object_type, a.object_id
   FROM enrollment.audit_event AS a
  WHERE a.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()
-   AND (SELECT enrollment.require_role('admin', 'read the audit log'));
+   AND (SELECT enrollment.may_read_audit());
 COMMENT ON VIEW enrollment.audit_log IS 'Append-only record of every change: who, what, when, which token or node';
 
 CREATE VIEW enrollment.api_keys AS

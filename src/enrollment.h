@@ -100,6 +100,7 @@ extern bool enr_caller_is_dba(void);
 extern int	enr_member_rank(const char *tenant, const char *identity);
 extern int	enr_caller_rank(void);
 extern void enr_require_role(const char *min_role, const char *what);
+extern void enr_grant_audit_read(const char *tenant);
 
 /* shmem.c: shared state (needs shared_preload_libraries) */
 typedef enum NonceVerdict

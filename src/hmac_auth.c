@@ -194,6 +194,9 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	/* 6. the scope */
 	if (scope_bit >= 0 && (mask & (1 << scope_bit)) == 0)
 		FAIL(r, VERIFY_INSUFFICIENT_SCOPE, 403);
+	/* a request verified for audit:read may read its tenant's audit log */
+	if (scope_bit >= 0 && scope_bit == enr_scope_bit("audit:read", 10))
+		enr_grant_audit_read(TextDatumGetCString(r->tenant));
 	enr_count_verify(VERIFY_OK);
 }
 

@@ -20,6 +20,7 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 
@@ -29,6 +30,7 @@ PG_FUNCTION_INFO_V1(enrollment_current_actor);
 PG_FUNCTION_INFO_V1(enrollment_current_tenant);
 PG_FUNCTION_INFO_V1(enrollment_current_member_role);
 PG_FUNCTION_INFO_V1(enrollment_require_role);
+PG_FUNCTION_INFO_V1(enrollment_may_read_audit);
 
 /* The acting identity, palloc'd */
 char *
@@ -158,6 +160,33 @@ enr_require_role(const char *min_role, const char *what)
 						   what, enr_current_tenant(), min_role, enr_current_actor(),
 						   have == 0 ? "is not a member" : psprintf("is %s", enr_role_name(have))),
 				 errhint("A tenant owner or admin grants roles with enrollment.add_member or enrollment.set_member_role.")));
+}
+
+/*
+ * A request verified by verify_request with required_scope 'audit:read'
+ * lets the rest of its transaction read the key's tenant's audit log
+ * (seed 004: audit:read keys).  Kept per backend, for one local
+ * transaction id, so it cannot outlive the transaction.
+ */
+static LocalTransactionId audit_read_lxid = InvalidLocalTransactionId;
+static char audit_read_tenant[NAMEDATALEN];
+
+void
+enr_grant_audit_read(const char *tenant)
+{
+	audit_read_lxid = MyProc->lxid;
+	strlcpy(audit_read_tenant, tenant, sizeof(audit_read_tenant));
+}
+
+/* enrollment.may_read_audit() RETURNS boolean: true, or permission_denied */
+Datum
+enrollment_may_read_audit(PG_FUNCTION_ARGS)
+{
+	if (audit_read_lxid != InvalidLocalTransactionId && audit_read_lxid == MyProc->lxid &&
+		strcmp(audit_read_tenant, enr_current_tenant()) == 0)
+		PG_RETURN_BOOL(true);
+	enr_require_role("admin", "read the audit log");
+	PG_RETURN_BOOL(true);
 }
 
 /* enrollment.current_member_role() RETURNS text: NULL when not a member */

@@ -2,7 +2,7 @@
 -- isolation, the cascade of removing a member, API tokens and their
 -- permissions after a demotion, and the audit hash chain.
 BEGIN;
-SELECT plan(133);
+SELECT plan(137);
 
 -- the SQLSTATE a statement ends with, or 'ok'
 CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text LANGUAGE plpgsql AS $$
@@ -199,6 +199,24 @@ UPDATE enrollment.audit_event SET details = '{"forged": true}'
 ALTER TABLE enrollment.audit_event ENABLE TRIGGER audit_event_no_update_delete;
 SELECT is((SELECT (ok, problem) FROM enrollment.verify_audit_chain()), (false, 'event_altered'::text),
           'an edited event breaks the chain');
+
+-- a request verified for audit:read may read its tenant's audit log in the
+-- same transaction, without a member role (last: the grant lasts to the end
+-- of this test's one transaction)
+SELECT pg_temp.act(NULL);
+CREATE TEMP TABLE auditor AS
+SELECT key_id, hmac_secret FROM enrollment.create_api_key('siem', ARRAY['audit:read']);
+SELECT pg_temp.act('siem-backend');
+SELECT is(pg_temp.outcome($$SELECT count(*) FROM enrollment.audit_log$$), '42501',
+          'a backend acting as a non-member may not read the audit log');
+SELECT ok((SELECT v.ok FROM auditor, enrollment.verify_request('GET', '/api/v2/audit',
+              enrollment.sign_request('GET', '/api/v2/audit', auditor.key_id, auditor.hmac_secret),
+              required_scope => 'audit:read') v), 'a request signed with an audit:read key verifies');
+SELECT is(pg_temp.outcome($$SELECT count(*) FROM enrollment.audit_log WHERE action = 'api_key_created'$$), 'ok',
+          'after which the transaction may read the audit log');
+SELECT pg_temp.act('siem-backend', 'globex');
+SELECT is(pg_temp.outcome($$SELECT count(*) FROM enrollment.audit_log$$), '42501',
+          'but only its own tenant''s');
 
 SELECT * FROM finish();
 ROLLBACK;
