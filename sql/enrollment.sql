@@ -969,6 +969,45 @@ COMMENT ON VIEW enrollment.api_tokens IS
     'API tokens of the current tenant, without digests; NULL permissions: whatever the owner''s role allows';
 
 REVOKE ALL ON enrollment.members, enrollment.api_tokens FROM PUBLIC;
+
+-- A tenant's own figures, computed from its rows (enrollment.stats is
+-- server-wide and for DBAs only); analyst and above
+CREATE VIEW enrollment.tenant_stats AS
+WITH t AS (SELECT enrollment.current_tenant() AS tenant
+            WHERE (SELECT enrollment.require_role('analyst', 'read tenant statistics')))
+SELECT 'tokens' AS area, s.status AS counter, pg_catalog.count(k.status) AS value
+  FROM t CROSS JOIN (VALUES ('pending'), ('active'), ('used'), ('exhausted'), ('expired'), ('revoked')) AS s(status)
+  LEFT JOIN enrollment.enrollment_token AS k
+    ON k.tenant OPERATOR(pg_catalog.=) t.tenant
+   AND (CASE WHEN k.status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'active'])
+                  AND k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp()
+             THEN 'expired' ELSE k.status END) OPERATOR(pg_catalog.=) s.status
+ GROUP BY s.status
+UNION ALL
+SELECT 'nodes', s.status, pg_catalog.count(n.status)
+  FROM t CROSS JOIN (VALUES ('active'), ('pending_approval'), ('removed')) AS s(status)
+  LEFT JOIN enrollment.node_record AS n
+    ON n.tenant OPERATOR(pg_catalog.=) t.tenant AND n.status OPERATOR(pg_catalog.=) s.status
+ GROUP BY s.status
+UNION ALL
+SELECT 'api_keys', 'active', pg_catalog.count(*)
+  FROM t JOIN enrollment.api_key AS k ON k.tenant OPERATOR(pg_catalog.=) t.tenant
+ WHERE k.revoked_at IS NULL
+   AND (k.expires_at IS NULL OR k.expires_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp())
+UNION ALL
+SELECT 'api_tokens', s.status, pg_catalog.count(a.status)
+  FROM t CROSS JOIN (VALUES ('active'), ('revoked')) AS s(status)
+  LEFT JOIN enrollment.api_token AS a
+    ON a.tenant OPERATOR(pg_catalog.=) t.tenant AND a.status OPERATOR(pg_catalog.=) s.status
+ GROUP BY s.status
+UNION ALL
+SELECT 'enrollments', 'last_24h', pg_catalog.count(*)
+  FROM t JOIN enrollment.audit_event AS e ON e.tenant OPERATOR(pg_catalog.=) t.tenant
+ WHERE e.action OPERATOR(pg_catalog.=) 'sensor_enrolled'
+   AND e.occurred_at OPERATOR(pg_catalog.>) (pg_catalog.statement_timestamp() OPERATOR(pg_catalog.-) interval '1 day');
+COMMENT ON VIEW enrollment.tenant_stats IS
+    'The current tenant''s tokens, nodes, keys and API tokens by status, and its enrollments of the last 24 hours (analyst and above)';
+REVOKE ALL ON enrollment.tenant_stats FROM PUBLIC;
 REVOKE ALL ON FUNCTION
     enrollment.current_member_role(),
     enrollment.require_role(text, text),

@@ -2,7 +2,7 @@
 -- isolation, the cascade of removing a member, API tokens and their
 -- permissions after a demotion, and the audit hash chain.
 BEGIN;
-SELECT plan(137);
+SELECT plan(145);
 
 -- the SQLSTATE a statement ends with, or 'ok'
 CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text LANGUAGE plpgsql AS $$
@@ -51,6 +51,7 @@ INSERT INTO action VALUES
   ('create an API token',         3, $$SELECT enrollment.create_api_token('t')$$, '{ok}'),
   ('list API tokens',             3, $$SELECT count(*) FROM enrollment.api_tokens$$, '{ok}'),
   ('list nodes',                  1, $$SELECT count(*) FROM enrollment.nodes$$, '{ok}'),
+  ('read tenant statistics',      2, $$SELECT count(*) FROM enrollment.tenant_stats$$, '{ok}'),
   ('read the audit log',          4, $$SELECT count(*) FROM enrollment.audit_log$$, '{ok}'),
   ('verify the audit chain',      4, $$SELECT enrollment.verify_audit_chain()$$, '{ok}'),
   ('list members',                4, $$SELECT count(*) FROM enrollment.members$$, '{ok}'),
@@ -78,8 +79,12 @@ BEGIN
     END LOOP;
 END
 $$;
-SELECT * FROM pg_temp.matrix();              -- 6 x 16 = 96 tests
+SELECT * FROM pg_temp.matrix();              -- 6 x 17 = 102 tests
 
+-- the server-wide counters are for DBAs only: they span all tenants
+SELECT pg_temp.act('own@acme');
+SELECT is(pg_temp.outcome($$SELECT count(*) FROM enrollment.stats$$), '42501',
+          'a tenant owner may not read the server-wide counters');
 -- rotating the server key is for DBAs only, not even a tenant owner
 SELECT pg_temp.act('own@acme');
 SELECT is(pg_temp.outcome($$SELECT enrollment.rotate_server_key()$$), '42501',
@@ -111,6 +116,8 @@ SELECT is((SELECT count(*) FROM enrollment.tokens) + (SELECT count(*) FROM enrol
           + (SELECT count(*) FROM enrollment.api_keys) + (SELECT count(*) FROM enrollment.api_tokens)
           + (SELECT count(*) FROM enrollment.audit_log), 0::bigint,
           'no view shows another tenant''s rows, not even to a DBA acting in globex');
+SELECT is((SELECT sum(value) FROM enrollment.tenant_stats WHERE area IN ('tokens', 'nodes', 'api_tokens')),
+          0::numeric, 'another tenant''s statistics count none of acme''s rows');
 SELECT is(pg_temp.outcome($$SELECT enrollment.revoke_token((SELECT token_id FROM acme))$$), 'NR001',
           'another tenant''s token cannot be revoked');
 SELECT pg_temp.act(NULL, 'acme');
