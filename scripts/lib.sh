@@ -35,6 +35,17 @@ enr_install_deps() {
     enr_have_deps
 }
 
+# clang with libFuzzer and the sanitizers, for fuzz/run
+enr_install_fuzz_deps() {
+    if command -v clang >/dev/null && [ -n "$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ]; then
+        return 0
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq clang libclang-rt-dev >/dev/null 2>&1 ||
+        apt-get install -y -qq clang-14 libclang-rt-14-dev >/dev/null
+}
+
 # Build with warnings as errors and install into the PostgreSQL tree.
 enr_build_install() {
     make -s PG_CONFIG="$PG_CONFIG" >/dev/null

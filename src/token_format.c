@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * enr_token_format.c
+ * token_format.c
  *	  Build and parse credential strings; hex and URL-safe base64 codecs.
  *
  * The functions here never allocate, never raise errors and never look at
@@ -8,7 +8,7 @@
  * They compile both in the backend and, with -DFRONTEND, in the fuzzing
  * harness (which links libpgcommon for the CRC table).
  *
- * src/enr_token_format.c
+ * src/token_format.c
  *
  *-------------------------------------------------------------------------
  */
