@@ -183,7 +183,9 @@ enrollment_create_api_token(PG_FUNCTION_ARGS)
 			int			bit;
 
 			if (elemnulls[i])
-				unknown_permission("permissions");
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("permissions must not contain NULL")));
 			bit = perm_bit(VARDATA_ANY(elems[i]), VARSIZE_ANY_EXHDR(elems[i]));
 			if (bit < 0)
 				unknown_permission("permissions");
