@@ -1,0 +1,85 @@
+# A primary with a streaming standby: tokens, keys and nodes replicate; the
+# read-only calls (check_token, authenticate_node, the listing views) work on
+# the standby and the writing ones fail there cleanly; after promotion the
+# new primary enforces single use and caps for tokens used on the old one,
+# and refuses a replay of a request the old primary accepted.
+use strict;
+use warnings;
+use File::Copy;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $primary = PostgreSQL::Test::Cluster->new('primary');
+$primary->init(allows_streaming => 1);
+$primary->append_conf('postgresql.conf', "shared_preload_libraries = 'enrollment'");
+$primary->start;
+$primary->safe_psql('postgres', 'CREATE EXTENSION enrollment CASCADE');
+
+my $once = $primary->safe_psql('postgres', "SELECT token FROM enrollment.create_token('once', 'standby once')");
+my $used = $primary->safe_psql('postgres', "SELECT token FROM enrollment.create_token('once', 'used on the old primary')");
+my $cluster = $primary->safe_psql('postgres',
+	"SELECT token FROM enrollment.create_token('cluster', 'capped', cluster_id => 'k', max_uses => 2)");
+my $secret = $primary->safe_psql('postgres', "SELECT node_secret FROM enrollment.enroll('$used', 'old-node')");
+$primary->safe_psql('postgres', "SELECT enrollment.enroll('$cluster', 'c1', 'k')");
+my ($kid, $hmac) = split / /, $primary->safe_psql('postgres',
+	"SELECT key_id || ' ' || hmac_secret FROM enrollment.create_api_key('replicated', ARRAY['events:read'])");
+# a request accepted by the old primary
+my $headers = $primary->safe_psql('postgres',
+	"SELECT enrollment.sign_request('GET', '/before-failover', '$kid', '$hmac')");
+is($primary->safe_psql('postgres', "SELECT ok FROM enrollment.verify_request('GET', '/before-failover', '$headers')"),
+	't', 'the primary accepts a signed request');
+
+$primary->backup('b');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($primary, 'b', has_streaming => 1);
+$standby->start;
+# the server key lives outside the database: a standby needs a copy
+copy($primary->data_dir . '/enrollment_server.key', $standby->data_dir . '/enrollment_server.key') or die;
+chmod 0600, $standby->data_dir . '/enrollment_server.key';
+$primary->wait_for_catchup($standby);
+
+# read-only calls on the standby
+is($standby->safe_psql('postgres', "SELECT ok FROM enrollment.check_token('$once')"), 't',
+	'standby: check_token works');
+is($standby->safe_psql('postgres', "SELECT error FROM enrollment.check_token('$used')"), 'token_exhausted',
+	'standby: a token used on the primary is seen as used');
+is($standby->safe_psql('postgres', "SELECT name FROM enrollment.authenticate_node('$secret')"), 'old-node',
+	'standby: authenticate_node works');
+is($standby->safe_psql('postgres', 'SELECT count(*) FROM enrollment.tokens'), '3', 'standby: the tokens view lists');
+is($standby->safe_psql('postgres', 'SELECT count(*) FROM enrollment.nodes'), '2', 'standby: the nodes view lists');
+is($standby->safe_psql('postgres', "SELECT count(*) FROM enrollment.api_keys WHERE key_id = '$kid'"), '1',
+	'standby: the API key replicated');
+my ($rc, $out, $err) = $standby->psql('postgres', "SELECT enrollment.enroll('$once', 'on-standby')");
+like($err, qr/read-only transaction/, 'standby: enroll fails cleanly (needs the primary)');
+($rc, $out, $err) = $standby->psql('postgres', "SELECT enrollment.create_token()");
+like($err, qr/read-only transaction/, 'standby: create_token fails cleanly');
+
+# failover
+$primary->stop('immediate');
+$standby->promote;
+$standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()');
+is($standby->safe_psql('postgres', "SELECT status FROM enrollment.enroll('$once', 'after-failover')"), 'active',
+	'new primary: an unused once token enrolls');
+($rc, $out, $err) = $standby->psql('postgres', "SELECT enrollment.enroll('$once', 'again')");
+like($err, qr/token_exhausted/, 'new primary: and only once');
+($rc, $out, $err) = $standby->psql('postgres', "SELECT enrollment.enroll('$used', 'again')");
+like($err, qr/token_exhausted/, 'new primary: a token used on the old primary stays used');
+$standby->safe_psql('postgres', "SELECT enrollment.enroll('$cluster', 'c2', 'k')");
+is($standby->safe_psql('postgres', "SELECT status || ' ' || use_count FROM enrollment.tokens WHERE label = 'capped'"),
+	'exhausted 2', 'new primary: the cap counts the enrollment made on the old primary (2 of 2)');
+($rc, $out, $err) = $standby->psql('postgres', "SELECT enrollment.enroll('$cluster', 'c3', 'k')");
+like($err, qr/token_exhausted/, 'new primary: and holds');
+is($standby->safe_psql('postgres', "SELECT error FROM enrollment.verify_request('GET', '/before-failover', '$headers')"),
+	'stale_timestamp', 'new primary: a replay of a request the old primary accepted is refused');
+# (the floor after promotion is the old primary's replay horizon, a few
+# seconds ahead of its clock: a request dated later than that is accepted)
+my $fresh = $standby->safe_psql('postgres',
+	"SELECT enrollment.sign_request('GET', '/after', '$kid', '$hmac', ts => extract(epoch from now())::bigint + 10)");
+is($standby->safe_psql('postgres', "SELECT ok FROM enrollment.verify_request('GET', '/after', '$fresh')"), 't',
+	'new primary: a request signed after the failover is accepted');
+is($standby->safe_psql('postgres', "SELECT error FROM enrollment.verify_request('GET', '/after', '$fresh')"),
+	'nonce_reused', 'new primary: and its replay is refused');
+
+$standby->stop;
+done_testing();
