@@ -50,6 +50,9 @@ is($standby->safe_psql('postgres', 'SELECT count(*) FROM enrollment.tokens'), '3
 is($standby->safe_psql('postgres', 'SELECT count(*) FROM enrollment.nodes'), '2', 'standby: the nodes view lists');
 is($standby->safe_psql('postgres', "SELECT count(*) FROM enrollment.api_keys WHERE key_id = '$kid'"), '1',
 	'standby: the API key replicated');
+is($standby->safe_psql('postgres',
+		"SELECT ok FROM enrollment.verify_request('GET', '/s', enrollment.sign_request('GET', '/s', '$kid', '$hmac', ts => extract(epoch from now())::bigint + 10))"),
+	't', 'standby: verify_request works with a copy of the server key');
 my ($rc, $out, $err) = $standby->psql('postgres', "SELECT enrollment.enroll('$once', 'on-standby')");
 like($err, qr/read-only transaction/, 'standby: enroll fails cleanly (needs the primary)');
 ($rc, $out, $err) = $standby->psql('postgres', "SELECT enrollment.create_token()");
