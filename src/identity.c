@@ -65,7 +65,7 @@ enrollment_current_tenant(PG_FUNCTION_ARGS)
 }
 
 /*
- * Roles of tenant members, strongest first.  A caller's rank is that of
+ * Roles of tenant members, weakest first.  A caller's rank is that of
  * their role in the current tenant; 0 means not a member.
  */
 static const char *const role_names[] = {"viewer", "analyst", "operator", "admin", "owner"};
