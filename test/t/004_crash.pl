@@ -57,7 +57,7 @@ ok( $node->poll_query_until('postgres',
 		"SELECT count(*) > 50 FROM enrollment.audit_log WHERE action = 'sensor_enrolled'"),
 	'load is running');
 my $victim = $node->safe_psql('postgres',
-	"SELECT pid FROM pg_stat_activity WHERE application_name = 'crashload' ORDER BY state = 'active' DESC LIMIT 1");
+	"SELECT pid FROM pg_stat_activity WHERE application_name = 'crashload' AND pid <> pg_backend_pid() ORDER BY state = 'active' DESC LIMIT 1");
 ok($victim =~ /^\d+$/, "a pgbench backend to kill ($victim)");
 kill 'KILL', $victim;
 $load->finish;    # pgbench loses its connections and stops
