@@ -285,7 +285,7 @@ enrollment_verify_api_token(PG_FUNCTION_ARGS)
 		enr_parse_presented(PG_GETARG_TEXT_PP(0), &public_id, digest) != TOKEN_OK ||
 		!enr_probe(&api_token_by_public_id, Int64GetDatum(public_id), v, n) ||
 		!enr_digest_matches(DatumGetByteaPP(v[3]), digest) ||
-		strcmp(TextDatumGetCString(v[2]), enr_current_tenant()) != 0)
+		!enr_is_current_tenant(v[2]))
 	{
 		error = "invalid_token";
 		http = 401;

@@ -181,7 +181,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	/* unknown, wrong-secret and other tenants' tokens look alike to the caller */
 	if (SPI_processed != 1 ||
 		!enr_digest_matches(DatumGetByteaPP(enr_getattr(0, 5, &isnull)), digest) ||
-		strcmp(TextDatumGetCString(enr_getattr(0, 2, &isnull)), enr_current_tenant()) != 0)
+		!enr_is_current_tenant(enr_getattr(0, 2, &isnull)))
 		token_error(ERRCODE_ENR_INVALID_TOKEN, ENROLL_INVALID_TOKEN,
 					"No enrollment token matches.", NULL);
 

@@ -94,6 +94,7 @@ extern bool enr_digest_matches(bytea *stored, const uint8 digest[ENR_DIGEST_LEN]
 /* identity.c: who is acting, for which tenant */
 extern char *enr_current_actor(void);
 extern char *enr_current_tenant(void);
+extern bool enr_is_current_tenant(Datum tenant);
 extern int	enr_role_rank(const char *role);
 extern const char *enr_role_name(int rank);
 extern bool enr_caller_is_dba(void);

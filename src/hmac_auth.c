@@ -158,7 +158,7 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	/* 3. the key: exists, is the current tenant's, not revoked, not expired */
 	if (!enr_probe(&key_by_id, Int64GetDatum((int64) key_id), kv, kn) ||
 		!kn[6] || (!kn[7] && DatumGetTimestampTz(kv[7]) <= GetCurrentTimestamp()) ||
-		strcmp(TextDatumGetCString(kv[1]), enr_current_tenant()) != 0)
+		!enr_is_current_tenant(kv[1]))
 		FAIL(r, VERIFY_INVALID_KEY, 401);
 
 	/* 4. the signature: same work whether it will match or not */

@@ -41,13 +41,32 @@ enr_current_actor(void)
 	return GetUserNameFromId(GetSessionUserId(), false);
 }
 
+/* The current tenant's name (not a copy) */
+static const char *
+tenant_name(void)
+{
+	return (enrollment_tenant != NULL && enrollment_tenant[0] != '\0') ? enrollment_tenant : "default";
+}
+
 /* The current tenant, palloc'd */
 char *
 enr_current_tenant(void)
 {
-	if (enrollment_tenant != NULL && enrollment_tenant[0] != '\0')
-		return pstrdup(enrollment_tenant);
-	return pstrdup("default");
+	return pstrdup(tenant_name());
+}
+
+/*
+ * Is a row's tenant (a text datum) the current tenant?  Compared in place,
+ * without copying either string: every per-request path asks this once.
+ */
+bool
+enr_is_current_tenant(Datum tenant)
+{
+	text	   *t = DatumGetTextPP(tenant);
+	const char *cur = tenant_name();
+	size_t		len = VARSIZE_ANY_EXHDR(t);
+
+	return strlen(cur) == len && memcmp(VARDATA_ANY(t), cur, len) == 0;
 }
 
 /* enrollment.current_actor() RETURNS text */

@@ -59,7 +59,7 @@ enrollment_authenticate_node(PG_FUNCTION_ARGS)
 		/* a removed node, or another tenant's, does not authenticate */
 		if (enr_probe(&node_by_secret, Int64GetDatum(public_id), v, n) &&
 			enr_digest_matches(DatumGetByteaPP(v[8]), digest) &&
-			strcmp(TextDatumGetCString(v[2]), enr_current_tenant()) == 0 &&
+			enr_is_current_tenant(v[2]) &&
 			strcmp(TextDatumGetCString(v[6]), "removed") != 0)
 			/* tuplestore_putvalues copies into the tuplestore's own context */
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &v[1], &n[1]);

@@ -436,7 +436,7 @@ enrollment_check_token(PG_FUNCTION_ARGS)
 		/* another tenant's token is as unknown as a made-up one */
 		if (!enr_probe(&token_by_public_id, Int64GetDatum(public_id), v, n) ||
 			!enr_digest_matches(DatumGetByteaPP(v[4]), digest) ||
-			strcmp(TextDatumGetCString(v[9]), enr_current_tenant()) != 0)
+			!enr_is_current_tenant(v[9]))
 			error = "invalid_token";
 		else
 		{
