@@ -311,12 +311,7 @@ enrollment_rotate_server_key(PG_FUNCTION_ARGS)
 	HeapTuple	result;
 
 	/* the server key serves every tenant: a database administrator's job */
-	if (!enr_caller_is_dba())
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission_denied"),
-				 errdetail("Rotating the server key affects every tenant."),
-				 errhint("Run it from psql as a superuser or a member of enrollment_admin, without enrollment.actor set.")));
+	enr_require_dba("Rotating the server key affects every tenant.");
 	tupdesc = enr_result_tupdesc(fcinfo);
 	if (RecoveryInProgress())
 		ereport(ERROR,

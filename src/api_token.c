@@ -82,7 +82,7 @@ static EnrPlan insert_api_token_plan = {
 	.argtypes = {TEXTOID, INT8OID, TEXTOID, BYTEAOID, TEXTOID, TEXTARRAYOID, INT4OID, TEXTOID, TEXTOID}
 };
 
-/* verify_api_token reads the token and its owner's membership directly */
+/* verify_api_token reads the token (and its owner's membership) directly */
 static EnrProbeTable api_token_by_public_id = {
 	.relname = "api_token",
 	.indexname = "api_token_public_id_key",
@@ -91,15 +91,6 @@ static EnrProbeTable api_token_by_public_id = {
 	.cols = {"public_id", "token_id", "tenant", "token_hash", "status", "owner", "perm_mask"}
 };
 
-static EnrProbeTable member_by_identity = {
-	.relname = "member",
-	.indexname = "member_pkey",
-	.eqproc = F_TEXTEQ,
-	.eqproc2 = F_TEXTEQ,
-	.nkeys = 2,
-	.ncols = 3,
-	.cols = {"tenant", "identity", "role"}
-};
 
 /* Bit of a permission name, -1 if unknown */
 static int
@@ -292,17 +283,13 @@ enrollment_verify_api_token(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		Datum		mv[3];
-		bool		mn[3];
-		int			rank = 0;
+		int			rank = enr_member_rank(v[2], v[5]);
 		int32		effective;
 
 		out[3] = v[1];
 		outnulls[3] = false;
 		out[4] = v[5];
 		outnulls[4] = false;
-		if (enr_probe2(&member_by_identity, v[2], v[5], mv, mn))
-			rank = enr_role_rank(TextDatumGetCString(mv[2]));
 		effective = DatumGetInt32(v[6]) & role_perms[rank];
 		if (strcmp(TextDatumGetCString(v[4]), "active") != 0 || rank == 0)
 		{

@@ -110,6 +110,17 @@ required_scope_bit(text *required)
 	return bit;
 }
 
+/* Bit of the audit:read scope, looked up once */
+static int
+audit_read_bit(void)
+{
+	static int	bit = -1;
+
+	if (bit < 0)
+		bit = enr_scope_bit("audit:read", strlen("audit:read"));
+	return bit;
+}
+
 /* Steps 1 to 6 (see the file header); result in *r */
 static void
 verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
@@ -195,7 +206,7 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	if (scope_bit >= 0 && (mask & (1 << scope_bit)) == 0)
 		FAIL(r, VERIFY_INSUFFICIENT_SCOPE, 403);
 	/* a request verified for audit:read may read its tenant's audit log */
-	if (scope_bit >= 0 && scope_bit == enr_scope_bit("audit:read", 10))
+	if (scope_bit >= 0 && scope_bit == audit_read_bit())
 		enr_grant_audit_read(TextDatumGetCString(r->tenant));
 	enr_count_verify(VERIFY_OK);
 }

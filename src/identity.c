@@ -23,8 +23,10 @@
 #include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 
 #include "enrollment.h"
+#include "probe.h"
 
 PG_FUNCTION_INFO_V1(enrollment_current_actor);
 PG_FUNCTION_INFO_V1(enrollment_current_tenant);
@@ -107,11 +109,15 @@ enr_role_name(int rank)
 	return role_names[rank - 1];
 }
 
-static EnrPlan member_role_plan = {
-	.sql = "SELECT m.role FROM enrollment.member AS m"
-	" WHERE m.tenant OPERATOR(pg_catalog.=) $1 AND m.identity OPERATOR(pg_catalog.=) $2",
-	.nargs = 2,
-	.argtypes = {TEXTOID, TEXTOID}
+/* A member's role, read by (tenant, identity) without SPI (probe.c) */
+static EnrProbeTable member_by_identity = {
+	.relname = "member",
+	.indexname = "member_pkey",
+	.eqproc = F_TEXTEQ,
+	.eqproc2 = F_TEXTEQ,
+	.nkeys = 2,
+	.ncols = 3,
+	.cols = {"tenant", "identity", "role"}
 };
 
 /*
@@ -132,23 +138,31 @@ enr_caller_is_dba(void)
 	return OidIsValid(admin) && is_member_of_role(GetSessionUserId(), admin);
 }
 
-/* Role rank of identity in tenant from the member table (0: not a member) */
-int
-enr_member_rank(const char *tenant, const char *identity)
+/*
+ * Raise permission_denied unless the caller is a DBA (see enr_caller_is_dba):
+ * for what spans every tenant.  why says what makes it so.
+ */
+void
+enr_require_dba(const char *why)
 {
-	Datum		args[2] = {CStringGetTextDatum(tenant), CStringGetTextDatum(identity)};
-	int			rank = 0;
+	if (!enr_caller_is_dba())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission_denied"),
+				 errdetail("%s", why),
+				 errhint("Run it from psql as a superuser or a member of enrollment_admin, without enrollment.actor set.")));
+}
 
-	SPI_connect();
-	enr_execute(&member_role_plan, args, NULL, true, 1);
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
+/* Role rank of identity (text) in tenant (text); 0: not a member */
+int
+enr_member_rank(Datum tenant, Datum identity)
+{
+	Datum		v[3];
+	bool		n[3];
 
-		rank = enr_role_rank(TextDatumGetCString(enr_getattr(0, 1, &isnull)));
-	}
-	SPI_finish();
-	return rank;
+	if (!enr_probe2(&member_by_identity, tenant, identity, v, n))
+		return 0;
+	return enr_role_rank(TextDatumGetCString(v[2]));
 }
 
 /* The caller's role rank in the current tenant (a DBA is owner everywhere) */
@@ -157,7 +171,7 @@ enr_caller_rank(void)
 {
 	if (enr_caller_is_dba())
 		return 5;
-	return enr_member_rank(enr_current_tenant(), enr_current_actor());
+	return enr_member_rank(CStringGetTextDatum(tenant_name()), CStringGetTextDatum(enr_current_actor()));
 }
 
 /*

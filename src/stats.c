@@ -29,21 +29,6 @@ static const char *const worker_counter_names[WORKER_NUM_COUNTERS] = {
 	"runs", "tokens_expired", "tokens_purged", "nonces_forgotten", "stamps_written"
 };
 
-/*
- * The counters are server-wide, across tenants, so only a DBA may read or
- * reset them; a tenant's own figures are in the view tenant_stats.
- */
-static void
-require_dba(void)
-{
-	if (!enr_caller_is_dba())
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission_denied"),
-				 errdetail("enrollment.stats counts the activity of every tenant."),
-				 errhint("Read enrollment.tenant_stats for the current tenant's figures.")));
-}
-
 static void
 put_row(ReturnSetInfo *rsinfo, const char *area, const char *counter, int64 value, TimestampTz at)
 {
@@ -69,7 +54,8 @@ enrollment_stats(PG_FUNCTION_ARGS)
 	int64		last_us;
 	TimestampTz reset_at;
 
-	require_dba();
+	/* server-wide, across tenants; a tenant's own figures: tenant_stats */
+	enr_require_dba("enrollment.stats counts the activity of every tenant; read enrollment.tenant_stats for the current tenant's.");
 	enr_require_shmem();
 	InitMaterializedSRF(fcinfo, 0);
 	enr_counters_read(enroll, verify, worker, &last_run, &last_us, &reset_at);
@@ -91,7 +77,8 @@ enrollment_stats(PG_FUNCTION_ARGS)
 Datum
 enrollment_stats_reset(PG_FUNCTION_ARGS)
 {
-	require_dba();
+	/* server-wide, across tenants; a tenant's own figures: tenant_stats */
+	enr_require_dba("enrollment.stats counts the activity of every tenant; read enrollment.tenant_stats for the current tenant's.");
 	enr_require_shmem();
 	enr_counters_reset();
 	PG_RETURN_VOID();

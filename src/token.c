@@ -376,13 +376,7 @@ enrollment_create_self_enrollment_token(PG_FUNCTION_ARGS)
 	LOCAL_FCINFO(inner, 7);
 	Interval   *ttl;
 
-	if (enr_caller_rank() < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission_denied"),
-				 errdetail("Only members of tenant \"%s\" may mint a self-enrollment token; \"%s\" is not one.",
-						   enr_current_tenant(), enr_current_actor()),
-				 errhint("Ask a tenant owner or admin to add you with enrollment.add_member.")));
+	enr_require_role("viewer", "mint a self-enrollment token");
 	enr_require_arg(fcinfo, 0, "ttl");
 	ttl = PG_GETARG_INTERVAL_P(0);
 	if (ttl->month != 0 || ttl->day != 0 || ttl->time > (int64) SELF_ENROLLMENT_MAX_TTL * USECS_PER_SEC)
