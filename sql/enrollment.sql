@@ -8,21 +8,24 @@
 --------------------------------------------------------------------------
 
 -- Enrolled machines.  The credential is kept only as public id + digest.
+-- Rules (constraint node_record_rules, checked in C: see below): name has 1
+-- to 128 characters, role 1 to 64, cluster_id 1 to 128; status is active,
+-- pending_approval or removed; secret_hash is a 32-byte digest;
+-- enroll_count >= 1.
 CREATE TABLE enrollment.node_record (
     node_id           uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
     tenant            text NOT NULL DEFAULT 'default',
-    name              text NOT NULL CHECK (pg_catalog.char_length(name) BETWEEN 1 AND 128),
-    role              text CHECK (pg_catalog.char_length(role) BETWEEN 1 AND 64),
-    cluster_id        text CHECK (pg_catalog.char_length(cluster_id) BETWEEN 1 AND 128),
-    status            text NOT NULL DEFAULT 'active'
-                      CHECK (status IN ('active', 'pending_approval', 'removed')),
+    name              text NOT NULL,
+    role              text,
+    cluster_id        text,
+    status            text NOT NULL DEFAULT 'active',
     enrolled_by       uuid NOT NULL,          -- token_id; kept after the token is purged
     secret_prefix     text NOT NULL,
     secret_public_id  bigint NOT NULL UNIQUE,
-    secret_hash       bytea NOT NULL CHECK (pg_catalog.octet_length(secret_hash) = 32),
+    secret_hash       bytea NOT NULL,
     enrolled_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     reenrolled_at     timestamptz,
-    enroll_count      integer NOT NULL DEFAULT 1 CHECK (enroll_count >= 1),
+    enroll_count      integer NOT NULL DEFAULT 1,
     last_seen_at      timestamptz,
     removed_at        timestamptz
 );
@@ -32,19 +35,25 @@ CREATE INDEX node_record_tenant_enrolled_at_idx ON enrollment.node_record (tenan
 -- Enrollment tokens.  status holds the last state written; the tokens view
 -- also reports a token whose expires_at has passed as expired, so expiry
 -- never waits for a background job.
+-- Rules (constraint enrollment_token_rules, checked in C: see below): kind
+-- is once, cluster or reusable; status is pending, active, used, exhausted,
+-- expired or revoked; token_hash is a 32-byte digest; label has at most 128
+-- characters and cluster_id 1 to 128; use_count >= 0, max_uses > 0 and
+-- use_count <= max_uses; a cluster token, and only a cluster token, has a
+-- cluster_id; only a once token is bound to a node; a once token has
+-- max_uses = 1; revoked_at is set exactly when status is revoked.
 CREATE TABLE enrollment.enrollment_token (
     token_id      uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
     tenant        text NOT NULL DEFAULT 'default',
     public_id     bigint NOT NULL UNIQUE,
     prefix        text NOT NULL,
-    token_hash    bytea NOT NULL CHECK (pg_catalog.octet_length(token_hash) = 32),
-    kind          text NOT NULL CHECK (kind IN ('once', 'cluster', 'reusable')),
-    label         text CHECK (pg_catalog.char_length(label) <= 128),
-    status        text NOT NULL
-                  CHECK (status IN ('pending', 'active', 'used', 'exhausted', 'expired', 'revoked')),
-    use_count     integer NOT NULL DEFAULT 0 CHECK (use_count >= 0),
-    max_uses      integer CHECK (max_uses > 0),
-    cluster_id    text CHECK (pg_catalog.char_length(cluster_id) BETWEEN 1 AND 128),
+    token_hash    bytea NOT NULL,
+    kind          text NOT NULL,
+    label         text,
+    status        text NOT NULL,
+    use_count     integer NOT NULL DEFAULT 0,
+    max_uses      integer,
+    cluster_id    text,
     node_id       uuid REFERENCES enrollment.node_record (node_id) ON DELETE CASCADE,
     created_by    text NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -52,13 +61,7 @@ CREATE TABLE enrollment.enrollment_token (
     used_at       timestamptz,
     last_used_at  timestamptz,
     revoked_at    timestamptz,
-    revoked_by    text,
-    CHECK (kind <> 'cluster' OR cluster_id IS NOT NULL),
-    CHECK (kind = 'cluster' OR cluster_id IS NULL),
-    CHECK (kind = 'once' OR node_id IS NULL),
-    CHECK (kind <> 'once' OR max_uses = 1),
-    CHECK (max_uses IS NULL OR use_count <= max_uses),
-    CHECK ((status = 'revoked') = (revoked_at IS NOT NULL))
+    revoked_by    text
 );
 CREATE INDEX enrollment_token_tenant_created_at_idx
     ON enrollment.enrollment_token (tenant, created_at);
@@ -69,6 +72,25 @@ CREATE INDEX enrollment_token_expires_at_idx
 CREATE INDEX enrollment_token_terminal_idx
     ON enrollment.enrollment_token ((CASE WHEN status = 'expired' THEN expires_at ELSE last_used_at END))
     WHERE status IN ('used', 'exhausted', 'expired');
+
+-- The rules of the two tables every enrollment writes are one CHECK each,
+-- calling a C function with the whole row: PostgreSQL parses and plans the
+-- stored text of every CHECK constraint again on each execution of an
+-- INSERT or UPDATE, which for separate constraints cost more than the rest
+-- of an enrollment together (src/row_rules.c, bench/README.md).
+CREATE FUNCTION enrollment.enrollment_token_rules(enrollment.enrollment_token) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'enrollment_token_rules' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION enrollment.enrollment_token_rules(enrollment.enrollment_token) IS
+    'The integrity rules of an enrollment token row (constraint enrollment_token_rules): true, or check_violation naming the rule';
+ALTER TABLE enrollment.enrollment_token ADD CONSTRAINT enrollment_token_rules
+    CHECK (enrollment.enrollment_token_rules(enrollment_token.*));
+
+CREATE FUNCTION enrollment.node_record_rules(enrollment.node_record) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'enrollment_node_record_rules' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION enrollment.node_record_rules(enrollment.node_record) IS
+    'The integrity rules of a node row (constraint node_record_rules): true, or check_violation naming the rule';
+ALTER TABLE enrollment.node_record ADD CONSTRAINT node_record_rules
+    CHECK (enrollment.node_record_rules(node_record.*));
 
 -- API keys for HMAC-SHA256 signed requests.  The secret is stored only
 -- sealed (AES-256-GCM) under the server key, which lives outside the
@@ -1122,6 +1144,8 @@ COMMENT ON COLUMN enrollment.api_keys.revoked IS 'Always false: revoked keys are
 REVOKE ALL ON enrollment.tokens, enrollment.nodes, enrollment.audit_log, enrollment.api_keys,
               enrollment.stats FROM PUBLIC;
 REVOKE ALL ON FUNCTION
+    enrollment.enrollment_token_rules(enrollment.enrollment_token),
+    enrollment.node_record_rules(enrollment.node_record),
     enrollment.create_token(text, text, interval, integer, text, uuid, integer),
     enrollment.enroll(text, text, text, text),
     enrollment.check_token(text, text),

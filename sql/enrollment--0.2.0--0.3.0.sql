@@ -1,0 +1,45 @@
+-- enrollment 0.2.0 -> 0.3.0
+\echo Use "ALTER EXTENSION enrollment UPDATE TO '0.3.0'" to load this file. \quit
+
+--------------------------------------------------------------------------
+-- The rules of enrollment_token and node_record move from one CHECK
+-- constraint per rule to one CHECK per table calling a C function with the
+-- whole row (src/row_rules.c): PostgreSQL re-parses every CHECK constraint
+-- on each INSERT or UPDATE, which cost more than the rest of an enrollment.
+-- The rules themselves do not change; adding the new constraints checks
+-- every existing row against them.
+--------------------------------------------------------------------------
+
+DO $$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN SELECT conrelid::pg_catalog.regclass AS tab, conname
+               FROM pg_catalog.pg_constraint
+              WHERE contype OPERATOR(pg_catalog.=) 'c'
+                AND conrelid OPERATOR(pg_catalog.=) ANY (ARRAY['enrollment.enrollment_token'::pg_catalog.regclass,
+                                                               'enrollment.node_record'::pg_catalog.regclass])
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', c.tab, c.conname);
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION enrollment.enrollment_token_rules(enrollment.enrollment_token) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'enrollment_token_rules' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION enrollment.enrollment_token_rules(enrollment.enrollment_token) IS
+    'The integrity rules of an enrollment token row (constraint enrollment_token_rules): true, or check_violation naming the rule';
+ALTER TABLE enrollment.enrollment_token ADD CONSTRAINT enrollment_token_rules
+    CHECK (enrollment.enrollment_token_rules(enrollment_token.*));
+
+CREATE FUNCTION enrollment.node_record_rules(enrollment.node_record) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'enrollment_node_record_rules' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION enrollment.node_record_rules(enrollment.node_record) IS
+    'The integrity rules of a node row (constraint node_record_rules): true, or check_violation naming the rule';
+ALTER TABLE enrollment.node_record ADD CONSTRAINT node_record_rules
+    CHECK (enrollment.node_record_rules(node_record.*));
+
+REVOKE ALL ON FUNCTION
+    enrollment.enrollment_token_rules(enrollment.enrollment_token),
+    enrollment.node_record_rules(enrollment.node_record)
+  FROM PUBLIC;
