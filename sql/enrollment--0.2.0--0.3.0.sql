@@ -43,3 +43,54 @@ REVOKE ALL ON FUNCTION
     enrollment.enrollment_token_rules(enrollment.enrollment_token),
     enrollment.node_record_rules(enrollment.node_record)
   FROM PUBLIC;
+
+--------------------------------------------------------------------------
+-- enroll returns a named composite type (its OUT parameters made the
+-- executor rebuild the row shape from the catalog on every call).  The
+-- return type changes, so the function is dropped and created again;
+-- EXECUTE grants given on it are carried over.
+--------------------------------------------------------------------------
+
+CREATE TYPE enrollment.enrolled_node AS (
+    node_id     uuid,
+    node_secret text,
+    status      text,
+    token_id    uuid,
+    reenrolled  boolean);
+
+DO $upgrade$
+DECLARE
+    fn      text := 'enrollment.enroll(text, text, text, text)';
+    stmt    text;
+    grants  text[] := '{}';
+    g       record;
+BEGIN
+    FOR g IN
+        SELECT a.grantee, a.is_grantable
+          FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+         WHERE p.oid = fn::pg_catalog.regprocedure
+           AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
+    LOOP
+        grants := grants || pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', fn,
+            CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(g.grantee::pg_catalog.regrole::text) END,
+            CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+    EXECUTE 'DROP FUNCTION ' || fn;
+    CREATE FUNCTION enrollment.enroll(
+        token      text,
+        node_name  text,
+        cluster_id text DEFAULT NULL,
+        node_role  text DEFAULT NULL)
+        RETURNS enrollment.enrolled_node
+        AS 'MODULE_PATHNAME', 'enrollment_enroll'
+        LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = '';
+    EXECUTE 'REVOKE ALL ON FUNCTION ' || fn || ' FROM PUBLIC';
+    FOREACH stmt IN ARRAY grants LOOP
+        EXECUTE stmt;
+    END LOOP;
+END
+$upgrade$;
+
+COMMENT ON FUNCTION enrollment.enroll(text, text, text, text) IS
+    'Enroll a machine with a token: counts the use, creates (or re-enrolls) the node and returns its credential once';

@@ -199,16 +199,21 @@ CREATE FUNCTION enrollment.create_token(
 COMMENT ON FUNCTION enrollment.create_token(text, text, interval, integer, text, uuid, integer) IS
     'Create an enrollment token (once, cluster or reusable); the plaintext token is returned only here';
 
+-- enroll's result row (a named type, like the per-request functions' below:
+-- the executor takes its shape from the type cache)
+CREATE TYPE enrollment.enrolled_node AS (
+    node_id     uuid,
+    node_secret text,
+    status      text,
+    token_id    uuid,
+    reenrolled  boolean);
+
 CREATE FUNCTION enrollment.enroll(
     token      text,
     node_name  text,
     cluster_id text DEFAULT NULL,
-    node_role  text DEFAULT NULL,
-    OUT node_id     uuid,
-    OUT node_secret text,
-    OUT status      text,
-    OUT token_id    uuid,
-    OUT reenrolled  boolean)
+    node_role  text DEFAULT NULL)
+    RETURNS enrollment.enrolled_node
     AS 'MODULE_PATHNAME', 'enrollment_enroll'
     LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = '';
 COMMENT ON FUNCTION enrollment.enroll(text, text, text, text) IS

@@ -4,14 +4,23 @@
  *	  The enrollment path: check a token, count its use, create or
  *	  re-enroll the node, issue the node credential, audit it.
  *
- * Concurrency: the token row is locked (SELECT ... FOR UPDATE) before any
- * limit is checked, so enrollments through one token are serialised and a
- * cap of K admits exactly K of any number of concurrent callers; under READ
- * COMMITTED a waiter re-reads the row the winner committed.  A re-enrollment
- * also locks the node row, so two re-enrollments of one node apply one
- * after the other.  Everything after the checks is one statement (update
- * token, insert or update node, insert audit event), and any error rolls
- * all of it back: a rejected enrollment changes no row.
+ * Concurrency.  A token's limits (single use, max_uses, expiry, revocation)
+ * are enforced by the row lock of the UPDATE that counts the use: its WHERE
+ * clause admits only a token that may still be used, and under READ
+ * COMMITTED a caller that waited for that lock re-evaluates it on the row
+ * the winner committed, so a cap of K admits exactly K of any number of
+ * concurrent callers.  The lock is taken as late as possible: the token is
+ * first read without a lock (to reject bad tokens early and to learn what
+ * the node needs), the node and its audit event are inserted, and only then
+ * is the use counted.  So concurrent enrollments through one shared token
+ * (a cluster token) serialise only on that last UPDATE and the commit, not
+ * on the whole enrollment.  When the UPDATE finds the token no longer
+ * usable, the row is read again under lock to name the reason, and the
+ * error rolls back the node and the event: a rejected enrollment changes no
+ * row.
+ *
+ * A re-enrollment token (bound to a node) locks the token first and then
+ * the node, so two re-enrollments of one node apply one after the other.
  *
  * src/enroll.c
  *
@@ -24,16 +33,36 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "enrollment.h"
+#include "probe.h"
 
 PG_FUNCTION_INFO_V1(enrollment_enroll);
 
+/* The token row as enroll reads it, unlocked (probe) or locked (SPI) */
+#define TOKEN_COLS 12
+enum
+{
+	TC_PUBLIC_ID, TC_TOKEN_ID, TC_TENANT, TC_KIND, TC_STATUS, TC_TOKEN_HASH,
+	TC_USE_COUNT, TC_MAX_USES, TC_CLUSTER_ID, TC_NODE_ID, TC_EXPIRES_AT, TC_PREFIX
+};
+
+static EnrProbeTable token_by_public_id = {
+	.relname = "enrollment_token",
+	.indexname = "enrollment_token_public_id_key",
+	.eqproc = F_INT8EQ,
+	.ncols = TOKEN_COLS,
+	.cols = {"public_id", "token_id", "tenant", "kind", "status", "token_hash",
+	"use_count", "max_uses", "cluster_id", "node_id", "expires_at", "prefix"}
+};
+
+/* the same columns, in the same order, under a row lock */
 static EnrPlan lock_token_plan = {
-	.sql = "SELECT t.token_id, t.tenant, t.kind, t.status, t.token_hash, t.use_count,"
-	"       t.max_uses, t.cluster_id, t.node_id, t.expires_at, t.prefix"
+	.sql = "SELECT t.public_id, t.token_id, t.tenant, t.kind, t.status, t.token_hash,"
+	"       t.use_count, t.max_uses, t.cluster_id, t.node_id, t.expires_at, t.prefix"
 	"  FROM enrollment.enrollment_token AS t WHERE t.public_id = $1 FOR UPDATE",
 	.nargs = 1,
 	.argtypes = {INT8OID}
@@ -46,32 +75,54 @@ static EnrPlan lock_node_plan = {
 	.argtypes = {UUIDOID}
 };
 
-/* $1 token_id, $2 new token status, $3 now, $4 tenant, $5 node name, $6 role,
- * $7 cluster_id, $8 secret prefix, $9 secret public id, $10 secret digest,
- * $11 actor, $12 token's public part */
-static EnrPlan enroll_new_plan = {
-	.sql = "WITH u AS ("
-	"  UPDATE enrollment.enrollment_token"
-	"     SET use_count = use_count + 1, status = $2,"
-	"         used_at = COALESCE(used_at, $3), last_used_at = $3"
-	"   WHERE token_id = $1),"
-	" n AS ("
+/*
+ * A new node and its audit event.  $1 token_id, $2 now, $3 tenant, $4 node
+ * name, $5 role, $6 cluster_id, $7 secret prefix, $8 secret public id,
+ * $9 secret digest, $10 actor, $11 token's public part
+ */
+static EnrPlan new_node_plan = {
+	.sql = "WITH n AS ("
 	"  INSERT INTO enrollment.node_record (tenant, name, role, cluster_id, enrolled_by,"
 	"      secret_prefix, secret_public_id, secret_hash, enrolled_at)"
-	"  VALUES ($4, $5, $6, $7, $1, $8, $9, $10, $3)"
+	"  VALUES ($3, $4, $5, $6, $1, $7, $8, $9, $2)"
 	"  RETURNING node_id, status),"
 	" a AS ("
 	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)"
-	"  SELECT $4, $11, 'sensor_enrolled', $1, n.node_id,"
+	"  SELECT $3, $10, 'sensor_enrolled', $1, n.node_id,"
 	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-	"           'node_name', $5, 'role', $6, 'cluster_id', $7, 'token_prefix', $12))"
+	"           'node_name', $4, 'role', $5, 'cluster_id', $6, 'token_prefix', $11))"
 	"  FROM n)"
 	"SELECT node_id, status FROM n",
-	.nargs = 12,
-	.argtypes = {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID}
+	.nargs = 11,
+	.argtypes = {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID}
 };
 
-/* as above; $13 is the bound node */
+/*
+ * Count one use, if the token may still be used; the last statement of a
+ * new enrollment, so that its row lock is held only until the commit.
+ * $1 token_id, $2 now.  The new status follows the same rules as
+ * new_status() below.
+ */
+static EnrPlan count_use_plan = {
+	.sql = "UPDATE enrollment.enrollment_token"
+	"   SET use_count = use_count + 1,"
+	"       status = CASE WHEN kind = 'once' THEN 'used'"
+	"                     WHEN max_uses IS NOT NULL AND use_count + 1 >= max_uses THEN 'exhausted'"
+	"                     ELSE 'active' END,"
+	"       used_at = COALESCE(used_at, $2), last_used_at = $2"
+	" WHERE token_id = $1 AND status IN ('pending', 'active')"
+	"   AND (max_uses IS NULL OR use_count < max_uses)"
+	"   AND (expires_at IS NULL OR expires_at > $2)",
+	.nargs = 2,
+	.argtypes = {UUIDOID, TIMESTAMPTZOID}
+};
+
+/*
+ * A re-enrollment, with the token and the node locked: $1 token_id, $2 new
+ * token status, $3 now, $4 tenant, $5 node name, $6 role, $7 cluster_id,
+ * $8 secret prefix, $9 secret public id, $10 secret digest, $11 actor,
+ * $12 token's public part, $13 the bound node
+ */
 static EnrPlan reenroll_plan = {
 	.sql = "WITH u AS ("
 	"  UPDATE enrollment.enrollment_token"
@@ -97,6 +148,25 @@ static EnrPlan reenroll_plan = {
 	.argtypes = {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, UUIDOID}
 };
 
+/* A token row, decoded */
+typedef struct TokenRow
+{
+	Datum		token_id;
+	Datum		tenant;
+	char	   *kind;
+	char	   *status;
+	int32		use_count;
+	int32		max_uses;
+	bool		nomax;
+	Datum		cluster;
+	bool		nocluster;
+	Datum		bound_node;
+	bool		unbound;
+	TimestampTz expires;
+	bool		noexp;
+	char	   *public_prefix;	/* prefix + public id: safe to show */
+} TokenRow;
+
 /*
  * Raise one of the token errors, counted in enrollment.stats; the message
  * is the outcome's key and the detail names only the token's public part.
@@ -114,9 +184,106 @@ token_error(int sqlstate, EnrollOutcome outcome, const char *detail, const char 
 			 hint ? errhint("%s", hint) : 0));
 }
 
+static void
+invalid_token(void)
+{
+	token_error(ERRCODE_ENR_INVALID_TOKEN, ENROLL_INVALID_TOKEN,
+				"No enrollment token matches.", NULL);
+}
+
+/*
+ * Decode a token row read by the probe or by lock_token_plan (same column
+ * order), after checking that it is the presented token and the current
+ * tenant's: unknown, wrong-secret and other tenants' tokens look alike.
+ */
+static void
+decode_token(Datum *v, bool *n, int64 public_id, const uint8 *digest, TokenRow *t)
+{
+	if (!enr_digest_matches(DatumGetByteaPP(v[TC_TOKEN_HASH]), digest) ||
+		!enr_is_current_tenant(v[TC_TENANT]))
+		invalid_token();
+
+	t->token_id = v[TC_TOKEN_ID];
+	t->tenant = v[TC_TENANT];
+	t->kind = TextDatumGetCString(v[TC_KIND]);
+	t->status = TextDatumGetCString(v[TC_STATUS]);
+	t->use_count = DatumGetInt32(v[TC_USE_COUNT]);
+	t->nomax = n[TC_MAX_USES];
+	t->max_uses = t->nomax ? 0 : DatumGetInt32(v[TC_MAX_USES]);
+	t->nocluster = n[TC_CLUSTER_ID];
+	t->cluster = v[TC_CLUSTER_ID];
+	t->unbound = n[TC_NODE_ID];
+	t->bound_node = v[TC_NODE_ID];
+	t->noexp = n[TC_EXPIRES_AT];
+	t->expires = t->noexp ? 0 : DatumGetTimestampTz(v[TC_EXPIRES_AT]);
+	t->public_prefix = psprintf("%s%016" INT64_MODIFIER "x",
+								TextDatumGetCString(v[TC_PREFIX]), (uint64) public_id);
+}
+
+/* Lock the token row and decode it; false if it is gone */
+static bool
+lock_token(int64 public_id, const uint8 *digest, TokenRow *t)
+{
+	Datum		a[1] = {Int64GetDatum(public_id)};
+	Datum		v[TOKEN_COLS];
+	bool		n[TOKEN_COLS];
+
+	enr_execute(&lock_token_plan, a, NULL, false, 1);
+	if (SPI_processed != 1)
+		return false;
+	for (int c = 0; c < TOKEN_COLS; c++)
+		v[c] = enr_getattr(0, c + 1, &n[c]);
+	decode_token(v, n, public_id, digest, t);
+	return true;
+}
+
+/*
+ * May the token be used now by this caller?  Raises the token's error,
+ * most definitive first.  (count_use_plan's WHERE clause is the same test
+ * without the cluster, which never changes.)
+ */
+static void
+check_usable(TokenRow *t, TimestampTz now, text *cluster_id)
+{
+	if (strcmp(t->status, "revoked") == 0)
+		token_error(ERRCODE_ENR_TOKEN_REVOKED, ENROLL_TOKEN_REVOKED,
+					psprintf("Token %s was revoked.", t->public_prefix),
+					"Ask an operator for a new token.");
+	if (strcmp(t->status, "used") == 0 || strcmp(t->status, "exhausted") == 0 ||
+		(!t->nomax && t->use_count >= t->max_uses))
+		token_error(ERRCODE_ENR_TOKEN_EXHAUSTED, ENROLL_TOKEN_EXHAUSTED,
+					strcmp(t->kind, "once") == 0
+					? psprintf("Token %s was already used.", t->public_prefix)
+					: psprintf("Token %s reached its limit of %d enrollments.",
+							   t->public_prefix, t->max_uses),
+					"Ask an operator for a new token.");
+	if (strcmp(t->status, "expired") == 0 || (!t->noexp && t->expires <= now))
+		token_error(ERRCODE_ENR_TOKEN_EXPIRED, ENROLL_TOKEN_EXPIRED,
+					psprintf("Token %s expired at %s.", t->public_prefix,
+							 timestamptz_to_str(t->expires)),
+					"Ask an operator for a new token.");
+	if (strcmp(t->kind, "cluster") == 0 &&
+		(cluster_id == NULL ||
+		 !enr_text_equal(DatumGetTextPP(t->cluster), cluster_id)))
+		token_error(ERRCODE_ENR_CLUSTER_MISMATCH, ENROLL_CLUSTER_MISMATCH,
+					psprintf("Token %s only enrolls nodes of its own cluster.", t->public_prefix),
+					"Pass the cluster_id the token was created for.");
+}
+
+/* The token's status after one more use */
+static const char *
+new_status(TokenRow *t)
+{
+	if (strcmp(t->kind, "once") == 0)
+		return "used";
+	if (!t->nomax && t->use_count + 1 >= t->max_uses)
+		return "exhausted";
+	return "active";
+}
+
 /*
  * enrollment.enroll(token text, node_name text, cluster_id text, node_role text)
- *	RETURNS (node_id uuid, node_secret text, status text, token_id uuid, reenrolled boolean)
+ *	RETURNS enrollment.enrolled_node
  */
 Datum
 enrollment_enroll(PG_FUNCTION_ARGS)
@@ -131,24 +298,10 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	TimestampTz now = enr_now();
 	MemoryContext callcxt = CurrentMemoryContext;
 	bool		isnull;
-	Datum		token_id;
-	char	   *tenant;
-	char	   *kind;
-	char	   *status;
-	char	   *public_prefix;
-	int32		use_count;
-	int32		max_uses;
-	bool		nomax;
-	Datum		tcluster;
-	bool		nocluster;
-	Datum		bound_node;
-	bool		unbound;
-	TimestampTz expires;
-	bool		noexp;
-	const char *new_status;
+	TokenRow	tok;
 	IssuedCredential cred;
-	Datum		args[13];
-	char		nulls[13];
+	Datum		node_id;
+	Datum		node_status;
 	Datum		out[5];
 	bool		outnulls[5] = {false};
 	HeapTuple	result;
@@ -171,122 +324,130 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 					enr_token_parse_result_detail(pr),
 					"Check that the whole token was copied.");
 
+	/* first, without a lock: reject what cannot enroll before writing */
+	{
+		Datum		v[TOKEN_COLS];
+		bool		n[TOKEN_COLS];
+
+		if (!enr_probe_latest(&token_by_public_id, Int64GetDatum(public_id), v, n))
+			invalid_token();
+		decode_token(v, n, public_id, digest, &tok);
+	}
+	check_usable(&tok, now, cluster_id);
+	if (!tok.nocluster)
+		cluster_id = DatumGetTextPP(tok.cluster);
+
+	enr_issue_credential(enrollment_node_prefix, &cred);
+
 	SPI_connect();
 
+	if (tok.unbound)
 	{
-		Datum		a[1] = {Int64GetDatum(public_id)};
+		Datum		args[11];
+		char		nulls[11];
 
-		enr_execute(&lock_token_plan, a, NULL, false, 1);
+		args[0] = tok.token_id;
+		args[1] = TimestampTzGetDatum(now);
+		args[2] = tok.tenant;
+		args[3] = PointerGetDatum(node_name);
+		args[4] = node_role ? PointerGetDatum(node_role) : (Datum) 0;
+		args[5] = cluster_id ? PointerGetDatum(cluster_id) : (Datum) 0;
+		args[6] = CStringGetTextDatum(enrollment_node_prefix);
+		args[7] = Int64GetDatum(cred.public_id);
+		args[8] = PointerGetDatum(enr_digest_bytea(cred.digest));
+		args[9] = CStringGetTextDatum(enr_current_actor());
+		args[10] = CStringGetTextDatum(tok.public_prefix);
+		memset(nulls, ' ', sizeof(nulls));
+		if (!node_role)
+			nulls[4] = 'n';
+		if (!cluster_id)
+			nulls[5] = 'n';
+
+		if (enr_execute(&new_node_plan, args, nulls, false, 0) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "enrollment of token %s wrote no node", tok.public_prefix);
+		node_id = enr_getattr(0, 1, &isnull);
+		node_status = enr_getattr(0, 2, &isnull);
+
+		/* last: count the use under the row lock, or find out why not */
+		for (int attempt = 0;; attempt++)
+		{
+			Datum		a[2] = {tok.token_id, TimestampTzGetDatum(now)};
+
+			if (enr_execute(&count_use_plan, a, NULL, false, 0) == SPI_OK_UPDATE &&
+				SPI_processed == 1)
+				break;
+			if (attempt > 0)
+				elog(ERROR, "could not count the use of token %s", tok.public_prefix);
+			/* changed since it was read: lock it, and raise what stops it */
+			if (!lock_token(public_id, digest, &tok))
+				invalid_token();
+			check_usable(&tok, now, cluster_id);
+		}
 	}
-	/* unknown, wrong-secret and other tenants' tokens look alike to the caller */
-	if (SPI_processed != 1 ||
-		!enr_digest_matches(DatumGetByteaPP(enr_getattr(0, 5, &isnull)), digest) ||
-		!enr_is_current_tenant(enr_getattr(0, 2, &isnull)))
-		token_error(ERRCODE_ENR_INVALID_TOKEN, ENROLL_INVALID_TOKEN,
-					"No enrollment token matches.", NULL);
-
-	token_id = enr_getattr(0, 1, &isnull);
-	tenant = TextDatumGetCString(enr_getattr(0, 2, &isnull));
-	kind = TextDatumGetCString(enr_getattr(0, 3, &isnull));
-	status = TextDatumGetCString(enr_getattr(0, 4, &isnull));
-	use_count = DatumGetInt32(enr_getattr(0, 6, &isnull));
-	max_uses = DatumGetInt32(enr_getattr(0, 7, &nomax));
-	tcluster = enr_getattr(0, 8, &nocluster);
-	bound_node = enr_getattr(0, 9, &unbound);
-	expires = DatumGetTimestampTz(enr_getattr(0, 10, &noexp));
-	public_prefix = psprintf("%s%016" INT64_MODIFIER "x",
-							 TextDatumGetCString(enr_getattr(0, 11, &isnull)),
-							 (uint64) public_id);
-
-	/* state checks, most definitive first */
-	if (strcmp(status, "revoked") == 0)
-		token_error(ERRCODE_ENR_TOKEN_REVOKED, ENROLL_TOKEN_REVOKED,
-					psprintf("Token %s was revoked.", public_prefix),
-					"Ask an operator for a new token.");
-	if (strcmp(status, "used") == 0 || strcmp(status, "exhausted") == 0 ||
-		(!nomax && use_count >= max_uses))
-		token_error(ERRCODE_ENR_TOKEN_EXHAUSTED, ENROLL_TOKEN_EXHAUSTED,
-					strcmp(kind, "once") == 0
-					? psprintf("Token %s was already used.", public_prefix)
-					: psprintf("Token %s reached its limit of %d enrollments.", public_prefix, max_uses),
-					"Ask an operator for a new token.");
-	if (strcmp(status, "expired") == 0 || (!noexp && expires <= now))
-		token_error(ERRCODE_ENR_TOKEN_EXPIRED, ENROLL_TOKEN_EXPIRED,
-					psprintf("Token %s expired at %s.", public_prefix,
-							 timestamptz_to_str(expires)),
-					"Ask an operator for a new token.");
-	if (strcmp(kind, "cluster") == 0 &&
-		(cluster_id == NULL ||
-		 !enr_text_equal(DatumGetTextPP(tcluster), cluster_id)))
-		token_error(ERRCODE_ENR_CLUSTER_MISMATCH, ENROLL_CLUSTER_MISMATCH,
-					psprintf("Token %s only enrolls nodes of its own cluster.", public_prefix),
-					"Pass the cluster_id the token was created for.");
-	if (!nocluster)
-		cluster_id = DatumGetTextPP(tcluster);
-
-	/* a re-enrollment token only serves the node it is bound to */
-	if (!unbound)
+	else
 	{
-		Datum		a[1] = {bound_node};
+		/* a re-enrollment token only serves the node it is bound to */
+		Datum		args[13];
+		char		nulls[13];
+		Datum		a[1];
 		char	   *bound_name;
 		char	   *bound_status;
 
+		if (!lock_token(public_id, digest, &tok))
+			invalid_token();
+		check_usable(&tok, now, cluster_id);
+
+		a[0] = tok.bound_node;
 		enr_execute(&lock_node_plan, a, NULL, false, 1);
 		if (SPI_processed != 1)
-			elog(ERROR, "node bound to token %s is missing", public_prefix);
+			elog(ERROR, "node bound to token %s is missing", tok.public_prefix);
 		bound_name = TextDatumGetCString(enr_getattr(0, 1, &isnull));
 		bound_status = TextDatumGetCString(enr_getattr(0, 2, &isnull));
 		if (strcmp(bound_status, "removed") == 0)
 			token_error(ERRCODE_ENR_NODE_MISMATCH, ENROLL_NODE_MISMATCH,
-						psprintf("The node token %s is bound to was removed.", public_prefix),
+						psprintf("The node token %s is bound to was removed.", tok.public_prefix),
 						"Enroll the machine as a new node with a plain token.");
 		if (strcmp(bound_name, text_to_cstring(node_name)) != 0)
 			token_error(ERRCODE_ENR_NODE_MISMATCH, ENROLL_NODE_MISMATCH,
-						psprintf("Token %s re-enrolls a different node.", public_prefix),
+						psprintf("Token %s re-enrolls a different node.", tok.public_prefix),
 						"Pass the node_name of the node the token was created for.");
+
+		args[0] = tok.token_id;
+		args[1] = CStringGetTextDatum(new_status(&tok));
+		args[2] = TimestampTzGetDatum(now);
+		args[3] = tok.tenant;
+		args[4] = PointerGetDatum(node_name);
+		args[5] = node_role ? PointerGetDatum(node_role) : (Datum) 0;
+		args[6] = cluster_id ? PointerGetDatum(cluster_id) : (Datum) 0;
+		args[7] = CStringGetTextDatum(enrollment_node_prefix);
+		args[8] = Int64GetDatum(cred.public_id);
+		args[9] = PointerGetDatum(enr_digest_bytea(cred.digest));
+		args[10] = CStringGetTextDatum(enr_current_actor());
+		args[11] = CStringGetTextDatum(tok.public_prefix);
+		args[12] = tok.bound_node;
+		memset(nulls, ' ', sizeof(nulls));
+		if (!node_role)
+			nulls[5] = 'n';
+		if (!cluster_id)
+			nulls[6] = 'n';
+
+		if (enr_execute(&reenroll_plan, args, nulls, false, 0) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "re-enrollment through token %s wrote no node", tok.public_prefix);
+		node_id = enr_getattr(0, 1, &isnull);
+		node_status = enr_getattr(0, 2, &isnull);
 	}
-
-	if (strcmp(kind, "once") == 0)
-		new_status = "used";
-	else if (!nomax && use_count + 1 >= max_uses)
-		new_status = "exhausted";
-	else
-		new_status = "active";
-
-	enr_issue_credential(enrollment_node_prefix, &cred);
-
-	args[0] = token_id;
-	args[1] = CStringGetTextDatum(new_status);
-	args[2] = TimestampTzGetDatum(now);
-	args[3] = CStringGetTextDatum(tenant);
-	args[4] = PointerGetDatum(node_name);
-	args[5] = node_role ? PointerGetDatum(node_role) : (Datum) 0;
-	args[6] = cluster_id ? PointerGetDatum(cluster_id) : (Datum) 0;
-	args[7] = CStringGetTextDatum(enrollment_node_prefix);
-	args[8] = Int64GetDatum(cred.public_id);
-	args[9] = PointerGetDatum(enr_digest_bytea(cred.digest));
-	args[10] = CStringGetTextDatum(enr_current_actor());
-	args[11] = CStringGetTextDatum(public_prefix);
-	args[12] = bound_node;
-	memset(nulls, ' ', sizeof(nulls));
-	if (!node_role)
-		nulls[5] = 'n';
-	if (!cluster_id)
-		nulls[6] = 'n';
-
-	if (enr_execute(unbound ? &enroll_new_plan : &reenroll_plan, args, nulls, false, 0) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "enrollment of token %s wrote no node", public_prefix);
 
 	/* the worker announces the enrollment from the audit log (worker.c) */
 	enr_count_enroll(ENROLL_OK);
 
 	MemoryContextSwitchTo(callcxt);
-	out[0] = enr_getattr(0, 1, &isnull);
+	out[0] = node_id;
 	out[1] = CStringGetTextDatum(cred.text);
-	out[2] = enr_getattr(0, 2, &isnull);
-	out[3] = token_id;
-	out[4] = BoolGetDatum(!unbound);
+	out[2] = node_status;
+	out[3] = tok.token_id;
+	out[4] = BoolGetDatum(!tok.unbound);
 	result = heap_form_tuple(tupdesc, out, outnulls);
 	enr_wipe_credential(&cred);
 	SPI_finish();

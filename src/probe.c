@@ -29,6 +29,7 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
@@ -214,4 +215,23 @@ probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls)
 	index_close(idx, NoLock);
 	table_close(rel, NoLock);
 	return tuple != NULL;
+}
+
+/*
+ * enr_probe under a new snapshot that also sees what this transaction has
+ * written so far, in the same statement too (the way a statement run through
+ * SPI by a volatile function reads): for paths that go on to write.
+ */
+bool
+enr_probe_latest(EnrProbeTable *t, Datum key, Datum *values, bool *nulls)
+{
+	bool		found;
+
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	/* an error unwinds the snapshot stack with the (sub)transaction */
+	found = probe(t, key, (Datum) 0, values, nulls);
+	PopActiveSnapshot();
+	return found;
 }

@@ -65,7 +65,7 @@ $node->safe_psql('postgres', 'CREATE ROLE app');
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION enrollment CASCADE');
 $node->safe_psql('fresh',
-	'GRANT EXECUTE ON FUNCTION enrollment.check_token(text, text), enrollment.verify_request(text, text, jsonb, bytea, text) TO app');
+	'GRANT EXECUTE ON FUNCTION enrollment.check_token(text, text), enrollment.enroll(text, text, text, text), enrollment.verify_request(text, text, jsonb, bytea, text) TO app');
 my $want = $node->safe_psql('fresh', $describe);
 
 for my $from (@old)
@@ -74,7 +74,7 @@ for my $from (@old)
 	$node->safe_psql('postgres', "CREATE DATABASE $db");
 	$node->safe_psql($db, "CREATE EXTENSION enrollment VERSION '$from' CASCADE");
 	$node->safe_psql($db,
-		'GRANT EXECUTE ON FUNCTION enrollment.check_token(text, text), enrollment.verify_request(text, text, jsonb, bytea, text) TO app');
+		'GRANT EXECUTE ON FUNCTION enrollment.check_token(text, text), enrollment.enroll(text, text, text, text), enrollment.verify_request(text, text, jsonb, bytea, text) TO app');
 	my $token = $node->safe_psql($db, "SELECT token FROM enrollment.create_token('cluster', cluster_id => 'c')");
 	my $secret = $node->safe_psql($db, "SELECT node_secret FROM enrollment.enroll('$token', 'n1', 'c')");
 
