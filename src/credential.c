@@ -21,14 +21,15 @@
 void
 enr_issue_credential(const char *prefix, IssuedCredential *cred)
 {
-	uint8		secret[TOKEN_SECRET_BYTES];
+	uint8		rnd[sizeof(uint64) + TOKEN_SECRET_BYTES];	/* public id, secret */
 	uint64		public_id;
 	size_t		len;
 
-	enr_random_bytes(&public_id, sizeof(public_id));
-	enr_random_bytes(secret, sizeof(secret));
-	len = enr_token_format(prefix, public_id, secret, cred->text);
-	enr_secure_zero(secret, sizeof(secret));
+	/* one call to the CSPRNG: each call costs about as much as the whole draw */
+	enr_random_bytes(rnd, sizeof(rnd));
+	memcpy(&public_id, rnd, sizeof(public_id));
+	len = enr_token_format(prefix, public_id, rnd + sizeof(public_id), cred->text);
+	enr_secure_zero(rnd, sizeof(rnd));
 
 	cred->public_id = (int64) public_id;
 	enr_sha256(cred->text, len, cred->digest);

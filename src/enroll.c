@@ -14,7 +14,9 @@
  * the node needs), the node and its audit event are inserted, and only then
  * is the use counted.  So concurrent enrollments through one shared token
  * (a cluster token) serialise only on that last UPDATE and the commit, not
- * on the whole enrollment.  When the UPDATE finds the token no longer
+ * on the whole enrollment.  A once token, which nobody queues for, has its
+ * use counted and its node written by one statement instead.  When the
+ * UPDATE finds the token no longer
  * usable, the row is read again under lock to name the reason, and the
  * error rolls back the node and the event: a rejected enrollment changes no
  * row.
@@ -115,6 +117,36 @@ static EnrPlan count_use_plan = {
 	"   AND (expires_at IS NULL OR expires_at > $2)",
 	.nargs = 2,
 	.argtypes = {UUIDOID, TIMESTAMPTZOID}
+};
+
+/*
+ * A once token: no other caller may be waiting for it, so the use is
+ * counted and the node written in one statement (one executor start-up
+ * less than new_node_plan + count_use_plan); parameters as new_node_plan.
+ * No row comes back when the UPDATE refuses the token.
+ */
+static EnrPlan once_plan = {
+	.sql = "WITH u AS ("
+	"  UPDATE enrollment.enrollment_token"
+	"     SET use_count = use_count + 1, status = 'used',"
+	"         used_at = COALESCE(used_at, $2), last_used_at = $2"
+	"   WHERE token_id = $1 AND status = 'pending' AND use_count = 0"
+	"     AND (expires_at IS NULL OR expires_at > $2)"
+	"  RETURNING token_id),"
+	" n AS ("
+	"  INSERT INTO enrollment.node_record (tenant, name, role, cluster_id, enrolled_by,"
+	"      secret_prefix, secret_public_id, secret_hash, enrolled_at)"
+	"  SELECT $3, $4, $5, $6, u.token_id, $7, $8, $9, $2 FROM u"
+	"  RETURNING node_id, status),"
+	" a AS ("
+	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)"
+	"  SELECT $3, $10, 'sensor_enrolled', $1, n.node_id,"
+	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
+	"           'node_name', $4, 'role', $5, 'cluster_id', $6, 'token_prefix', $11))"
+	"  FROM n)"
+	"SELECT node_id, status FROM n",
+	.nargs = 11,
+	.argtypes = {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID}
 };
 
 /*
@@ -281,6 +313,31 @@ new_status(TokenRow *t)
 	return "active";
 }
 
+/* Run new_node_plan or once_plan; false if it wrote no node */
+static bool
+write_node(EnrPlan *plan, Datum *args, const char *nulls, Datum *node_id, Datum *node_status)
+{
+	bool		isnull;
+
+	if (enr_execute(plan, args, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "enrollment statement failed");
+	if (SPI_processed != 1)
+		return false;
+	*node_id = enr_getattr(0, 1, &isnull);
+	*node_status = enr_getattr(0, 2, &isnull);
+	return true;
+}
+
+/* Run count_use_plan; false if the token may no longer be used */
+static bool
+count_use(Datum token_id, TimestampTz now)
+{
+	Datum		a[2] = {token_id, TimestampTzGetDatum(now)};
+
+	return enr_execute(&count_use_plan, a, NULL, false, 0) == SPI_OK_UPDATE &&
+		SPI_processed == 1;
+}
+
 /*
  * enrollment.enroll(token text, node_name text, cluster_id text, node_role text)
  *	RETURNS enrollment.enrolled_node
@@ -302,6 +359,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	IssuedCredential cred;
 	Datum		node_id;
 	Datum		node_status;
+	bool		counted;
 	Datum		out[5];
 	bool		outnulls[5] = {false};
 	HeapTuple	result;
@@ -363,26 +421,24 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		if (!cluster_id)
 			nulls[5] = 'n';
 
-		if (enr_execute(&new_node_plan, args, nulls, false, 0) != SPI_OK_SELECT ||
-			SPI_processed != 1)
-			elog(ERROR, "enrollment of token %s wrote no node", tok.public_prefix);
-		node_id = enr_getattr(0, 1, &isnull);
-		node_status = enr_getattr(0, 2, &isnull);
-
-		/* last: count the use under the row lock, or find out why not */
-		for (int attempt = 0;; attempt++)
+		if (strcmp(tok.kind, "once") == 0)
+			counted = write_node(&once_plan, args, nulls, &node_id, &node_status);
+		else
 		{
-			Datum		a[2] = {tok.token_id, TimestampTzGetDatum(now)};
-
-			if (enr_execute(&count_use_plan, a, NULL, false, 0) == SPI_OK_UPDATE &&
-				SPI_processed == 1)
-				break;
-			if (attempt > 0)
-				elog(ERROR, "could not count the use of token %s", tok.public_prefix);
-			/* changed since it was read: lock it, and raise what stops it */
+			if (!write_node(&new_node_plan, args, nulls, &node_id, &node_status))
+				elog(ERROR, "enrollment of token %s wrote no node", tok.public_prefix);
+			/* last: count the use under the row lock */
+			counted = count_use(tok.token_id, now);
+		}
+		if (!counted)
+		{
+			/* the token changed since it was read: lock it, raise what stops it */
 			if (!lock_token(public_id, digest, &tok))
 				invalid_token();
 			check_usable(&tok, now, cluster_id);
+			/* still usable, and now locked by us (a once token cannot be) */
+			if (strcmp(tok.kind, "once") == 0 || !count_use(tok.token_id, now))
+				elog(ERROR, "could not count the use of token %s", tok.public_prefix);
 		}
 	}
 	else
