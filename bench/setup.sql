@@ -28,4 +28,7 @@ INSERT INTO bench.pool SELECT i, t.token FROM generate_series(1, :pool) i, LATER
 -- the baseline's table: a uuid key and 6 columns
 CREATE TABLE bench.plain (id uuid PRIMARY KEY, a text, b text, c text, d timestamptz, e integer, f bigint);
 CREATE SEQUENCE bench.plain_seq;
+-- the reference for the shared token: a single row every client updates
+CREATE TABLE bench.counter (id integer PRIMARY KEY, n bigint NOT NULL);
+INSERT INTO bench.counter VALUES (1, 0);
 VACUUM ANALYZE;
