@@ -16,6 +16,14 @@ DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 PG_CPPFLAGS = -I$(srcdir)/src -isystem $(shell $(PG_CONFIG) --includedir-server)
 PG_CFLAGS += -Wall -Wextra -Werror
 SHLIB_LINK += -lcrypto
+# make VALGRIND=1: constant-time annotations for Memcheck (scripts/valgrind)
+# (VALGRIND=control: also a variable-time comparison, which Memcheck must catch)
+ifdef VALGRIND
+PG_CPPFLAGS += -DENR_VALGRIND
+ifeq ($(VALGRIND),control)
+PG_CPPFLAGS += -DENR_CT_BROKEN
+endif
+endif
 
 # pg_regress: inputs in test/sql, outputs in the top-level expected/ (test/expected links there)
 TESTS = $(sort $(wildcard test/sql/*.sql))

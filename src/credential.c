@@ -77,7 +77,13 @@ enr_digest_bytea(const uint8 digest[ENR_DIGEST_LEN])
 bool
 enr_digest_matches(bytea *stored, const uint8 digest[ENR_DIGEST_LEN])
 {
+	bool		equal;
+
 	if (VARSIZE_ANY_EXHDR(stored) != ENR_DIGEST_LEN)
 		return false;
-	return enr_digest_equal((const uint8 *) VARDATA_ANY(stored), digest, ENR_DIGEST_LEN);
+	/* the stored digest is what a timing attack would be after */
+	ENR_SECRET(VARDATA_ANY(stored), ENR_DIGEST_LEN);
+	equal = enr_digest_equal((const uint8 *) VARDATA_ANY(stored), digest, ENR_DIGEST_LEN);
+	ENR_DECLASSIFY(VARDATA_ANY(stored), ENR_DIGEST_LEN);
+	return equal;
 }

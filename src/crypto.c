@@ -106,7 +106,16 @@ enr_sha256(const void *data, size_t len, uint8 out[ENR_DIGEST_LEN])
 bool
 enr_digest_equal(const uint8 *a, const uint8 *b, size_t len)
 {
-	return CRYPTO_memcmp(a, b, len) == 0;
+#ifdef ENR_CT_BROKEN
+	/* scripts/valgrind --control only: a comparison that stops early */
+	int			diff = memcmp(a, b, len);
+#else
+	int			diff = CRYPTO_memcmp(a, b, len);
+#endif
+
+	/* whether they are equal is public; where they differ is not */
+	ENR_DECLASSIFY(&diff, sizeof(diff));
+	return diff == 0;
 }
 
 /* Wipe a buffer that held secret material (not optimised away) */

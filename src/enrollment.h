@@ -212,6 +212,22 @@ extern bool enr_text_equal(text *a, text *b);
 extern void enr_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 extern void enr_check_text_arg(text *t, const char *name, int maxchars, bool allow_empty);
 
+/*
+ * Constant-time checking under Valgrind (a build with "make VALGRIND=1", run
+ * by scripts/valgrind): bytes derived from a secret are marked undefined, so
+ * Memcheck reports any branch or memory address that depends on them; the
+ * outcome of a comparison, which is public, is marked defined again before
+ * anything acts on it.  Both are no-ops in a normal build.
+ */
+#ifdef ENR_VALGRIND
+#include <valgrind/memcheck.h>
+#define ENR_SECRET(p, n)		VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
+#define ENR_DECLASSIFY(p, n)	VALGRIND_MAKE_MEM_DEFINED((p), (n))
+#else
+#define ENR_SECRET(p, n)		((void) 0)
+#define ENR_DECLASSIFY(p, n)	((void) 0)
+#endif
+
 /* Shorthand for the start of the current statement, used for expiry checks */
 #define enr_now() GetCurrentStatementStartTimestamp()
 

@@ -174,6 +174,7 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 
 	/* 4. the signature: same work whether it will match or not */
 	opened = enr_open_secret(key_id, DatumGetByteaPP(kv[4]), DatumGetInt32(kv[5]), secret);
+	ENR_SECRET(secret, sizeof(secret));
 	enr_sha256(VARDATA_ANY(req->body), VARSIZE_ANY_EXHDR(req->body), body_hash);
 	signing_len = enr_signing_string_len(VARSIZE_ANY_EXHDR(req->method),
 										 VARSIZE_ANY_EXHDR(req->path),
@@ -185,6 +186,7 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	enr_hmac_sha256(secret, sizeof(secret), signing, signing_len, expected);
 	enr_secure_zero(secret, sizeof(secret));
 	match = enr_digest_equal(expected, presented, ENR_DIGEST_LEN) && opened;
+	ENR_DECLASSIFY(expected, sizeof(expected));
 	pfree(signing);
 	if (!match)
 		FAIL(r, VERIFY_BAD_SIGNATURE, 401);
