@@ -170,6 +170,13 @@ extern void enrollment_shmem_init(void);
 extern bool enr_shmem_available(void);
 extern void enr_require_shmem(void);
 extern int64 enr_replay_floor(void);
+extern void enr_replay_floor_raise(int64 f);
+extern uint64 enr_server_instance(void);
+
+/* replay_horizon.c: the horizon replicated through a row of each database */
+#define ENR_REPLAY_HORIZON_STEP 5	/* seconds reserved ahead per write */
+extern void enr_replay_horizon_absorb(void);
+extern void enr_replay_horizon_cover(int64 ts, int64 now);
 extern NonceVerdict enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
 												 int64 ts, int64 now, int window);
 extern int64 enr_nonces_held(void);

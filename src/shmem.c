@@ -14,7 +14,7 @@
  *	- the horizon H: every accepted timestamp is <= H.  H lives in the file
  *	  enrollment_replay.horizon in the data directory and is raised (written
  *	  and fsync'd) *before* a request with a later timestamp is accepted,
- *	  in steps of REPLAY_HORIZON_STEP seconds, so the file is written at most
+ *	  in steps of ENR_REPLAY_HORIZON_STEP seconds, so the file is written at most
  *	  once per step under steady traffic.
  *	- the floor F: requests whose timestamp is below F are refused as
  *	  stale.  At shared memory initialisation (server start, and again after
@@ -22,6 +22,10 @@
  *	  nothing the lost cache may have accepted, can be replayed.  When a
  *	  standby is promoted, the first verification afterwards raises F to the
  *	  current time.
+ *	- the replicated copy: replay_horizon.c keeps H per database in a row
+ *	  that the WAL carries to standbys, so that a promoted standby also
+ *	  refuses what the old primary accepted with a timestamp after the
+ *	  promotion; the floor is raised above it before it is consulted.
  *
  * When the cache is full, expired entries of the partition are swept; if it
  * is still full the request is refused (fail closed), never accepted.
@@ -61,7 +65,6 @@
 
 #define NONCE_PARTITIONS		16
 #define ENR_LOCKS				(2 + NONCE_PARTITIONS)
-#define REPLAY_HORIZON_STEP		5	/* seconds reserved ahead per file write */
 #define HORIZON_FILE			"enrollment_replay.horizon"
 
 typedef struct NonceKey
@@ -104,6 +107,7 @@ typedef struct EnrShared
 	EnrCounters counters;		/* atomics only: no lock */
 	int64		floor;			/* refuse requests with ts < floor */
 	pg_atomic_uint64 horizon;	/* every accepted ts <= horizon (persisted) */
+	uint64		instance;		/* random id of this server start */
 	bool		started_as_standby;
 	bool		promotion_handled;
 	/* per nonce partition, under its lock: no sweep can free anything before */
@@ -254,6 +258,9 @@ enr_shmem_startup(void)
 		enr_shared->locks = GetNamedLWLockTranche("enrollment");
 		enr_shared->floor = Max(now, horizon + 1);
 		pg_atomic_init_u64(&enr_shared->horizon, (uint64) Max(horizon, 0));
+		/* tells this start's replay_horizon rows from any other's */
+		if (!pg_strong_random(&enr_shared->instance, sizeof(enr_shared->instance)))
+			enr_shared->instance = ((uint64) now << 22) ^ (uint64) getpid();
 		enr_shared->started_as_standby = (stat(STANDBY_SIGNAL_FILE, &st) == 0);
 		enr_shared->promotion_handled = false;
 		for (int p = 0; p < NONCE_PARTITIONS; p++)
@@ -319,6 +326,9 @@ enr_replay_floor(void)
 {
 	int64		floor;
 
+	/* the horizon another server start left in this database's row */
+	enr_replay_horizon_absorb();
+
 	if (enr_shared->started_as_standby && !enr_shared->promotion_handled &&
 		!RecoveryInProgress())
 	{
@@ -336,6 +346,22 @@ enr_replay_floor(void)
 	return floor;
 }
 
+/* Refuse, from now on, every request dated before f */
+void
+enr_replay_floor_raise(int64 f)
+{
+	LWLockAcquire(&enr_shared->locks[0].lock, LW_EXCLUSIVE);
+	enr_shared->floor = Max(enr_shared->floor, f);
+	LWLockRelease(&enr_shared->locks[0].lock);
+}
+
+/* The random id of this server start (replay_horizon.c) */
+uint64
+enr_server_instance(void)
+{
+	return enr_shared->instance;
+}
+
 /*
  * Make sure ts is covered by the persisted horizon before a request with
  * that timestamp is accepted.  Usually a single atomic read.
@@ -348,7 +374,7 @@ reserve_horizon(int64 ts, int64 now)
 	LWLockAcquire(&enr_shared->locks[0].lock, LW_EXCLUSIVE);
 	if ((int64) pg_atomic_read_u64(&enr_shared->horizon) < ts)
 	{
-		int64		h = Max(ts, now) + REPLAY_HORIZON_STEP;
+		int64		h = Max(ts, now) + ENR_REPLAY_HORIZON_STEP;
 
 		/* on error the lock is released by transaction abort */
 		write_horizon_file(h);
@@ -411,6 +437,8 @@ enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
 	lock = &enr_shared->locks[2 + p].lock;
 
 	reserve_horizon(ts, now);
+	/* and by this database's replicated copy (a no-op on a standby) */
+	enr_replay_horizon_cover(ts, now);
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	e = hash_search(nonce_tables[p], &key, HASH_ENTER_NULL, &found);

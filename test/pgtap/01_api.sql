@@ -16,7 +16,7 @@ SELECT functions_are('enrollment', ARRAY[
     'verify_audit_chain', 'purge_audit', 'may_read_audit', 'enrollment_token_rules', 'node_record_rules', 'uuid_v7']);
 SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log', 'api_keys', 'stats', 'members', 'api_tokens', 'tenant_stats']);
 SELECT tables_are('enrollment', ARRAY['enrollment_token', 'node_record', 'audit_event', 'api_key',
-    'member', 'tenant_setting', 'api_token', 'audit_chain']);
+    'member', 'tenant_setting', 'api_token', 'audit_chain', 'replay_horizon']);
 
 SELECT has_function('enrollment', 'create_token',
     ARRAY['text', 'text', 'interval', 'integer', 'text', 'uuid', 'integer']);

@@ -2,7 +2,9 @@
 # read-only calls (check_token, authenticate_node, the listing views) work on
 # the standby and the writing ones fail there cleanly; after promotion the
 # new primary enforces single use and caps for tokens used on the old one,
-# and refuses a replay of a request the old primary accepted.
+# and refuses a replay of a request the old primary accepted, including one
+# dated after the promotion (a client clock running ahead), because the
+# old primary's replay horizon reaches the standby through the WAL.
 use strict;
 use warnings;
 use File::Copy;
@@ -58,7 +60,25 @@ like($err, qr/read-only transaction/, 'standby: enroll fails cleanly (needs the 
 ($rc, $out, $err) = $standby->psql('postgres', "SELECT enrollment.create_token()");
 like($err, qr/read-only transaction/, 'standby: create_token fails cleanly');
 
-# failover
+# A client whose clock runs two minutes ahead (inside the window) has a
+# request accepted by the primary just before it fails.  With a synchronous
+# standby the verification returns only once the replicated horizon has
+# reached the standby, as a commit would.
+$primary->safe_psql('postgres', "ALTER SYSTEM SET synchronous_standby_names = 'standby'");
+$primary->reload;
+$primary->poll_query_until('postgres',
+	"SELECT sync_state = 'sync' FROM pg_stat_replication WHERE application_name = 'standby'");
+my $ahead = $primary->safe_psql('postgres',
+	"SELECT enrollment.sign_request('GET', '/ahead', '$kid', '$hmac', ts => extract(epoch from now())::bigint + 120)");
+is($primary->safe_psql('postgres', "SELECT ok FROM enrollment.verify_request('GET', '/ahead', '$ahead')"), 't',
+	'the primary accepts a request dated two minutes ahead');
+my ($ahead_ts) = $ahead =~ /"X-Telovix-Timestamp"\s*:\s*"(\d+)"/;
+ok($primary->safe_psql('postgres', 'SELECT horizon FROM enrollment.replay_horizon') >= $ahead_ts,
+	'the replicated horizon covers it');
+is($standby->safe_psql('postgres', "SELECT ok FROM enrollment.verify_request('GET', '/ahead', '$ahead')"), 't',
+	'standby: the same request is accepted there (each server has its own nonce cache)');
+
+# failover (no wait for catch-up: the synchronous standby has what it needs)
 $primary->stop('immediate');
 $standby->promote;
 $standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()');
@@ -75,10 +95,16 @@ is($standby->safe_psql('postgres', "SELECT status || ' ' || use_count FROM enrol
 like($err, qr/token_exhausted/, 'new primary: and holds');
 is($standby->safe_psql('postgres', "SELECT error FROM enrollment.verify_request('GET', '/before-failover', '$headers')"),
 	'stale_timestamp', 'new primary: a replay of a request the old primary accepted is refused');
-# (the floor after promotion is the old primary's replay horizon, a few
-# seconds ahead of its clock: a request dated later than that is accepted)
+is($standby->safe_psql('postgres', "SELECT error FROM enrollment.verify_request('GET', '/ahead', '$ahead')"),
+	'stale_timestamp',
+	'new primary: a replay of a request the old primary accepted dated after the promotion is refused too');
+is($standby->safe_psql('postgres', "SELECT ok FROM enrollment.verify_request('GET', '/ahead2', "
+		. "enrollment.sign_request('GET', '/ahead2', '$kid', '$hmac', ts => $ahead_ts))"),
+	'f', 'new primary: so is any request dated at or before the old primary\'s horizon');
+# (a request dated after that horizon is accepted)
+my $h = $standby->safe_psql('postgres', 'SELECT horizon FROM enrollment.replay_horizon');
 my $fresh = $standby->safe_psql('postgres',
-	"SELECT enrollment.sign_request('GET', '/after', '$kid', '$hmac', ts => extract(epoch from now())::bigint + 10)");
+	"SELECT enrollment.sign_request('GET', '/after', '$kid', '$hmac', ts => $h + 1)");
 is($standby->safe_psql('postgres', "SELECT ok FROM enrollment.verify_request('GET', '/after', '$fresh')"), 't',
 	'new primary: a request signed after the failover is accepted');
 is($standby->safe_psql('postgres', "SELECT error FROM enrollment.verify_request('GET', '/after', '$fresh')"),
