@@ -41,6 +41,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "replication/syncrep.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -56,6 +57,24 @@ typedef struct FormData_replay_horizon
 /* per backend (a backend serves one database) */
 static bool absorbed = false;	/* the row was read out of recovery */
 static int64 covered = 0;		/* the row holds at least this, written by us */
+static Oid	horizon_relid = InvalidOid; /* the table those two describe */
+static bool callback_registered = false;
+
+/*
+ * A relcache invalidation of the table (DROP and CREATE EXTENSION in this
+ * session, say) makes what this backend knows of its row worthless: a new
+ * table starts from (0, 0).  In-place writes send no invalidation.
+ */
+static void
+horizon_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+{
+	if (relid == InvalidOid || relid == horizon_relid)
+	{
+		absorbed = false;
+		covered = 0;
+		horizon_relid = InvalidOid;
+	}
+}
 
 /*
  * Open enrollment.replay_horizon, or return NULL when this database's
@@ -72,6 +91,12 @@ open_horizon_table(LOCKMODE mode)
 
 	if (!OidIsValid(relid))
 		return NULL;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(horizon_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+	horizon_relid = relid;
 	rel = table_open(relid, mode);
 	desc = RelationGetDescr(rel);
 	if (rel->rd_rel->relkind != RELKIND_RELATION || desc->natts != 2 ||

@@ -33,3 +33,13 @@ INSERT INTO enrollment.replay_horizon VALUES (0, 0);
 -- 0, so nothing changes, and the next request beyond it writes the row
 SELECT ok FROM enrollment.verify_request('GET', '/h4', enrollment.sign_request('GET', '/h4', :'kid', :'sec'));
 SELECT horizon >= extract(epoch FROM now())::bigint AS rewritten FROM enrollment.replay_horizon;
+
+-- a re-created extension has a new row from (0, 0): this session forgets
+-- what it had covered in the old one and writes the new row again
+SELECT extract(epoch FROM now())::bigint AS t0 \gset
+SELECT ok FROM enrollment.verify_request('GET', '/h5', enrollment.sign_request('GET', '/h5', :'kid', :'sec', ts => :t0 + 60));
+DROP EXTENSION enrollment;
+CREATE EXTENSION enrollment;
+SELECT key_id AS kid, hmac_secret AS sec FROM enrollment.create_api_key('horizon again', ARRAY['events:read']) \gset
+SELECT ok FROM enrollment.verify_request('GET', '/h6', enrollment.sign_request('GET', '/h6', :'kid', :'sec', ts => :t0 + 30));
+SELECT horizon >= :t0 + 30 AS covers_it, instance <> 0 AS written FROM enrollment.replay_horizon;
