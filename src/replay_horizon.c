@@ -96,8 +96,9 @@ open_horizon_table(LOCKMODE mode)
 		CacheRegisterRelcacheCallback(horizon_relcache_callback, (Datum) 0);
 		callback_registered = true;
 	}
-	horizon_relid = relid;
 	rel = table_open(relid, mode);
+	/* after the lock: taking it may deliver an invalidation of the table */
+	horizon_relid = relid;
 	desc = RelationGetDescr(rel);
 	if (rel->rd_rel->relkind != RELKIND_RELATION || desc->natts != 2 ||
 		TupleDescAttr(desc, 0)->atttypid != INT8OID || !TupleDescAttr(desc, 0)->attnotnull ||
