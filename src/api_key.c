@@ -161,7 +161,13 @@ enr_open_secret(uint64 key_id, bytea *sealed, int version, uint8 secret[32])
 char *
 enr_key_id_text(uint64 key_id)
 {
-	return psprintf("%016" INT64_MODIFIER "x", key_id);
+	static const char hex[] = "0123456789abcdef";
+	char	   *out = palloc(17);
+
+	for (int i = 15; i >= 0; i--, key_id >>= 4)
+		out[i] = hex[key_id & 0xf];
+	out[16] = '\0';
+	return out;
 }
 
 /*

@@ -147,6 +147,52 @@ enr_hmac_sha256(const uint8 *key, size_t keylen, const void *data, size_t len,
 }
 
 /*
+ * A context keyed once with an HMAC-SHA256 key, for a key used many times
+ * (hmac_key_cache.c).  Keying hashes the padded key into the inner and
+ * outer states; enr_hmac_keyed() restarts from those states instead of
+ * keying again.  Returns NULL when OpenSSL fails, so that the caller can
+ * wipe its copy of the key before raising the error.
+ */
+EVP_MAC_CTX *
+enr_hmac_key_new(const uint8 *key, size_t keylen)
+{
+	EVP_MAC_CTX *ctx;
+	OSSL_PARAM	params[2];
+
+	crypto_init();
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	ctx = EVP_MAC_CTX_new(hmac_mac);
+	if (ctx != NULL && EVP_MAC_init(ctx, key, keylen, params) != 1)
+	{
+		EVP_MAC_CTX_free(ctx);	/* frees and wipes what was derived */
+		ctx = NULL;
+	}
+	return ctx;
+}
+
+/* HMAC-SHA256 of data under the key a context was made with */
+void
+enr_hmac_keyed(EVP_MAC_CTX *ctx, const void *data, size_t len, uint8 out[ENR_DIGEST_LEN])
+{
+	size_t		outlen = 0;
+
+	/* no key: restart from the states derived when the context was keyed */
+	if (EVP_MAC_init(ctx, NULL, 0, NULL) != 1 ||
+		EVP_MAC_update(ctx, (const unsigned char *) data, len) != 1 ||
+		EVP_MAC_final(ctx, out, &outlen, ENR_DIGEST_LEN) != 1 ||
+		outlen != ENR_DIGEST_LEN)
+		crypto_failed("HMAC-SHA256");
+}
+
+/* Free a keyed context; OpenSSL wipes the key-derived states */
+void
+enr_hmac_key_free(EVP_MAC_CTX *ctx)
+{
+	EVP_MAC_CTX_free(ctx);
+}
+
+/*
  * AES-256-GCM.  The sealed form is iv (12) || ciphertext (len) || tag (16);
  * aad is authenticated but not stored.  The backend's cipher context is
  * reset (its key schedule wiped) on every path before any error is raised;

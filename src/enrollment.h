@@ -14,6 +14,8 @@
 
 #include "postgres.h"
 
+#include <openssl/types.h>
+
 #include "datatype/timestamp.h"
 #include "token_format.h"
 
@@ -66,6 +68,11 @@ extern bool enr_digest_equal(const uint8 *a, const uint8 *b, size_t len);
 extern void enr_secure_zero(void *buf, size_t len);
 extern void enr_hmac_sha256(const uint8 *key, size_t keylen, const void *data, size_t len,
 							uint8 out[ENR_DIGEST_LEN]);
+
+extern EVP_MAC_CTX *enr_hmac_key_new(const uint8 *key, size_t keylen);
+extern void enr_hmac_keyed(EVP_MAC_CTX *ctx, const void *data, size_t len,
+						   uint8 out[ENR_DIGEST_LEN]);
+extern void enr_hmac_key_free(EVP_MAC_CTX *ctx);
 
 #define ENR_AEAD_KEY_LEN	32
 #define ENR_AEAD_IV_LEN		12
@@ -199,6 +206,11 @@ extern int	enr_scope_bit(const char *name, size_t len);
 extern void enr_unknown_scope_error(const char *argname) pg_attribute_noreturn();
 extern bool enr_open_secret(uint64 key_id, bytea *sealed, int version, uint8 secret[32]);
 extern char *enr_key_id_text(uint64 key_id);
+
+/* hmac_key_cache.c: HMAC under a stored secret, keyed contexts kept per backend */
+extern bool enr_api_key_hmac(uint64 key_id, bytea *sealed, int version,
+							 const void *msg, size_t len, uint8 out[ENR_DIGEST_LEN]);
+extern void enr_api_key_forget(uint64 key_id);
 
 /* spi.c: saved plans and small helpers around SPI */
 #include "executor/spi.h"

@@ -121,6 +121,29 @@ audit_read_bit(void)
 	return bit;
 }
 
+/*
+ * SHA-256 of the request body.  Most requests (GET, DELETE) have none, and
+ * the digest of nothing is a constant: computed once per backend.
+ */
+static void
+body_digest(bytea *body, uint8 out[ENR_DIGEST_LEN])
+{
+	static uint8 empty[ENR_DIGEST_LEN];
+	static bool have_empty = false;
+
+	if (VARSIZE_ANY_EXHDR(body) > 0)
+	{
+		enr_sha256(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), out);
+		return;
+	}
+	if (!have_empty)
+	{
+		enr_sha256("", 0, empty);
+		have_empty = true;
+	}
+	memcpy(out, empty, ENR_DIGEST_LEN);
+}
+
 /* Steps 1 to 6 (see the file header); result in *r */
 static void
 verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
@@ -129,7 +152,6 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	int64		ts;
 	uint8		presented[ENR_DIGEST_LEN];
 	int64		now = (int64) time(NULL);
-	uint8		secret[32];
 	uint8		body_hash[ENR_DIGEST_LEN];
 	uint8		expected[ENR_DIGEST_LEN];
 	char	   *signing;
@@ -142,7 +164,6 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	bool		kn[8];
 
 	memset(r, 0, sizeof(*r));
-	memset(secret, 0, sizeof(secret));
 	r->http_status = 200;
 
 	/* 1. headers */
@@ -167,15 +188,18 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 		FAIL(r, VERIFY_STALE_TIMESTAMP, 401);
 
 	/* 3. the key: exists, is the current tenant's, not revoked, not expired */
-	if (!enr_probe(&key_by_id, Int64GetDatum((int64) key_id), kv, kn) ||
-		!kn[6] || (!kn[7] && DatumGetTimestampTz(kv[7]) <= GetCurrentTimestamp()) ||
-		!enr_is_current_tenant(kv[1]))
+	if (!enr_probe(&key_by_id, Int64GetDatum((int64) key_id), kv, kn))
+		FAIL(r, VERIFY_INVALID_KEY, 401);
+	if (!kn[6] || (!kn[7] && DatumGetTimestampTz(kv[7]) <= GetCurrentTimestamp()))
+	{
+		enr_api_key_forget(key_id); /* keep nothing of a dead key */
+		FAIL(r, VERIFY_INVALID_KEY, 401);
+	}
+	if (!enr_is_current_tenant(kv[1]))
 		FAIL(r, VERIFY_INVALID_KEY, 401);
 
 	/* 4. the signature: same work whether it will match or not */
-	opened = enr_open_secret(key_id, DatumGetByteaPP(kv[4]), DatumGetInt32(kv[5]), secret);
-	ENR_SECRET(secret, sizeof(secret));
-	enr_sha256(VARDATA_ANY(req->body), VARSIZE_ANY_EXHDR(req->body), body_hash);
+	body_digest(req->body, body_hash);
 	signing_len = enr_signing_string_len(VARSIZE_ANY_EXHDR(req->method),
 										 VARSIZE_ANY_EXHDR(req->path),
 										 VARSIZE_ANY_EXHDR(req->ts),
@@ -183,8 +207,8 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	signing = palloc(signing_len);
 	enr_signing_string(signing, TXT(req->method), TXT(req->path), TXT(req->ts),
 					   TXT(req->nonce), body_hash);
-	enr_hmac_sha256(secret, sizeof(secret), signing, signing_len, expected);
-	enr_secure_zero(secret, sizeof(secret));
+	opened = enr_api_key_hmac(key_id, DatumGetByteaPP(kv[4]), DatumGetInt32(kv[5]),
+							  signing, signing_len, expected);
 	match = enr_digest_equal(expected, presented, ENR_DIGEST_LEN) && opened;
 	ENR_DECLASSIFY(expected, sizeof(expected));
 	pfree(signing);

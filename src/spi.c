@@ -66,7 +66,7 @@ enr_result_tupdesc(FunctionCallInfo fcinfo)
 
 		if (get_call_result_type(fcinfo, NULL, &built) != TYPEFUNC_COMPOSITE)
 			elog(ERROR, "return type must be a row type");
-		tupdesc = BlessTupleDesc(CreateTupleDescCopy(built));
+		tupdesc = BlessTupleDesc(built);	/* already a copy, in fn_mcxt */
 		MemoryContextSwitchTo(old);
 		fcinfo->flinfo->fn_extra = tupdesc;
 	}

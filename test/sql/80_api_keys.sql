@@ -162,8 +162,12 @@ SELECT version = :v_before + 1 AS next_version, resealed = (SELECT count(*) FROM
 SELECT count(DISTINCT key_version) AS versions_in_use FROM enrollment.api_key;
 SELECT ok, error FROM enrollment.verify_request('GET', '/', enrollment.sign_request('GET', '/', :'kr', :'sr'));
 -- a sealed secret moved to another key does not open
+SELECT secret_sealed AS sealed_kr FROM enrollment.api_key WHERE key_id = ('x' || :'kr')::bit(64)::bigint \gset
 UPDATE enrollment.api_key SET secret_sealed = (SELECT secret_sealed FROM enrollment.api_key
        WHERE key_id = ('x' || :'kid2')::bit(64)::bigint)
  WHERE key_id = ('x' || :'kr')::bit(64)::bigint;
 SELECT ok, error FROM enrollment.verify_request('GET', '/', enrollment.sign_request('GET', '/', :'kr', :'sr'));
 SELECT ok, error FROM enrollment.verify_request('GET', '/', enrollment.sign_request('GET', '/', :'kr', :'sec2'));
+-- put back (a secret that does not open would stop the next rotation), it verifies again
+UPDATE enrollment.api_key SET secret_sealed = :'sealed_kr' WHERE key_id = ('x' || :'kr')::bit(64)::bigint;
+SELECT ok, error FROM enrollment.verify_request('GET', '/', enrollment.sign_request('GET', '/', :'kr', :'sr'));
