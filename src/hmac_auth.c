@@ -397,7 +397,6 @@ enrollment_sign_request(PG_FUNCTION_ARGS)
 	char		mac_hex[65];
 	char	   *signing;
 	size_t		signing_len;
-	StringInfoData json;
 
 	enr_require_arg(fcinfo, 0, "method");
 	enr_require_arg(fcinfo, 1, "path");
@@ -428,7 +427,7 @@ enrollment_sign_request(PG_FUNCTION_ARGS)
 	else
 		nonce = text_to_cstring(PG_GETARG_TEXT_PP(6));
 
-	enr_sha256(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), body_hash);
+	body_digest(body, body_hash);
 	signing_len = enr_signing_string_len(VARSIZE_ANY_EXHDR(method), VARSIZE_ANY_EXHDR(path),
 										 strlen(ts), strlen(nonce));
 	signing = palloc(signing_len);
@@ -439,23 +438,31 @@ enrollment_sign_request(PG_FUNCTION_ARGS)
 	enr_hex_encode_lower(mac, sizeof(mac), mac_hex);
 	mac_hex[64] = '\0';
 
-	initStringInfo(&json);
-	appendStringInfoChar(&json, '{');
-	escape_json(&json, enrollment_header_key_id);
-	appendStringInfoChar(&json, ':');
-	escape_json(&json, text_to_cstring(key_id));
-	appendStringInfoChar(&json, ',');
-	escape_json(&json, enrollment_header_timestamp);
-	appendStringInfoChar(&json, ':');
-	escape_json(&json, ts);
-	appendStringInfoChar(&json, ',');
-	escape_json(&json, enrollment_header_nonce);
-	appendStringInfoChar(&json, ':');
-	escape_json(&json, nonce);
-	appendStringInfoChar(&json, ',');
-	escape_json(&json, enrollment_header_signature);
-	appendStringInfoString(&json, ":\"sha256=");
-	appendStringInfoString(&json, mac_hex);
-	appendStringInfoString(&json, "\"}");
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data)));
+	{
+		/* the object is built as jsonb directly, not printed and parsed again */
+		const char *names[4] = {enrollment_header_key_id, enrollment_header_timestamp,
+		enrollment_header_nonce, enrollment_header_signature};
+		const char *values[4] = {text_to_cstring(key_id), ts, nonce,
+		psprintf("sha256=%s", mac_hex)};
+		JsonbParseState *state = NULL;
+		JsonbValue *obj;
+
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		for (int i = 0; i < 4; i++)
+		{
+			JsonbValue	k;
+			JsonbValue	v;
+
+			k.type = jbvString;
+			k.val.string.val = (char *) names[i];
+			k.val.string.len = strlen(names[i]);
+			v.type = jbvString;
+			v.val.string.val = (char *) values[i];
+			v.val.string.len = strlen(values[i]);
+			pushJsonbValue(&state, WJB_KEY, &k);
+			pushJsonbValue(&state, WJB_VALUE, &v);
+		}
+		obj = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+		PG_RETURN_JSONB_P(JsonbValueToJsonb(obj));
+	}
 }

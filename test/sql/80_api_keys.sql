@@ -42,6 +42,13 @@ SELECT ok, error, http_status, key_id = :'kid' AS same_key, scopes, tenant
 SELECT enrollment.sign_request('POST', '/api/v2/alerts?x=1', :'kid', :'sec', '{"a":1}', 1700000000, 'fixed')
        ->> 'X-Telovix-Signature' = oracle_sig(:'sec', 'POST', '/api/v2/alerts?x=1', '1700000000', 'fixed', '{"a":1}')
        AS signer_matches_oracle;
+SELECT enrollment.sign_request('GET', '/api/v2/events', :'kid', :'sec', NULL, 1700000000, 'fixed')
+       ->> 'X-Telovix-Signature' = oracle_sig(:'sec', 'GET', '/api/v2/events', '1700000000', 'fixed', '')
+       AS signer_matches_oracle_no_body;
+-- the other three headers, as strings
+SELECT enrollment.sign_request('GET', '/', :'kid', :'sec', NULL, 1700000000, 'fixed') - 'X-Telovix-Signature'
+       = jsonb_build_object('X-Telovix-Key-ID', :'kid', 'X-Telovix-Timestamp', '1700000000',
+                            'X-Telovix-Nonce', 'fixed') AS signer_headers;
 -- a published vector: HMAC-SHA256 with key 0x0b*20 over "Hi There" (RFC 4231 case 1)
 SELECT encode(hmac('Hi There', decode(repeat('0b', 20), 'hex'), 'sha256'), 'hex') =
        'b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7' AS pgcrypto_oracle_is_sound;
