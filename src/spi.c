@@ -50,9 +50,9 @@ enr_execute(EnrPlan *p, Datum *values, const char *nulls, bool read_only, long c
 
 /*
  * The row descriptor of a function's composite result.  Working it out
- * reads the function's catalog entry, so it is done once per call site
- * and kept in fn_extra (blessed, so heap_form_tuple results are valid
- * record datums).
+ * reads the function's catalog entry, so it is kept in fn_extra (blessed,
+ * so heap_form_tuple results are valid record datums) for the calls of one
+ * execution of the calling statement.
  */
 TupleDesc
 enr_result_tupdesc(FunctionCallInfo fcinfo)
