@@ -100,84 +100,123 @@ static EnrPlan new_node_plan = {
 };
 
 /*
+ * The retention clock of a token whose use ends it (0.5.0, enrollment.sql:
+ * retention_from): it stays at the token's expiry when that is at most
+ * enrollment.token_retention away, so the update changes no indexed column
+ * and is HOT, and starts now otherwise.  $N is now + token_retention.
+ * Databases not updated yet have no such column: the _v4 plans.
+ */
+#define RETENTION_ON_END(ends, now, horizon) \
+	", retention_from = CASE WHEN " ends " AND (retention_from IS NULL OR retention_from > " horizon ")" \
+	"                        THEN " now " ELSE retention_from END"
+
+/*
  * Count one use, if the token may still be used; the last statement of a
  * new enrollment, so that its row lock is held only until the commit.
- * $1 token_id, $2 now.  The new status follows the same rules as
- * new_status() below.
+ * $1 token_id, $2 now, $3 now + token_retention.  The new status follows the
+ * same rules as new_status() below.
  */
+#define COUNT_USE_SQL(retention) \
+	"UPDATE enrollment.enrollment_token" \
+	"   SET use_count = use_count + 1," \
+	"       status = CASE WHEN kind = 'once' THEN 'used'" \
+	"                     WHEN max_uses IS NOT NULL AND use_count + 1 >= max_uses THEN 'exhausted'" \
+	"                     ELSE 'active' END," \
+	"       used_at = COALESCE(used_at, $2), last_used_at = $2" retention \
+	" WHERE token_id = $1 AND status IN ('pending', 'active')" \
+	"   AND (max_uses IS NULL OR use_count < max_uses)" \
+	"   AND (expires_at IS NULL OR expires_at > $2)"
+
 static EnrPlan count_use_plan = {
-	.sql = "UPDATE enrollment.enrollment_token"
-	"   SET use_count = use_count + 1,"
-	"       status = CASE WHEN kind = 'once' THEN 'used'"
-	"                     WHEN max_uses IS NOT NULL AND use_count + 1 >= max_uses THEN 'exhausted'"
-	"                     ELSE 'active' END,"
-	"       used_at = COALESCE(used_at, $2), last_used_at = $2"
-	" WHERE token_id = $1 AND status IN ('pending', 'active')"
-	"   AND (max_uses IS NULL OR use_count < max_uses)"
-	"   AND (expires_at IS NULL OR expires_at > $2)",
-	.nargs = 2,
-	.argtypes = {UUIDOID, TIMESTAMPTZOID}
+	.sql = COUNT_USE_SQL(RETENTION_ON_END("(kind = 'once' OR (max_uses IS NOT NULL AND use_count + 1 >= max_uses))", "$2", "$3")),
+	.nargs = 3,
+	.argtypes = {UUIDOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+};
+
+static EnrPlan count_use_plan_v4 = {
+	.sql = COUNT_USE_SQL(""),
+	.nargs = 3,
+	.argtypes = {UUIDOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 };
 
 /*
  * A once token: no other caller may be waiting for it, so the use is
  * counted and the node written in one statement (one executor start-up
- * less than new_node_plan + count_use_plan); parameters as new_node_plan.
- * No row comes back when the UPDATE refuses the token.
+ * less than new_node_plan + count_use_plan); parameters as new_node_plan,
+ * and $12 now + token_retention.  No row comes back when the UPDATE refuses
+ * the token.
  */
+#define ONCE_SQL(retention) \
+	"WITH u AS (" \
+	"  UPDATE enrollment.enrollment_token" \
+	"     SET use_count = use_count + 1, status = 'used'," \
+	"         used_at = COALESCE(used_at, $2), last_used_at = $2" retention \
+	"   WHERE token_id = $1 AND status = 'pending' AND use_count = 0" \
+	"     AND (expires_at IS NULL OR expires_at > $2)" \
+	"  RETURNING token_id)," \
+	" n AS (" \
+	"  INSERT INTO enrollment.node_record (tenant, name, role, cluster_id, enrolled_by," \
+	"      secret_prefix, secret_public_id, secret_hash, enrolled_at)" \
+	"  SELECT $3, $4, $5, $6, u.token_id, $7, $8, $9, $2 FROM u" \
+	"  RETURNING node_id, status)," \
+	" a AS (" \
+	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)" \
+	"  SELECT $3, $10, 'sensor_enrolled', $1, n.node_id," \
+	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(" \
+	"           'node_name', $4, 'role', $5, 'cluster_id', $6, 'token_prefix', $11))" \
+	"  FROM n)" \
+	"SELECT node_id, status FROM n"
+
 static EnrPlan once_plan = {
-	.sql = "WITH u AS ("
-	"  UPDATE enrollment.enrollment_token"
-	"     SET use_count = use_count + 1, status = 'used',"
-	"         used_at = COALESCE(used_at, $2), last_used_at = $2"
-	"   WHERE token_id = $1 AND status = 'pending' AND use_count = 0"
-	"     AND (expires_at IS NULL OR expires_at > $2)"
-	"  RETURNING token_id),"
-	" n AS ("
-	"  INSERT INTO enrollment.node_record (tenant, name, role, cluster_id, enrolled_by,"
-	"      secret_prefix, secret_public_id, secret_hash, enrolled_at)"
-	"  SELECT $3, $4, $5, $6, u.token_id, $7, $8, $9, $2 FROM u"
-	"  RETURNING node_id, status),"
-	" a AS ("
-	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)"
-	"  SELECT $3, $10, 'sensor_enrolled', $1, n.node_id,"
-	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-	"           'node_name', $4, 'role', $5, 'cluster_id', $6, 'token_prefix', $11))"
-	"  FROM n)"
-	"SELECT node_id, status FROM n",
-	.nargs = 11,
-	.argtypes = {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID}
+	.sql = ONCE_SQL(RETENTION_ON_END("true", "$2", "$12")),
+	.nargs = 12,
+	.argtypes = {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
+};
+
+static EnrPlan once_plan_v4 = {
+	.sql = ONCE_SQL(""),
+	.nargs = 12,
+	.argtypes = {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
 };
 
 /*
  * A re-enrollment, with the token and the node locked: $1 token_id, $2 new
  * token status, $3 now, $4 tenant, $5 node name, $6 role, $7 cluster_id,
  * $8 secret prefix, $9 secret public id, $10 secret digest, $11 actor,
- * $12 token's public part, $13 the bound node
+ * $12 token's public part, $13 the bound node, $14 now + token_retention
  */
+#define REENROLL_SQL(retention) \
+	"WITH u AS (" \
+	"  UPDATE enrollment.enrollment_token" \
+	"     SET use_count = use_count + 1, status = $2," \
+	"         used_at = COALESCE(used_at, $3), last_used_at = $3" retention \
+	"   WHERE token_id = $1)," \
+	" n AS (" \
+	"  UPDATE enrollment.node_record" \
+	"     SET secret_prefix = $8, secret_public_id = $9, secret_hash = $10," \
+	"         reenrolled_at = $3, enroll_count = enroll_count + 1," \
+	"         role = COALESCE($6, role), cluster_id = COALESCE($7, cluster_id)" \
+	"   WHERE node_id = $13" \
+	"  RETURNING node_id, status)," \
+	" a AS (" \
+	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)" \
+	"  SELECT $4, $11, 'sensor_enrolled', $1, n.node_id," \
+	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(" \
+	"           'node_name', $5, 'role', $6, 'cluster_id', $7, 'token_prefix', $12," \
+	"           'reenrollment', true))" \
+	"  FROM n)" \
+	"SELECT node_id, status FROM n"
+
 static EnrPlan reenroll_plan = {
-	.sql = "WITH u AS ("
-	"  UPDATE enrollment.enrollment_token"
-	"     SET use_count = use_count + 1, status = $2,"
-	"         used_at = COALESCE(used_at, $3), last_used_at = $3"
-	"   WHERE token_id = $1),"
-	" n AS ("
-	"  UPDATE enrollment.node_record"
-	"     SET secret_prefix = $8, secret_public_id = $9, secret_hash = $10,"
-	"         reenrolled_at = $3, enroll_count = enroll_count + 1,"
-	"         role = COALESCE($6, role), cluster_id = COALESCE($7, cluster_id)"
-	"   WHERE node_id = $13"
-	"  RETURNING node_id, status),"
-	" a AS ("
-	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)"
-	"  SELECT $4, $11, 'sensor_enrolled', $1, n.node_id,"
-	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-	"           'node_name', $5, 'role', $6, 'cluster_id', $7, 'token_prefix', $12,"
-	"           'reenrollment', true))"
-	"  FROM n)"
-	"SELECT node_id, status FROM n",
-	.nargs = 13,
-	.argtypes = {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, UUIDOID}
+	.sql = REENROLL_SQL(RETENTION_ON_END("$2 <> 'active'", "$3", "$14")),
+	.nargs = 14,
+	.argtypes = {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, UUIDOID, TIMESTAMPTZOID}
+};
+
+static EnrPlan reenroll_plan_v4 = {
+	.sql = REENROLL_SQL(""),
+	.nargs = 14,
+	.argtypes = {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, UUIDOID, TIMESTAMPTZOID}
 };
 
 /* A token row, decoded */
@@ -328,13 +367,21 @@ write_node(EnrPlan *plan, Datum *args, const char *nulls, Datum *node_id, Datum 
 	return true;
 }
 
+/* now + enrollment.token_retention: see RETENTION_ON_END */
+static Datum
+retention_horizon(TimestampTz now)
+{
+	return TimestampTzGetDatum(now + (int64) enrollment_token_retention * USECS_PER_SEC);
+}
+
 /* Run count_use_plan; false if the token may no longer be used */
 static bool
 count_use(Datum token_id, TimestampTz now)
 {
-	Datum		a[2] = {token_id, TimestampTzGetDatum(now)};
+	Datum		a[3] = {token_id, TimestampTzGetDatum(now), retention_horizon(now)};
 
-	return enr_execute(&count_use_plan, a, NULL, false, 0) == SPI_OK_UPDATE &&
+	return enr_execute(enr_has_retention_from() ? &count_use_plan : &count_use_plan_v4,
+					   a, NULL, false, 0) == SPI_OK_UPDATE &&
 		SPI_processed == 1;
 }
 
@@ -401,8 +448,8 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 
 	if (tok.unbound)
 	{
-		Datum		args[11];
-		char		nulls[11];
+		Datum		args[12];
+		char		nulls[12];
 
 		args[0] = tok.token_id;
 		args[1] = TimestampTzGetDatum(now);
@@ -415,6 +462,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		args[8] = PointerGetDatum(enr_digest_bytea(cred.digest));
 		args[9] = CStringGetTextDatum(enr_current_actor());
 		args[10] = CStringGetTextDatum(tok.public_prefix);
+		args[11] = retention_horizon(now);
 		memset(nulls, ' ', sizeof(nulls));
 		if (!node_role)
 			nulls[4] = 'n';
@@ -422,7 +470,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 			nulls[5] = 'n';
 
 		if (strcmp(tok.kind, "once") == 0)
-			counted = write_node(&once_plan, args, nulls, &node_id, &node_status);
+			counted = write_node(enr_has_retention_from() ? &once_plan : &once_plan_v4, args, nulls, &node_id, &node_status);
 		else
 		{
 			if (!write_node(&new_node_plan, args, nulls, &node_id, &node_status))
@@ -444,8 +492,8 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	else
 	{
 		/* a re-enrollment token only serves the node it is bound to */
-		Datum		args[13];
-		char		nulls[13];
+		Datum		args[14];
+		char		nulls[14];
 		Datum		a[1];
 		char	   *bound_name;
 		char	   *bound_status;
@@ -482,13 +530,14 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		args[10] = CStringGetTextDatum(enr_current_actor());
 		args[11] = CStringGetTextDatum(tok.public_prefix);
 		args[12] = tok.bound_node;
+		args[13] = retention_horizon(now);
 		memset(nulls, ' ', sizeof(nulls));
 		if (!node_role)
 			nulls[5] = 'n';
 		if (!cluster_id)
 			nulls[6] = 'n';
 
-		if (enr_execute(&reenroll_plan, args, nulls, false, 0) != SPI_OK_SELECT ||
+		if (enr_execute(enr_has_retention_from() ? &reenroll_plan : &reenroll_plan_v4, args, nulls, false, 0) != SPI_OK_SELECT ||
 			SPI_processed != 1)
 			elog(ERROR, "re-enrollment through token %s wrote no node", tok.public_prefix);
 		node_id = enr_getattr(0, 1, &isnull);

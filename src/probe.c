@@ -48,10 +48,16 @@ static EnrProbeTable *resolved[8];
 static int	nresolved = 0;
 static bool callback_registered = false;
 
+/* does enrollment_token have retention_from (0.5.0)?  -1: not known yet */
+static int	has_retention_from = -1;
+static Oid	retention_relid = InvalidOid;
+
 /* Forget resolved OIDs when a relation changes (or all of them, relid 0) */
 static void
 probe_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 {
+	if (relid == InvalidOid || relid == retention_relid)
+		has_retention_from = -1;
 	for (int i = 0; i < nresolved; i++)
 	{
 		EnrProbeTable *t = resolved[i];
@@ -73,6 +79,39 @@ schema_missing(void)
 
 static bool probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls);
 
+static void
+register_callback(void)
+{
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(probe_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+}
+
+/*
+ * Has this database's enrollment_token the retention_from column of 0.5.0?
+ * A library newer than the extension's SQL objects (before ALTER EXTENSION
+ * UPDATE has run) keeps writing tokens the way their version expects.
+ * Known once per backend until the table changes.
+ */
+bool
+enr_has_retention_from(void)
+{
+	if (has_retention_from < 0)
+	{
+		Oid			nsp = get_namespace_oid(ENR_SCHEMA, true);
+		Oid			relid = OidIsValid(nsp) ? get_relname_relid("enrollment_token", nsp) : InvalidOid;
+
+		if (!OidIsValid(relid))
+			schema_missing();
+		register_callback();
+		retention_relid = relid;
+		has_retention_from = get_attnum(relid, "retention_from") != InvalidAttrNumber;
+	}
+	return has_retention_from == 1;
+}
+
 static inline int
 nkeys(const EnrProbeTable *t)
 {
@@ -93,11 +132,7 @@ resolve(EnrProbeTable *t)
 	Relation	idx;
 	bool		found;
 
-	if (!callback_registered)
-	{
-		CacheRegisterRelcacheCallback(probe_relcache_callback, (Datum) 0);
-		callback_registered = true;
-	}
+	register_callback();
 	if (!OidIsValid(nsp))
 		schema_missing();
 	relid = get_relname_relid(t->relname, nsp);

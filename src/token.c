@@ -45,21 +45,36 @@ static EnrPlan node_for_binding_plan = {
 	.argtypes = {UUIDOID}
 };
 
+/*
+ * A new token and its audit event.  From 0.5.0 on the token's retention
+ * clock starts at its expiry (enrollment.sql: retention_from); a database
+ * not updated yet has no such column.
+ */
+#define INSERT_TOKEN_SQL(extra_col, extra_val) \
+	"WITH t AS (" \
+	"  INSERT INTO enrollment.enrollment_token" \
+	"    (tenant, public_id, prefix, token_hash, kind, label, status, max_uses," \
+	"     cluster_id, node_id, created_by, expires_at" extra_col ")" \
+	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12" extra_val ")" \
+	"  RETURNING token_id)," \
+	" a AS (" \
+	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)" \
+	"  SELECT $1, $11, 'sensor_enrollment_token_created', t.token_id, $10," \
+	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(" \
+	"           'kind', $5, 'label', $6, 'prefix', $13, 'max_uses', $8," \
+	"           'cluster_id', $9, 'expires_at', $12))" \
+	"  FROM t)" \
+	"SELECT token_id FROM t"
+
 static EnrPlan insert_token_plan = {
-	.sql = "WITH t AS ("
-	"  INSERT INTO enrollment.enrollment_token"
-	"    (tenant, public_id, prefix, token_hash, kind, label, status, max_uses,"
-	"     cluster_id, node_id, created_by, expires_at)"
-	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-	"  RETURNING token_id),"
-	" a AS ("
-	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)"
-	"  SELECT $1, $11, 'sensor_enrollment_token_created', t.token_id, $10,"
-	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-	"           'kind', $5, 'label', $6, 'prefix', $13, 'max_uses', $8,"
-	"           'cluster_id', $9, 'expires_at', $12))"
-	"  FROM t)"
-	"SELECT token_id FROM t",
+	.sql = INSERT_TOKEN_SQL(", retention_from", ", $12"),
+	.nargs = 13,
+	.argtypes = {TEXTOID, INT8OID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
+};
+
+/* the same for a database still at 0.4.0 */
+static EnrPlan insert_token_plan_v4 = {
+	.sql = INSERT_TOKEN_SQL("", ""),
 	.nargs = 13,
 	.argtypes = {TEXTOID, INT8OID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
 };
@@ -322,7 +337,8 @@ create_token_impl(FunctionCallInfo fcinfo)
 	if (never)
 		nulls[11] = 'n';
 
-	if (enr_execute(&insert_token_plan, args, nulls, false, 0) != SPI_OK_SELECT ||
+	if (enr_execute(enr_has_retention_from() ? &insert_token_plan : &insert_token_plan_v4,
+					args, nulls, false, 0) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "token insert returned no row");
 	{

@@ -15,8 +15,9 @@
  * Every enrollment.worker_interval a database worker
  *	  - marks tokens whose expires_at has passed as expired (and audits and
  *		announces it with NOTIFY enrollment_events),
- *	  - deletes used, exhausted and expired tokens older than
- *		enrollment.token_retention (their audit events stay),
+ *	  - deletes used, exhausted and expired tokens enrollment.token_retention
+ *		after their retention_from (their audit events stay; see
+ *		enrollment.sql for that column),
  *	  - forgets nonces that have left the acceptance window,
  *	  - writes the last-used stamps noted in shared memory to the API keys.
  * Correctness never depends on it: expiry and revocation are enforced when
@@ -52,6 +53,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/utility.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -60,6 +62,7 @@
 #include "utils/varlena.h"
 
 #include "enrollment.h"
+#include "probe.h"
 
 PGDLLEXPORT void enrollment_worker_main(Datum main_arg);
 PGDLLEXPORT void enrollment_launcher_main(Datum main_arg);
@@ -74,29 +77,72 @@ int			enrollment_worker_interval = 10;	/* seconds */
 int			enrollment_token_retention = 86400; /* seconds */
 int			enrollment_worker_batch = 500;
 
+/*
+ * Expiry, from 0.5.0 on: the tokens due are found through the index on
+ * retention_from, which holds the expiry of every token not done yet
+ * (enrollment.sql).  That index also holds the tokens already done, so a
+ * round looks only at retention_from >= $2, the lower bound below which
+ * earlier rounds left nothing to expire (see expire_tokens); the rows come
+ * back with their retention_from, so the bound advances as batches go.
+ */
+#define EXPIRE_SQL(due_where, due_order, extra_out) \
+	"WITH due AS (" \
+	"  SELECT token_id FROM enrollment.enrollment_token" \
+	"   WHERE " due_where \
+	"   ORDER BY " due_order " LIMIT $1 FOR UPDATE SKIP LOCKED)," \
+	" upd AS (" \
+	"  UPDATE enrollment.enrollment_token AS t SET status = 'expired'" \
+	"    FROM due WHERE t.token_id = due.token_id" \
+	"  RETURNING t.token_id, t.tenant, t.kind" extra_out "," \
+	"            t.prefix || pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0') AS public_part)," \
+	" aud AS (" \
+	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, details)" \
+	"  SELECT tenant, '" WORKER_ACTOR "', 'sensor_enrollment_token_expired', token_id," \
+	"         pg_catalog.jsonb_build_object('kind', kind, 'prefix', public_part)" \
+	"    FROM upd)" \
+	"SELECT pg_catalog.pg_notify('" ENR_NOTIFY_CHANNEL "', pg_catalog.json_build_object(" \
+	"         'event', 'expired', 'tenant', tenant, 'token_id', token_id, 'prefix', public_part)::text)" \
+	extra_out \
+	"  FROM upd"
+
 static EnrPlan expire_plan = {
-	.sql = "WITH due AS ("
+	.sql = EXPIRE_SQL("retention_from >= $2 AND retention_from <= pg_catalog.now()"
+					  "     AND status IN ('pending', 'active') AND expires_at <= pg_catalog.now()",
+					  "retention_from", ", retention_from"),
+	.nargs = 2,
+	.argtypes = {INT4OID, TIMESTAMPTZOID}
+};
+
+/* a token due but not expired by this round (locked by a session) */
+static EnrPlan still_due_plan = {
+	.sql = "SELECT pg_catalog.min(retention_from) FROM enrollment.enrollment_token"
+	" WHERE retention_from >= $1 AND retention_from <= $2"
+	"   AND status IN ('pending', 'active') AND expires_at <= $2",
+	.nargs = 2,
+	.argtypes = {TIMESTAMPTZOID, TIMESTAMPTZOID}
+};
+
+/* purge: every row of retention_from < now - token_retention is done */
+static EnrPlan purge_plan = {
+	.sql = "WITH old AS ("
 	"  SELECT token_id FROM enrollment.enrollment_token"
-	"   WHERE status IN ('pending', 'active') AND expires_at <= pg_catalog.now()"
-	"   ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
-	" upd AS ("
-	"  UPDATE enrollment.enrollment_token AS t SET status = 'expired'"
-	"    FROM due WHERE t.token_id = due.token_id"
-	"  RETURNING t.token_id, t.tenant, t.kind,"
-	"            t.prefix || pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0') AS public_part),"
-	" aud AS ("
-	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, details)"
-	"  SELECT tenant, '" WORKER_ACTOR "', 'sensor_enrollment_token_expired', token_id,"
-	"         pg_catalog.jsonb_build_object('kind', kind, 'prefix', public_part)"
-	"    FROM upd)"
-	"SELECT pg_catalog.pg_notify('" ENR_NOTIFY_CHANNEL "', pg_catalog.json_build_object("
-	"         'event', 'expired', 'tenant', tenant, 'token_id', token_id, 'prefix', public_part)::text)"
-	"  FROM upd",
+	"   WHERE retention_from < pg_catalog.now() - pg_catalog.make_interval(secs => $2)"
+	"     AND status <> 'revoked'"
+	"   LIMIT $1 FOR UPDATE SKIP LOCKED)"
+	"DELETE FROM enrollment.enrollment_token AS t USING old WHERE t.token_id = old.token_id",
+	.nargs = 2,
+	.argtypes = {INT4OID, FLOAT8OID}
+};
+
+/* the same two passes in a database still at 0.4.0 */
+static EnrPlan expire_plan_v4 = {
+	.sql = EXPIRE_SQL("status IN ('pending', 'active') AND expires_at <= pg_catalog.now()",
+					  "expires_at", ""),
 	.nargs = 1,
 	.argtypes = {INT4OID}
 };
 
-static EnrPlan purge_plan = {
+static EnrPlan purge_plan_v4 = {
 	.sql = "WITH old AS ("
 	"  SELECT token_id FROM enrollment.enrollment_token"
 	"   WHERE status IN ('used', 'exhausted', 'expired')"
@@ -198,6 +244,133 @@ run_batch(EnrPlan *plan, Datum *args, const char *activity)
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n;
+}
+
+/*
+ * Expiry scans (0.5.0).  expire_from is the lower bound of the next scan:
+ * below it, no token that is still pending or active and past its expiry
+ * can appear any more.  A round moves it to the earliest of
+ *	  - the time the round started (later tokens are the next round's),
+ *	  - the start of the oldest transaction then in progress in this
+ *		database: a token it creates and commits later expires after that
+ *		start, since create_token takes its expiry from the statement's
+ *		start time,
+ *	  - the expiry of any token the round found due but could not lock.
+ * Tokens written by other means with an expiry already past (a restore)
+ * are caught by the full scan each worker start and every
+ * FULL_EXPIRY_SCAN_EVERY; until then enroll refuses them and the tokens
+ * view reports them expired all the same.
+ */
+#define FULL_EXPIRY_SCAN_EVERY	(3600 * USECS_PER_SEC)
+static TimestampTz expire_from = DT_NOBEGIN;
+static TimestampTz last_full_expiry_scan = 0;
+
+/* Earliest xact_start of another backend of this database; DT_NOEND if none */
+static TimestampTz
+oldest_transaction_start(void)
+{
+	TimestampTz oldest = DT_NOEND;
+	int			n = pgstat_fetch_stat_numbackends();
+
+	for (int i = 1; i <= n; i++)
+	{
+		LocalPgBackendStatus *l = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *b;
+
+		if (l == NULL)
+			continue;
+		b = &l->backendStatus;
+		if (b->st_databaseid == MyDatabaseId && b->st_procpid != MyProcPid &&
+			b->st_xact_start_timestamp != 0)
+			oldest = Min(oldest, b->st_xact_start_timestamp);
+	}
+	return oldest;
+}
+
+/* Mark due tokens expired, in batches from expire_from on; returns how many */
+static uint64
+expire_tokens(void)
+{
+	TimestampTz started;
+	TimestampTz oldest;
+	TimestampTz cursor;
+	TimestampTz next;
+	uint64		total = 0;
+	uint64		n;
+	bool		isnull;
+	Datum		d;
+
+	if (GetCurrentTimestamp() - last_full_expiry_scan >= FULL_EXPIRY_SCAN_EVERY)
+	{
+		expire_from = DT_NOBEGIN;
+		last_full_expiry_scan = GetCurrentTimestamp();
+	}
+	cursor = expire_from;
+
+	/* read before any batch takes its snapshot (see expire_from) */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	started = GetCurrentTimestamp();
+	oldest = oldest_transaction_start();
+	CommitTransactionCommand();
+
+	do
+	{
+		Datum		a[2] = {Int32GetDatum(enrollment_worker_batch), TimestampTzGetDatum(cursor)};
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "enrollment: expiring tokens");
+		enr_execute(&expire_plan, a, NULL, false, 0);
+		n = SPI_processed;
+		for (uint64 r = 0; r < n; r++)
+		{
+			d = enr_getattr(r, 2, &isnull);
+			if (!isnull && DatumGetTimestampTz(d) > cursor)
+				cursor = DatumGetTimestampTz(d);
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		total += n;
+		CHECK_FOR_INTERRUPTS();
+	} while (n == (uint64) enrollment_worker_batch);
+
+	next = Min(started, oldest);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	{
+		Datum		a[2] = {TimestampTzGetDatum(expire_from), TimestampTzGetDatum(started)};
+
+		enr_execute(&still_due_plan, a, NULL, true, 1);
+		d = enr_getattr(0, 1, &isnull);
+		if (!isnull)
+			next = Min(next, DatumGetTimestampTz(d));
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	expire_from = Max(expire_from, next);
+	return total;
+}
+
+/* Has this database's extension the token columns of 0.5.0? */
+static bool
+retention_available(void)
+{
+	bool		found;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	found = enr_has_retention_from();
+	CommitTransactionCommand();
+	return found;
 }
 
 /* Is the extension installed in this database? (own short transaction) */
@@ -379,6 +552,7 @@ run_round(const char *dbname, bool *said_missing)
 							dbname)));
 		*said_missing = true;
 		announced_upto = -1;	/* a new extension starts its ids afresh */
+		expire_from = DT_NOBEGIN;	/* and its tokens are all new */
 		nholes = 0;
 		return;
 	}
@@ -388,21 +562,27 @@ run_round(const char *dbname, bool *said_missing)
 						dbname)));
 	*said_missing = false;
 
-	do
+	if (retention_available())
+		enr_count_worker(WORKER_TOKENS_EXPIRED, expire_tokens());
+	else
 	{
-		Datum		a[1] = {Int32GetDatum(enrollment_worker_batch)};
+		do
+		{
+			Datum		a[1] = {Int32GetDatum(enrollment_worker_batch)};
 
-		n = run_batch(&expire_plan, a, "enrollment: expiring tokens");
-		enr_count_worker(WORKER_TOKENS_EXPIRED, n);
-		CHECK_FOR_INTERRUPTS();
-	} while (n == (uint64) enrollment_worker_batch);
+			n = run_batch(&expire_plan_v4, a, "enrollment: expiring tokens");
+			enr_count_worker(WORKER_TOKENS_EXPIRED, n);
+			CHECK_FOR_INTERRUPTS();
+		} while (n == (uint64) enrollment_worker_batch);
+	}
 
 	do
 	{
 		Datum		a[2] = {Int32GetDatum(enrollment_worker_batch),
 		Float8GetDatum((double) enrollment_token_retention)};
 
-		n = run_batch(&purge_plan, a, "enrollment: purging old tokens");
+		n = run_batch(retention_available() ? &purge_plan : &purge_plan_v4, a,
+					  "enrollment: purging old tokens");
 		enr_count_worker(WORKER_TOKENS_PURGED, n);
 		CHECK_FOR_INTERRUPTS();
 	} while (n == (uint64) enrollment_worker_batch);

@@ -117,7 +117,7 @@ WITH c AS (
           AND ((status = 'revoked') = (revoked_at IS NOT NULL))) IS NOT FALSE AS old_ok,
          rules_accept(ROW(gen_random_uuid(), 'default', 1, 'enr_', token_hash, kind, label, status,
                           use_count, max_uses, cluster_id, node_id, 'test', now(), NULL, NULL, NULL,
-                          revoked_at, NULL)::enrollment.enrollment_token) AS new_ok
+                          revoked_at, NULL, NULL)::enrollment.enrollment_token) AS new_ok
     FROM c
 )
 SELECT count(*) AS combinations, count(*) FILTER (WHERE old_ok) AS accepted,

@@ -87,6 +87,70 @@ is($node->safe_psql('postgres',
 is($node->safe_psql('postgres', "SELECT count(*) FROM enrollment.tokens WHERE token_id = '$rid'"),
 	'1', 'a revoked token is kept');
 
+# expiry scans start where the last round left off (0.5.0); a token that
+# commits after later ones were scanned, or that a session held locked
+# while it came due, is still marked expired
+my $slow = $node->background_psql('postgres');
+$slow->query_safe('BEGIN');
+my $slow_tid = $slow->query_safe("SELECT token_id FROM enrollment.create_token(ttl => '1 second')");
+my $held_tid = $node->safe_psql('postgres', "SELECT token_id FROM enrollment.create_token(ttl => '1 second')");
+my $holder = $node->background_psql('postgres');
+$holder->query_safe('BEGIN');
+$holder->query_safe("SELECT 1 FROM enrollment.enrollment_token WHERE token_id = '$held_tid' FOR UPDATE");
+my $runs = $node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE counter = 'runs'");
+ok( $node->poll_query_until('postgres',
+		"SELECT value >= $runs + 6 FROM enrollment.stats WHERE counter = 'runs'"),
+	'rounds go by while one token is uncommitted and another locked');
+is($node->safe_psql('postgres', "SELECT status FROM enrollment.enrollment_token WHERE token_id = '$held_tid'"),
+	'pending', 'the locked token is left alone meanwhile');
+$slow->query_safe('COMMIT');
+$slow->quit;
+$holder->query_safe('COMMIT');
+$holder->quit;
+# (the audit log: with a retention of 3 s the token is purged right after)
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 2 FROM enrollment.audit_log "
+		  . "WHERE token_id IN ('$slow_tid', '$held_tid') AND action = 'sensor_enrollment_token_expired'"),
+	'both are marked expired once committed and released');
+
+# a token that a session locked only after it came due is expired once
+# released, although that session began after the expiry: the worker
+# pauses (a long interval) while the token comes due and is locked
+$node->append_conf('postgresql.conf', 'enrollment.worker_interval = 3600');
+$node->reload;
+sleep(2);
+my $late_tid = $node->safe_psql('postgres', "SELECT token_id FROM enrollment.create_token(ttl => '1 second')");
+sleep(2);
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN');
+$locker->query_safe("SELECT 1 FROM enrollment.enrollment_token WHERE token_id = '$late_tid' FOR UPDATE");
+$runs = $node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE counter = 'runs'");
+$node->append_conf('postgresql.conf', 'enrollment.worker_interval = 1');
+$node->reload;
+ok( $node->poll_query_until('postgres',
+		"SELECT value >= $runs + 6 FROM enrollment.stats WHERE counter = 'runs'"),
+	'rounds go by while a token that came due is locked');
+is($node->safe_psql('postgres', "SELECT status FROM enrollment.enrollment_token WHERE token_id = '$late_tid'"),
+	'pending', 'the worker skips it meanwhile');
+$locker->query_safe('COMMIT');
+$locker->quit;
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM enrollment.audit_log "
+		  . "WHERE token_id = '$late_tid' AND action = 'sensor_enrollment_token_expired'"),
+	'and marks it expired once it is released');
+
+# a used token whose expiry is nearer than token_retention is purged
+# token_retention after its expiry
+my ($near_tok, $near_tid) = split / /, $node->safe_psql('postgres',
+	"SELECT token || ' ' || token_id FROM enrollment.create_token(ttl => '2 seconds')");
+$node->safe_psql('postgres', "SELECT enrollment.enroll('$near_tok', 'near-node')");
+is($node->safe_psql('postgres',
+		"SELECT retention_from = expires_at FROM enrollment.enrollment_token WHERE token_id = '$near_tid'"),
+	't', 'its retention clock stays at its expiry');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM enrollment.enrollment_token WHERE token_id = '$near_tid'"),
+	'and it is purged after that');
+
 # last-used stamps reach the row without the verification writing it
 my ($kid, $sec) = split / /, $node->safe_psql('postgres',
 	"SELECT key_id || ' ' || hmac_secret FROM enrollment.create_api_key('w', ARRAY['events:read'])");
@@ -103,7 +167,7 @@ my %stats = map { my ($k, $v) = split /\|/; ($k => $v) } split /\n/,
 ok($stats{'worker.runs'} > 0, "worker runs counted ($stats{'worker.runs'})");
 ok($stats{'worker.tokens_expired'} >= 1, 'expired tokens counted');
 ok($stats{'worker.tokens_purged'} >= 2, 'purged tokens counted');
-is($stats{'enroll.ok'}, 2, 'the two enrollments counted');
+is($stats{'enroll.ok'}, 3, 'the three enrollments counted');
 is($stats{'verify.ok'}, 1, 'one verification counted');
 is($stats{'nonces.capacity'}, 100000, 'nonce capacity shown');
 $node->safe_psql('postgres', 'SELECT enrollment.stats_reset()');

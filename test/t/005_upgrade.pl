@@ -32,7 +32,8 @@ SELECT p.oid::pg_catalog.regprocedure || ' returns ' || pg_catalog.pg_get_functi
   FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'enrollment'::pg_catalog.regnamespace
 UNION ALL
 SELECT c.oid::pg_catalog.regclass || ' ' || c.relkind::text || ' acl=' || coalesce(c.relacl::text, '')
-       || ' rls=' || c.relrowsecurity || ' ' || coalesce(pg_catalog.pg_get_viewdef(c.oid), '')
+       || ' rls=' || c.relrowsecurity || ' options=' || coalesce(c.reloptions::text, '')
+       || ' ' || coalesce(pg_catalog.pg_get_viewdef(c.oid), '')
   FROM pg_catalog.pg_class c WHERE c.relnamespace = 'enrollment'::pg_catalog.regnamespace
 UNION ALL
 SELECT a.attrelid::pg_catalog.regclass || '.' || a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
@@ -78,6 +79,12 @@ for my $from (@old)
 	my $token = $node->safe_psql($db, "SELECT token FROM enrollment.create_token('cluster', cluster_id => 'c')");
 	my $secret = $node->safe_psql($db, "SELECT node_secret FROM enrollment.enroll('$token', 'n1', 'c')");
 
+	# a used token and a revoked one, for the retention clocks of 0.5.0
+	my $once = $node->safe_psql($db, "SELECT token FROM enrollment.create_token()");
+	$node->safe_psql($db, "SELECT enrollment.enroll('$once', 'n3')");
+	$node->safe_psql($db,
+		"SELECT enrollment.revoke_token(token_id) FROM enrollment.create_token('reusable')");
+
 	$node->safe_psql($db, 'ALTER EXTENSION enrollment UPDATE');
 	is($node->safe_psql($db, "SELECT extversion FROM pg_extension WHERE extname = 'enrollment'"),
 		$current, "$from: updated to $current");
@@ -94,6 +101,15 @@ for my $from (@old)
 		"$from: a token made before the upgrade still checks out");
 	is($node->safe_psql($db, "SELECT name FROM enrollment.authenticate_node('$secret')"), 'n1',
 		"$from: a node enrolled before the upgrade still authenticates");
+	is($node->safe_psql($db, "SELECT status FROM enrollment.enroll('$token', 'n2', 'c')"), 'active',
+		"$from: the token enrolls again after the upgrade");
+	# retention clocks (0.5.0): those 0.4.0 purged by
+	is($node->safe_psql($db,
+			"SELECT string_agg(status || '=' || CASE WHEN retention_from IS NULL THEN 'none'"
+			  . " WHEN retention_from = last_used_at THEN 'last use'"
+			  . " WHEN retention_from = expires_at THEN 'expiry' END, ', ' ORDER BY status)"
+			  . " FROM enrollment.enrollment_token"),
+		'active=expiry, revoked=none, used=last use', "$from: tokens keep their retention clocks");
 }
 
 $node->stop;
