@@ -6,9 +6,9 @@ CREATE EXTENSION IF NOT EXISTS enrollment CASCADE;
 CREATE SCHEMA IF NOT EXISTS bench;
 
 INSERT INTO enrollment.enrollment_token (tenant, public_id, prefix, token_hash, kind, status, max_uses,
-                                         created_by, created_at, expires_at)
+                                         created_by, created_at, expires_at, retention_from)
 SELECT 'default', (random() * 9e18)::bigint, 'enr_', sha256(i::text::bytea), 'once', 'pending', 1,
-       'bench', now() - (i || ' seconds')::interval, now() + interval '1 day'
+       'bench', now() - (i || ' seconds')::interval, now() + interval '1 day', now() + interval '1 day'
   FROM generate_series(1, :scale) i
 ON CONFLICT DO NOTHING;
 
