@@ -14,6 +14,9 @@
 ALTER TABLE enrollment.enrollment_token ADD COLUMN retention_from timestamptz;
 ALTER TABLE enrollment.enrollment_token SET (fillfactor = 75);
 
+DROP INDEX enrollment.enrollment_token_expires_at_idx;
+DROP INDEX enrollment.enrollment_token_terminal_idx;
+
 -- existing rows keep the purge clock 0.4.0 gave them: the expiry of pending,
 -- active and expired tokens, the last use of used and exhausted ones
 UPDATE enrollment.enrollment_token
@@ -21,8 +24,6 @@ UPDATE enrollment.enrollment_token
                              WHEN status OPERATOR(pg_catalog.=) 'revoked' THEN NULL
                              ELSE expires_at END;
 
-DROP INDEX enrollment.enrollment_token_expires_at_idx;
-DROP INDEX enrollment.enrollment_token_terminal_idx;
 CREATE INDEX enrollment_token_retention_from_idx
     ON enrollment.enrollment_token (retention_from);
 

@@ -31,14 +31,20 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "commands/sequence.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "direct_write.h"
 #include "enrollment.h"
 #include "probe.h"
 
@@ -219,6 +225,67 @@ static EnrPlan reenroll_plan_v4 = {
 	.argtypes = {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, UUIDOID, TIMESTAMPTZOID}
 };
 
+/*
+ * The three tables an enrollment through a once token writes, for the
+ * direct path (direct_write.c): every column each has in this version.
+ */
+enum
+{
+	TK_TOKEN_ID, TK_TENANT, TK_PUBLIC_ID, TK_PREFIX, TK_TOKEN_HASH, TK_KIND, TK_LABEL,
+	TK_STATUS, TK_USE_COUNT, TK_MAX_USES, TK_CLUSTER_ID, TK_NODE_ID, TK_CREATED_BY,
+	TK_CREATED_AT, TK_EXPIRES_AT, TK_USED_AT, TK_LAST_USED_AT, TK_REVOKED_AT,
+	TK_REVOKED_BY, TK_RETENTION_FROM, TK_NCOLS
+};
+
+static EnrDirectTable token_table = {
+	.relname = "enrollment_token",
+	.check = "enrollment_token_rules",
+	.rules = enrollment_token_rules,
+	.update = true,
+	.ncols = TK_NCOLS,
+	.cols = {"token_id", "tenant", "public_id", "prefix", "token_hash", "kind", "label",
+		"status", "use_count", "max_uses", "cluster_id", "node_id", "created_by",
+		"created_at", "expires_at", "used_at", "last_used_at", "revoked_at",
+	"revoked_by", "retention_from"}
+};
+
+/* where the columns of token_by_public_id (TC_*) are among TK_* */
+static const int tc_column[TOKEN_COLS] = {
+	TK_PUBLIC_ID, TK_TOKEN_ID, TK_TENANT, TK_KIND, TK_STATUS, TK_TOKEN_HASH,
+	TK_USE_COUNT, TK_MAX_USES, TK_CLUSTER_ID, TK_NODE_ID, TK_EXPIRES_AT, TK_PREFIX
+};
+
+enum
+{
+	ND_NODE_ID, ND_TENANT, ND_NAME, ND_ROLE, ND_CLUSTER_ID, ND_STATUS, ND_ENROLLED_BY,
+	ND_SECRET_PREFIX, ND_SECRET_PUBLIC_ID, ND_SECRET_HASH, ND_ENROLLED_AT,
+	ND_REENROLLED_AT, ND_ENROLL_COUNT, ND_LAST_SEEN_AT, ND_REMOVED_AT, ND_NCOLS
+};
+
+static EnrDirectTable node_table = {
+	.relname = "node_record",
+	.check = "node_record_rules",
+	.rules = enrollment_node_record_rules,
+	.ncols = ND_NCOLS,
+	.cols = {"node_id", "tenant", "name", "role", "cluster_id", "status", "enrolled_by",
+		"secret_prefix", "secret_public_id", "secret_hash", "enrolled_at",
+	"reenrolled_at", "enroll_count", "last_seen_at", "removed_at"}
+};
+
+enum
+{
+	AE_EVENT_ID, AE_TENANT, AE_OCCURRED_AT, AE_ACTOR, AE_ACTION, AE_TOKEN_ID,
+	AE_NODE_ID, AE_DETAILS, AE_OBJECT_TYPE, AE_OBJECT_ID, AE_NCOLS
+};
+
+static EnrDirectTable audit_table = {
+	.relname = "audit_event",
+	.seqname = "audit_event_event_id_seq",
+	.ncols = AE_NCOLS,
+	.cols = {"event_id", "tenant", "occurred_at", "actor", "action", "token_id",
+	"node_id", "details", "object_type", "object_id"}
+};
+
 /* A token row, decoded */
 typedef struct TokenRow
 {
@@ -352,6 +419,161 @@ new_status(TokenRow *t)
 	return "active";
 }
 
+/* Add key: value (a text datum) to a jsonb object being built, unless NULL */
+static void
+push_text_member(JsonbParseState **state, const char *key, text *value)
+{
+	JsonbValue	k;
+	JsonbValue	v;
+
+	if (value == NULL)
+		return;
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v.type = jbvString;
+	v.val.string.val = VARDATA_ANY(value);
+	v.val.string.len = VARSIZE_ANY_EXHDR(value);
+	pushJsonbValue(state, WJB_KEY, &k);
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * The details of a sensor_enrolled event, as the SQL path writes them:
+ * jsonb_strip_nulls(jsonb_build_object('node_name', …, 'role', …,
+ * 'cluster_id', …, 'token_prefix', …))
+ */
+static Datum
+enrolled_details(text *node_name, text *node_role, text *cluster_id, const char *token_prefix)
+{
+	JsonbParseState *state = NULL;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	push_text_member(&state, "node_name", node_name);
+	push_text_member(&state, "role", node_role);
+	push_text_member(&state, "cluster_id", cluster_id);
+	push_text_member(&state, "token_prefix", cstring_to_text(token_prefix));
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
+}
+
+/*
+ * An enrollment through a once token, written without SQL (direct_write.c):
+ * lock the token row the probe read (its newest version, should another
+ * enrollment have used it meanwhile), check that row again — the token's
+ * error is raised when it may no longer be used — count the use, insert
+ * the node and its audit event.  The same rows, values, rules and locking
+ * as once_plan.  Returns false, having written nothing, when a table is not
+ * of the shape the direct path needs: then the caller runs once_plan.
+ */
+static bool
+enroll_once_direct(ItemPointer tid, int64 public_id, const uint8 *digest, TimestampTz now,
+				   text *node_name, text *node_role, text *cluster_id,
+				   const IssuedCredential *cred, TokenRow *tok, Datum *node_id)
+{
+	EnrDirectWrite w;
+	ResultRelInfo *tokens;
+	ResultRelInfo *nodes;
+	ResultRelInfo *events;
+	TupleTableSlot *locked;
+	Datum		tv[TK_NCOLS];
+	bool		tn[TK_NCOLS];
+	Datum		nv[ND_NCOLS];
+	bool		nn[ND_NCOLS];
+	Datum		av[AE_NCOLS];
+	bool		an[AE_NCOLS];
+	TimestampTz horizon = now + (int64) enrollment_token_retention * USECS_PER_SEC;
+
+	/* refused as SQL's UPDATE would be (a standby, a read-only transaction) */
+	PreventCommandIfReadOnly("enroll");
+	enr_direct_begin(&w);
+	if ((tokens = enr_direct_open(&w, &token_table)) == NULL ||
+		(nodes = enr_direct_open(&w, &node_table)) == NULL ||
+		(events = enr_direct_open(&w, &audit_table)) == NULL)
+	{
+		enr_direct_end(&w);
+		return false;
+	}
+
+	/* the token, locked, checked again as it is now */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	locked = enr_direct_lock(&w, tokens, tid);
+	PopActiveSnapshot();
+	if (locked == NULL)
+		invalid_token();		/* deleted meanwhile */
+	enr_direct_values(&token_table, locked, tv, tn);
+	{
+		Datum		v[TOKEN_COLS];
+		bool		n[TOKEN_COLS];
+
+		for (int c = 0; c < TOKEN_COLS; c++)
+		{
+			v[c] = tv[tc_column[c]];
+			n[c] = tn[tc_column[c]];
+		}
+		decode_token(v, n, public_id, digest, tok);
+		check_usable(tok, now, cluster_id);
+		if (strcmp(tok->kind, "once") != 0 || !tok->unbound || strcmp(tok->status, "pending") != 0)
+			elog(ERROR, "token %s changed kind or binding", tok->public_prefix);
+	}
+
+	/* count the use: the same values as once_plan and RETENTION_ON_END */
+	tv[TK_USE_COUNT] = Int32GetDatum(tok->use_count + 1);
+	tv[TK_STATUS] = CStringGetTextDatum("used");
+	if (tn[TK_USED_AT])
+		tv[TK_USED_AT] = TimestampTzGetDatum(now);
+	tn[TK_USED_AT] = false;
+	tv[TK_LAST_USED_AT] = TimestampTzGetDatum(now);
+	tn[TK_LAST_USED_AT] = false;
+	if (tn[TK_RETENTION_FROM] || DatumGetTimestampTz(tv[TK_RETENTION_FROM]) > horizon)
+	{
+		tv[TK_RETENTION_FROM] = TimestampTzGetDatum(now);
+		tn[TK_RETENTION_FROM] = false;
+	}
+	enr_direct_update(&w, tokens, &token_table, &locked->tts_tid, tv, tn);
+
+	/* the node, with the column defaults of node_record */
+	memset(nn, false, sizeof(nn));
+	*node_id = UUIDPGetDatum(enr_uuid_v7());
+	nv[ND_NODE_ID] = *node_id;
+	nv[ND_TENANT] = tok->tenant;
+	nv[ND_NAME] = PointerGetDatum(node_name);
+	nv[ND_ROLE] = PointerGetDatum(node_role);
+	nn[ND_ROLE] = node_role == NULL;
+	nv[ND_CLUSTER_ID] = PointerGetDatum(cluster_id);
+	nn[ND_CLUSTER_ID] = cluster_id == NULL;
+	nv[ND_STATUS] = CStringGetTextDatum("active");
+	nv[ND_ENROLLED_BY] = tok->token_id;
+	nv[ND_SECRET_PREFIX] = CStringGetTextDatum(enrollment_node_prefix);
+	nv[ND_SECRET_PUBLIC_ID] = Int64GetDatum(cred->public_id);
+	nv[ND_SECRET_HASH] = PointerGetDatum(enr_digest_bytea(cred->digest));
+	nv[ND_ENROLLED_AT] = TimestampTzGetDatum(now);
+	nn[ND_REENROLLED_AT] = true;
+	nv[ND_ENROLL_COUNT] = Int32GetDatum(1);
+	nn[ND_LAST_SEEN_AT] = true;
+	nn[ND_REMOVED_AT] = true;
+	enr_direct_insert(&w, nodes, &node_table, nv, nn);
+
+	/* its audit event (occurred_at: the transaction's start, as now()) */
+	memset(an, false, sizeof(an));
+	av[AE_EVENT_ID] = Int64GetDatum(nextval_internal(audit_table.seqid, false));
+	av[AE_TENANT] = tok->tenant;
+	av[AE_OCCURRED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	av[AE_ACTOR] = CStringGetTextDatum(enr_current_actor());
+	av[AE_ACTION] = CStringGetTextDatum("sensor_enrolled");
+	av[AE_TOKEN_ID] = tok->token_id;
+	av[AE_NODE_ID] = *node_id;
+	av[AE_DETAILS] = enrolled_details(node_name, node_role, cluster_id, tok->public_prefix);
+	an[AE_OBJECT_TYPE] = true;
+	an[AE_OBJECT_ID] = true;
+	enr_direct_insert(&w, events, &audit_table, av, an);
+
+	enr_direct_end(&w);
+	enr_count_enroll(ENROLL_WRITTEN_DIRECTLY);
+	return true;
+}
+
 /* Run new_node_plan or once_plan; false if it wrote no node */
 static bool
 write_node(EnrPlan *plan, Datum *args, const char *nulls, Datum *node_id, Datum *node_status)
@@ -407,6 +629,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	Datum		node_id;
 	Datum		node_status;
 	bool		counted;
+	ItemPointerData token_tid;
 	Datum		out[5];
 	bool		outnulls[5] = {false};
 	HeapTuple	result;
@@ -434,7 +657,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		Datum		v[TOKEN_COLS];
 		bool		n[TOKEN_COLS];
 
-		if (!enr_probe_latest(&token_by_public_id, Int64GetDatum(public_id), v, n))
+		if (!enr_probe_latest(&token_by_public_id, Int64GetDatum(public_id), v, n, &token_tid))
 			invalid_token();
 		decode_token(v, n, public_id, digest, &tok);
 	}
@@ -469,7 +692,14 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		if (!cluster_id)
 			nulls[5] = 'n';
 
-		if (strcmp(tok.kind, "once") == 0)
+		if (strcmp(tok.kind, "once") == 0 &&
+			enroll_once_direct(&token_tid, public_id, digest, now, node_name, node_role,
+							   cluster_id, &cred, &tok, &node_id))
+		{
+			counted = true;
+			node_status = CStringGetTextDatum("active");
+		}
+		else if (strcmp(tok.kind, "once") == 0)
 			counted = write_node(enr_has_retention_from() ? &once_plan : &once_plan_v4, args, nulls, &node_id, &node_status);
 		else
 		{

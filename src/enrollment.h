@@ -129,6 +129,7 @@ typedef enum EnrollOutcome
 	ENROLL_TOKEN_EXHAUSTED,
 	ENROLL_CLUSTER_MISMATCH,
 	ENROLL_NODE_MISMATCH,
+	ENROLL_WRITTEN_DIRECTLY,	/* not an outcome: of the ok ones, how many without SQL */
 	ENROLL_NUM_OUTCOMES
 } EnrollOutcome;
 
@@ -246,6 +247,14 @@ extern void enr_check_text_arg(text *t, const char *name, int maxchars, bool all
 #define ENR_SECRET(p, n)		((void) 0)
 #define ENR_DECLASSIFY(p, n)	((void) 0)
 #endif
+
+/* uuid_v7.c */
+struct pg_uuid_t;
+extern struct pg_uuid_t *enr_uuid_v7(void);
+
+/* row_rules.c: the rules CHECK constraints of enrollment_token and node_record */
+extern PGDLLEXPORT Datum enrollment_token_rules(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum enrollment_node_record_rules(PG_FUNCTION_ARGS);
 
 /* Shorthand for the start of the current statement, used for expiry checks */
 #define enr_now() GetCurrentStatementStartTimestamp()

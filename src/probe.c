@@ -77,7 +77,8 @@ schema_missing(void)
 			 errhint("Run CREATE EXTENSION enrollment CASCADE in this database.")));
 }
 
-static bool probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls);
+static bool probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls,
+				  ItemPointer tid);
 
 static void
 register_callback(void)
@@ -182,7 +183,7 @@ bool
 enr_probe(EnrProbeTable *t, Datum key, Datum *values, bool *nulls)
 {
 	Assert(nkeys(t) == 1);
-	return probe(t, key, (Datum) 0, values, nulls);
+	return probe(t, key, (Datum) 0, values, nulls, NULL);
 }
 
 /* Fetch the row whose two key columns equal key1 and key2: see probe() */
@@ -190,7 +191,7 @@ bool
 enr_probe2(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls)
 {
 	Assert(nkeys(t) == 2);
-	return probe(t, key1, key2, values, nulls);
+	return probe(t, key1, key2, values, nulls, NULL);
 }
 
 /*
@@ -200,7 +201,8 @@ enr_probe2(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls)
  * like a query would.
  */
 static bool
-probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls)
+probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls,
+	  ItemPointer tid)
 {
 	Relation	rel;
 	Relation	idx;
@@ -227,7 +229,11 @@ probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls)
 	scan = index_beginscan(rel, idx, snapshot, nkeys(t), 0);
 	index_rescan(scan, skey, nkeys(t), NULL, 0);
 	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
 		tuple = ExecCopySlotHeapTuple(slot);
+		if (tid)
+			*tid = slot->tts_tid;
+	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 
@@ -255,10 +261,11 @@ probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls)
 /*
  * enr_probe under a new snapshot that also sees what this transaction has
  * written so far, in the same statement too (the way a statement run through
- * SPI by a volatile function reads): for paths that go on to write.
+ * SPI by a volatile function reads): for paths that go on to write.  With
+ * tid, also where the row version read is (for enr_direct_lock).
  */
 bool
-enr_probe_latest(EnrProbeTable *t, Datum key, Datum *values, bool *nulls)
+enr_probe_latest(EnrProbeTable *t, Datum key, Datum *values, bool *nulls, ItemPointer tid)
 {
 	bool		found;
 
@@ -266,7 +273,7 @@ enr_probe_latest(EnrProbeTable *t, Datum key, Datum *values, bool *nulls)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	UpdateActiveSnapshotCommandId();
 	/* an error unwinds the snapshot stack with the (sub)transaction */
-	found = probe(t, key, (Datum) 0, values, nulls);
+	found = probe(t, key, (Datum) 0, values, nulls, tid);
 	PopActiveSnapshot();
 	return found;
 }

@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "access/attnum.h"
+#include "storage/itemptr.h"
 
 #define ENR_PROBE_MAXCOLS 12
 
@@ -37,7 +38,8 @@ typedef struct EnrProbeTable
 } EnrProbeTable;
 
 extern bool enr_probe(EnrProbeTable *t, Datum key, Datum *values, bool *nulls);
-extern bool enr_probe_latest(EnrProbeTable *t, Datum key, Datum *values, bool *nulls);
+extern bool enr_probe_latest(EnrProbeTable *t, Datum key, Datum *values, bool *nulls,
+							 ItemPointer tid);
 extern bool enr_has_retention_from(void);
 extern bool enr_probe2(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls);
 

@@ -1,0 +1,61 @@
+/*-------------------------------------------------------------------------
+ *
+ * direct_write.h
+ *	  Rows of the extension's own tables written without SQL (direct_write.c).
+ *
+ * src/direct_write.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ENROLLMENT_DIRECT_WRITE_H
+#define ENROLLMENT_DIRECT_WRITE_H
+
+#include "postgres.h"
+
+#include "access/htup.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "nodes/execnodes.h"
+
+#define ENR_DW_MAXCOLS 24
+
+/*
+ * A table written directly: every column it has, by name (a table with any
+ * other column is not written directly), the name and C function of the one
+ * CHECK constraint it may have, and whether it is written by UPDATE or by
+ * INSERT.  The last fields are a per-backend cache.
+ */
+typedef struct EnrDirectTable
+{
+	const char *relname;
+	const char *check;			/* its one CHECK constraint, or NULL for none */
+	PGFunction	rules;			/* the C function that constraint calls */
+	bool		update;
+	const char *seqname;		/* a sequence of the table's to resolve, or NULL */
+	int			ncols;
+	const char *cols[ENR_DW_MAXCOLS];
+	Oid			relid;			/* InvalidOid: not looked at yet */
+	bool		usable;
+	Oid			seqid;
+	AttrNumber	attnums[ENR_DW_MAXCOLS];
+} EnrDirectTable;
+
+/* The tables opened for one set of writes, and the executor state they share */
+typedef struct EnrDirectWrite
+{
+	EState	   *estate;
+	int			nrels;
+	ResultRelInfo *rels[4];
+} EnrDirectWrite;
+
+extern void enr_direct_begin(EnrDirectWrite *w);
+extern ResultRelInfo *enr_direct_open(EnrDirectWrite *w, EnrDirectTable *t);
+extern void enr_direct_end(EnrDirectWrite *w);
+extern TupleTableSlot *enr_direct_lock(EnrDirectWrite *w, ResultRelInfo *rel, ItemPointer tid);
+extern void enr_direct_values(EnrDirectTable *t, TupleTableSlot *slot, Datum *values, bool *nulls);
+extern HeapTuple enr_direct_insert(EnrDirectWrite *w, ResultRelInfo *rel, EnrDirectTable *t,
+								   Datum *values, bool *nulls);
+extern HeapTuple enr_direct_update(EnrDirectWrite *w, ResultRelInfo *rel, EnrDirectTable *t,
+								   ItemPointer otid, Datum *values, bool *nulls);
+
+#endif							/* ENROLLMENT_DIRECT_WRITE_H */

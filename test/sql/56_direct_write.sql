@@ -1,0 +1,102 @@
+-- enroll through a once token writes its three rows without SQL (0.5.0,
+-- src/direct_write.c) while the tables have the shape the extension gave
+-- them, and through SQL otherwise; both write the same rows
+\set VERBOSITY terse
+
+CREATE FUNCTION direct_writes() RETURNS bigint LANGUAGE sql AS $$
+    SELECT value FROM enrollment.stats WHERE area = 'enroll' AND counter = 'written_directly'
+$$;
+-- the rows one enrollment wrote, without what differs by nature (ids, times)
+CREATE FUNCTION enrollment_rows(node uuid) RETURNS TABLE (what text, row_text text) LANGUAGE sql AS $$
+    SELECT 'token', format('status=%s use_count=%s used=%s last_used=%s retention=%s',
+                           t.status, t.use_count, t.used_at = n.enrolled_at, t.last_used_at = n.enrolled_at,
+                           CASE WHEN t.retention_from = t.expires_at THEN 'expiry'
+                                WHEN t.retention_from = t.last_used_at THEN 'last use' END)
+      FROM enrollment.node_record n JOIN enrollment.enrollment_token t ON t.token_id = n.enrolled_by
+     WHERE n.node_id = node
+    UNION ALL
+    SELECT 'node', format('tenant=%s name=%s role=%s cluster=%s status=%s count=%s reenrolled=%s seen=%s removed=%s prefix=%s hash=%s',
+                          n.tenant, n.name, n.role, n.cluster_id, n.status, n.enroll_count,
+                          n.reenrolled_at, n.last_seen_at, n.removed_at, n.secret_prefix, octet_length(n.secret_hash))
+      FROM enrollment.node_record n WHERE n.node_id = node
+    UNION ALL
+    SELECT 'event', format('tenant=%s actor=%s action=%s token=%s at_xact_start=%s details=%s type=%s id=%s',
+                           e.tenant, e.actor, e.action, e.token_id = n.enrolled_by, e.occurred_at = now(),
+                           e.details - 'token_prefix', e.object_type, e.object_id)
+      FROM enrollment.audit_event e JOIN enrollment.node_record n ON n.node_id = e.node_id
+     WHERE e.node_id = node
+    ORDER BY 1
+$$;
+
+-- direct: the counter moves, and the rows are those below
+SELECT direct_writes() AS before_count \gset
+BEGIN;
+SELECT token AS t1 FROM enrollment.create_token() \gset
+SELECT node_id AS n1, node_secret AS s1 FROM enrollment.enroll(:'t1', 'dw-01', node_role => 'sensor') \gset
+SELECT what, row_text FROM enrollment_rows(:'n1');
+COMMIT;
+SELECT direct_writes() - :before_count AS written_directly;
+SELECT details->>'token_prefix' = (SELECT prefix FROM enrollment.tokens WHERE token_id = e.token_id) AS prefix_logged
+  FROM enrollment.audit_event e WHERE e.node_id = :'n1';
+-- the node credential works, the token is used up
+SELECT name FROM enrollment.authenticate_node(:'s1');
+SELECT err(format('SELECT enrollment.enroll(%L, %L)', :'t1', 'dw-01b'));
+
+-- a trigger of the DBA's on node_record: enroll goes through SQL, which fires it
+CREATE TABLE seen_by_trigger (name text);
+CREATE FUNCTION note_node() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.seen_by_trigger VALUES (NEW.name);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER note_node BEFORE INSERT ON enrollment.node_record FOR EACH ROW EXECUTE FUNCTION note_node();
+SELECT direct_writes() AS before_count \gset
+BEGIN;
+SELECT token AS t2 FROM enrollment.create_token() \gset
+SELECT node_id AS n2 FROM enrollment.enroll(:'t2', 'dw-02', node_role => 'sensor') \gset
+SELECT what, row_text FROM enrollment_rows(:'n2');
+COMMIT;
+SELECT direct_writes() - :before_count AS written_directly, (SELECT string_agg(name, ',') FROM seen_by_trigger) AS trigger_saw;
+DROP TRIGGER note_node ON enrollment.node_record;
+
+-- the same for a trigger on the token table's updates, and for a column
+-- this library does not know
+CREATE FUNCTION touch_token() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.seen_by_trigger VALUES ('token ' || NEW.status);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER touch_token AFTER UPDATE ON enrollment.enrollment_token FOR EACH ROW EXECUTE FUNCTION touch_token();
+SELECT direct_writes() AS before_count \gset
+SELECT token AS t3 FROM enrollment.create_token() \gset
+SELECT status FROM enrollment.enroll(:'t3', 'dw-03');
+SELECT direct_writes() - :before_count AS written_directly,
+       (SELECT count(*) FROM seen_by_trigger WHERE name = 'token used') AS token_trigger_fired;
+DROP TRIGGER touch_token ON enrollment.enrollment_token;
+ALTER TABLE enrollment.audit_event ADD COLUMN note text;
+SELECT direct_writes() AS before_count \gset
+SELECT token AS t4 FROM enrollment.create_token() \gset
+SELECT status FROM enrollment.enroll(:'t4', 'dw-04');
+SELECT direct_writes() - :before_count AS written_directly;
+ALTER TABLE enrollment.audit_event DROP COLUMN note;
+-- back to the extension's shape (a dropped column does not count): direct again
+SELECT direct_writes() AS before_count \gset
+SELECT token AS t5 FROM enrollment.create_token() \gset
+SELECT status FROM enrollment.enroll(:'t5', 'dw-05');
+SELECT direct_writes() - :before_count AS written_directly;
+
+-- a rolled-back enrollment leaves nothing behind
+SELECT token AS t6, token_id AS t6_id FROM enrollment.create_token() \gset
+SELECT count(*) AS nodes_before FROM enrollment.node_record \gset
+BEGIN;
+SELECT status FROM enrollment.enroll(:'t6', 'dw-06');
+ROLLBACK;
+SELECT status, use_count FROM enrollment.enrollment_token WHERE token_id = :'t6_id';
+SELECT count(*) = :nodes_before AS no_node FROM enrollment.node_record;
+SELECT status FROM enrollment.enroll(:'t6', 'dw-06');
+
+DROP TABLE seen_by_trigger;
+DROP FUNCTION note_node();
+DROP FUNCTION touch_token();
+DROP FUNCTION enrollment_rows(uuid);
+DROP FUNCTION direct_writes();
