@@ -15,17 +15,24 @@
  * ExecInsertIndexTuples, unique checks included, in one EState shared by
  * the three tables.
  *
+ * Columns the SQL statement leaves to their defaults get them here too: the
+ * table's default expressions are planned once per backend and evaluated
+ * per row, so an ALTER ... SET DEFAULT is honoured as SQL would honour it.
+ *
  * What SQL would do besides is not done here, so a table is written this
  * way only while it has exactly the shape the extension gave it: a plain
- * heap table, no column but those its EnrDirectTable lists, no CHECK
- * constraint but its rules one, no row security, no rewrite rules, no
- * generated columns, and no trigger that would fire on the write but
- * PostgreSQL's own foreign-key check on update (the token's node_id, which
- * the write never changes, so SQL would skip that check too).  A trigger a
- * DBA adds, or a column of a later version, and enr_direct_open says no:
- * the caller then writes through SQL.  The shape is looked at again after
- * every change to the table (relcache invalidation), while the table is
- * locked, so it cannot change between the look and the write.
+ * heap table, no column but those its EnrDirectTable lists and each of the
+ * listed type (no domain, no typmod), no CHECK constraint but its rules one,
+ * no row security, no rewrite rules, no generated columns, and no trigger
+ * that would fire on the write but PostgreSQL's own foreign-key check on
+ * update (the token's node_id, which the write never changes, so SQL would
+ * skip that check too); and only while no ExecutorCheckPerms_hook is
+ * installed (sepgsql, pgaudit's object audit see SQL statements only).  A
+ * trigger a DBA adds, a column of a later version, or enrollment.direct_writes
+ * off, and the caller writes through SQL.  The shape is looked at again
+ * after every change to the table or to a function (relcache and pg_proc
+ * invalidations), while the table is locked, so it cannot change between
+ * the look and the write.
  *
  * src/direct_write.c
  *
@@ -44,11 +51,15 @@
 #include "catalog/pg_trigger.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "direct_write.h"
 
@@ -68,6 +79,15 @@ direct_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 			known[i]->relid = InvalidOid;
 }
 
+/* ... and all of them after a function changed (a default may call it) */
+static void
+direct_proc_callback(Datum arg pg_attribute_unused(), int cacheid pg_attribute_unused(),
+					 uint32 hashvalue pg_attribute_unused())
+{
+	for (int i = 0; i < nknown; i++)
+		known[i]->relid = InvalidOid;
+}
+
 /* Does trigger tg fire on the kind of write t gets, other than as allowed? */
 static bool
 trigger_in_the_way(const EnrDirectTable *t, const Trigger *tg)
@@ -78,13 +98,17 @@ trigger_in_the_way(const EnrDirectTable *t, const Trigger *tg)
 	return !(t->update && tg->tgisinternal && tg->tgfoid == F_RI_FKEY_CHECK_UPD);
 }
 
-/* Has the open table rel exactly the shape t describes?  Fills t->attnums. */
+/*
+ * Has the open table rel exactly the shape t describes?  Fills t->attnums
+ * and, in t->cxt, the planned defaults of the columns left to them.
+ */
 static bool
 has_expected_shape(Relation rel, EnrDirectTable *t)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	TupleConstr *constr = desc->constr;
 	int			nchecks = constr ? constr->num_check : 0;
+	MemoryContext old;
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
 		rel->rd_rel->relam != HEAP_TABLE_AM_OID ||
@@ -102,8 +126,10 @@ has_expected_shape(Relation rel, EnrDirectTable *t)
 		if (att->attisdropped)
 			continue;
 		for (int c = 0; c < t->ncols && !listed; c++)
-			if (strcmp(NameStr(att->attname), t->cols[c]) == 0)
+			if (strcmp(NameStr(att->attname), t->cols[c].name) == 0)
 			{
+				if (att->atttypid != t->cols[c].type || att->atttypmod != -1)
+					return false;	/* retyped, or a domain */
 				t->attnums[c] = att->attnum;
 				listed = true;
 			}
@@ -122,6 +148,20 @@ has_expected_shape(Relation rel, EnrDirectTable *t)
 		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
 			if (trigger_in_the_way(t, &rel->trigdesc->triggers[i]))
 				return false;
+
+	/* the defaults, planned as the planner plans an INSERT's */
+	if (t->cxt == NULL)
+		t->cxt = AllocSetContextCreate(CacheMemoryContext, "enrollment direct writes",
+									   ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(t->cxt);
+	old = MemoryContextSwitchTo(t->cxt);
+	for (int c = 0; c < t->ncols; c++)
+	{
+		Node	   *def = t->cols[c].from_default ? build_column_default(rel, t->attnums[c]) : NULL;
+
+		t->defaults[c] = def ? ExecInitExpr(expression_planner((Expr *) def), NULL) : NULL;
+	}
+	MemoryContextSwitchTo(old);
 	return true;
 }
 
@@ -130,6 +170,7 @@ void
 enr_direct_begin(EnrDirectWrite *w)
 {
 	w->estate = CreateExecutorState();
+	w->econtext = CreateStandaloneExprContext();
 	w->nrels = 0;
 }
 
@@ -148,8 +189,11 @@ enr_direct_open(EnrDirectWrite *w, EnrDirectTable *t)
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(direct_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, direct_proc_callback, (Datum) 0);
 		callback_registered = true;
 	}
+	if (ExecutorCheckPerms_hook != NULL)
+		return NULL;			/* a permission or audit hook expects SQL */
 	if (!OidIsValid(t->relid))
 	{
 		Oid			nsp = get_namespace_oid(ENR_SCHEMA, true);
@@ -161,11 +205,6 @@ enr_direct_open(EnrDirectWrite *w, EnrDirectTable *t)
 		rel = table_open(relid, RowExclusiveLock);
 		/* taking the lock may have processed invalidations: look now */
 		t->usable = has_expected_shape(rel, t);
-		if (t->seqname)
-		{
-			t->seqid = get_relname_relid(t->seqname, nsp);
-			t->usable &= OidIsValid(t->seqid) && get_rel_relkind(t->seqid) == RELKIND_SEQUENCE;
-		}
 		t->relid = relid;
 		for (int i = 0; i < nknown; i++)
 			seen |= known[i] == t;
@@ -181,6 +220,9 @@ enr_direct_open(EnrDirectWrite *w, EnrDirectTable *t)
 		table_close(rel, RowExclusiveLock);
 		return NULL;
 	}
+	/* an UPDATE of a published table needs a replica identity, as for SQL */
+	if (t->update)
+		CheckCmdReplicaIdentity(rel, CMD_UPDATE);
 
 	old = MemoryContextSwitchTo(w->estate->es_query_cxt);
 	rri = makeNode(ResultRelInfo);
@@ -202,8 +244,10 @@ enr_direct_end(EnrDirectWrite *w)
 		ExecCloseIndices(w->rels[i]);
 		table_close(w->rels[i]->ri_RelationDesc, NoLock);
 	}
+	FreeExprContext(w->econtext, true);
 	FreeExecutorState(w->estate);
 	w->estate = NULL;
+	w->econtext = NULL;
 	w->nrels = 0;
 }
 
@@ -238,7 +282,6 @@ enr_direct_lock(EnrDirectWrite *w, ResultRelInfo *rri, ItemPointer tid)
 	switch (res)
 	{
 		case TM_Ok:
-			slot_getallattrs(slot);
 			return slot;
 		case TM_Deleted:
 			return NULL;
@@ -249,14 +292,45 @@ enr_direct_lock(EnrDirectWrite *w, ResultRelInfo *rri, ItemPointer tid)
 	return NULL;				/* keep the compiler quiet */
 }
 
-/* The columns of a (locked) row, in the order t lists them */
+/*
+ * The columns of a (locked) row, in the order t lists them, copied into the
+ * current memory context: the slot's buffer pin ends with the set of writes.
+ */
 void
 enr_direct_values(EnrDirectTable *t, TupleTableSlot *slot, Datum *values, bool *nulls)
 {
+	HeapTuple	copy = ExecCopySlotHeapTuple(slot);
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	Datum	   *v = palloc(desc->natts * sizeof(Datum));
+	bool	   *n = palloc(desc->natts * sizeof(bool));
+
+	heap_deform_tuple(copy, desc, v, n);
 	for (int c = 0; c < t->ncols; c++)
 	{
-		values[c] = slot->tts_values[t->attnums[c] - 1];
-		nulls[c] = slot->tts_isnull[t->attnums[c] - 1];
+		values[c] = v[t->attnums[c] - 1];
+		nulls[c] = n[t->attnums[c] - 1];
+	}
+}
+
+/*
+ * The values of the columns the SQL statement leaves to their defaults,
+ * evaluated now (volatile ones, such as nextval, once per call).  They live
+ * until enr_direct_end: copy what is needed after it.
+ */
+void
+enr_direct_defaults(EnrDirectWrite *w, EnrDirectTable *t, Datum *values, bool *nulls)
+{
+	for (int c = 0; c < t->ncols; c++)
+	{
+		if (!t->cols[c].from_default)
+			continue;
+		if (t->defaults[c] == NULL)
+		{
+			values[c] = (Datum) 0;
+			nulls[c] = true;
+		}
+		else
+			values[c] = ExecEvalExpr(t->defaults[c], w->econtext, &nulls[c]);
 	}
 }
 
@@ -279,7 +353,11 @@ form_row(ResultRelInfo *rri, EnrDirectTable *t, Datum *values, bool *nulls)
 		Form_pg_attribute att = TupleDescAttr(desc, t->attnums[c] - 1);
 
 		if (nulls[c] && att->attnotnull)
-			elog(ERROR, "direct write of %s left column \"%s\" null", t->relname, t->cols[c]);
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("null value in column \"%s\" of relation \"%s\" violates not-null constraint",
+							t->cols[c].name, t->relname),
+					 errtablecol(rel, t->attnums[c])));
 		v[t->attnums[c] - 1] = values[c];
 		n[t->attnums[c] - 1] = nulls[c];
 	}

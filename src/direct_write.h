@@ -20,10 +20,22 @@
 #define ENR_DW_MAXCOLS 24
 
 /*
- * A table written directly: every column it has, by name (a table with any
- * other column is not written directly), the name and C function of the one
- * CHECK constraint it may have, and whether it is written by UPDATE or by
- * INSERT.  The last fields are a per-backend cache.
+ * A column of a table written directly: its name and type, and whether the
+ * SQL statement the direct write stands for leaves it to its default (the
+ * default is then evaluated as that statement would evaluate it).
+ */
+typedef struct EnrDirectColumn
+{
+	const char *name;
+	Oid			type;
+	bool		from_default;
+} EnrDirectColumn;
+
+/*
+ * A table written directly: every column it has (a table with any other
+ * column, or one of another type, is not written directly), the name and C
+ * function of the one CHECK constraint it may have, and whether it is
+ * written by UPDATE or by INSERT.  The last fields are a per-backend cache.
  */
 typedef struct EnrDirectTable
 {
@@ -31,19 +43,20 @@ typedef struct EnrDirectTable
 	const char *check;			/* its one CHECK constraint, or NULL for none */
 	PGFunction	rules;			/* the C function that constraint calls */
 	bool		update;
-	const char *seqname;		/* a sequence of the table's to resolve, or NULL */
 	int			ncols;
-	const char *cols[ENR_DW_MAXCOLS];
+	EnrDirectColumn cols[ENR_DW_MAXCOLS];
 	Oid			relid;			/* InvalidOid: not looked at yet */
 	bool		usable;
-	Oid			seqid;
+	MemoryContext cxt;			/* holds the default expressions */
 	AttrNumber	attnums[ENR_DW_MAXCOLS];
+	ExprState  *defaults[ENR_DW_MAXCOLS];	/* NULL: no default (NULL value) */
 } EnrDirectTable;
 
 /* The tables opened for one set of writes, and the executor state they share */
 typedef struct EnrDirectWrite
 {
 	EState	   *estate;
+	ExprContext *econtext;		/* defaults are evaluated here; freed at the end */
 	int			nrels;
 	ResultRelInfo *rels[4];
 } EnrDirectWrite;
@@ -53,6 +66,7 @@ extern ResultRelInfo *enr_direct_open(EnrDirectWrite *w, EnrDirectTable *t);
 extern void enr_direct_end(EnrDirectWrite *w);
 extern TupleTableSlot *enr_direct_lock(EnrDirectWrite *w, ResultRelInfo *rel, ItemPointer tid);
 extern void enr_direct_values(EnrDirectTable *t, TupleTableSlot *slot, Datum *values, bool *nulls);
+extern void enr_direct_defaults(EnrDirectWrite *w, EnrDirectTable *t, Datum *values, bool *nulls);
 extern HeapTuple enr_direct_insert(EnrDirectWrite *w, ResultRelInfo *rel, EnrDirectTable *t,
 								   Datum *values, bool *nulls);
 extern HeapTuple enr_direct_update(EnrDirectWrite *w, ResultRelInfo *rel, EnrDirectTable *t,

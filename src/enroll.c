@@ -38,6 +38,7 @@
 #include "miscadmin.h"
 #include "commands/sequence.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/snapmgr.h"
@@ -237,16 +238,23 @@ enum
 	TK_REVOKED_BY, TK_RETENTION_FROM, TK_NCOLS
 };
 
+#define COL(name, type)		{name, type, false}
+#define DEFAULTED(name, type)	{name, type, true}
+
 static EnrDirectTable token_table = {
 	.relname = "enrollment_token",
 	.check = "enrollment_token_rules",
 	.rules = enrollment_token_rules,
 	.update = true,
 	.ncols = TK_NCOLS,
-	.cols = {"token_id", "tenant", "public_id", "prefix", "token_hash", "kind", "label",
-		"status", "use_count", "max_uses", "cluster_id", "node_id", "created_by",
-		"created_at", "expires_at", "used_at", "last_used_at", "revoked_at",
-	"revoked_by", "retention_from"}
+	.cols = {COL("token_id", UUIDOID), COL("tenant", TEXTOID), COL("public_id", INT8OID),
+		COL("prefix", TEXTOID), COL("token_hash", BYTEAOID), COL("kind", TEXTOID),
+		COL("label", TEXTOID), COL("status", TEXTOID), COL("use_count", INT4OID),
+		COL("max_uses", INT4OID), COL("cluster_id", TEXTOID), COL("node_id", UUIDOID),
+		COL("created_by", TEXTOID), COL("created_at", TIMESTAMPTZOID),
+		COL("expires_at", TIMESTAMPTZOID), COL("used_at", TIMESTAMPTZOID),
+		COL("last_used_at", TIMESTAMPTZOID), COL("revoked_at", TIMESTAMPTZOID),
+	COL("revoked_by", TEXTOID), COL("retention_from", TIMESTAMPTZOID)}
 };
 
 /* where the columns of token_by_public_id (TC_*) are among TK_* */
@@ -262,14 +270,19 @@ enum
 	ND_REENROLLED_AT, ND_ENROLL_COUNT, ND_LAST_SEEN_AT, ND_REMOVED_AT, ND_NCOLS
 };
 
+/* what once_plan's INSERT leaves to the column defaults is DEFAULTED */
 static EnrDirectTable node_table = {
 	.relname = "node_record",
 	.check = "node_record_rules",
 	.rules = enrollment_node_record_rules,
 	.ncols = ND_NCOLS,
-	.cols = {"node_id", "tenant", "name", "role", "cluster_id", "status", "enrolled_by",
-		"secret_prefix", "secret_public_id", "secret_hash", "enrolled_at",
-	"reenrolled_at", "enroll_count", "last_seen_at", "removed_at"}
+	.cols = {DEFAULTED("node_id", UUIDOID), COL("tenant", TEXTOID), COL("name", TEXTOID),
+		COL("role", TEXTOID), COL("cluster_id", TEXTOID), DEFAULTED("status", TEXTOID),
+		COL("enrolled_by", UUIDOID), COL("secret_prefix", TEXTOID),
+		COL("secret_public_id", INT8OID), COL("secret_hash", BYTEAOID),
+		COL("enrolled_at", TIMESTAMPTZOID), DEFAULTED("reenrolled_at", TIMESTAMPTZOID),
+		DEFAULTED("enroll_count", INT4OID), DEFAULTED("last_seen_at", TIMESTAMPTZOID),
+	DEFAULTED("removed_at", TIMESTAMPTZOID)}
 };
 
 enum
@@ -280,10 +293,11 @@ enum
 
 static EnrDirectTable audit_table = {
 	.relname = "audit_event",
-	.seqname = "audit_event_event_id_seq",
 	.ncols = AE_NCOLS,
-	.cols = {"event_id", "tenant", "occurred_at", "actor", "action", "token_id",
-	"node_id", "details", "object_type", "object_id"}
+	.cols = {DEFAULTED("event_id", INT8OID), COL("tenant", TEXTOID),
+		DEFAULTED("occurred_at", TIMESTAMPTZOID), COL("actor", TEXTOID),
+		COL("action", TEXTOID), COL("token_id", UUIDOID), COL("node_id", UUIDOID),
+	COL("details", JSONBOID), DEFAULTED("object_type", TEXTOID), DEFAULTED("object_id", TEXTOID)}
 };
 
 /* A token row, decoded */
@@ -468,7 +482,8 @@ enrolled_details(text *node_name, text *node_role, text *cluster_id, const char 
 static bool
 enroll_once_direct(ItemPointer tid, int64 public_id, const uint8 *digest, TimestampTz now,
 				   text *node_name, text *node_role, text *cluster_id,
-				   const IssuedCredential *cred, TokenRow *tok, Datum *node_id)
+				   const IssuedCredential *cred, TokenRow *tok, Datum *node_id,
+				   Datum *node_status)
 {
 	EnrDirectWrite w;
 	ResultRelInfo *tokens;
@@ -533,40 +548,35 @@ enroll_once_direct(ItemPointer tid, int64 public_id, const uint8 *digest, Timest
 	}
 	enr_direct_update(&w, tokens, &token_table, &locked->tts_tid, tv, tn);
 
-	/* the node, with the column defaults of node_record */
+	/* the node; node_id, status and the rest from the column defaults */
 	memset(nn, false, sizeof(nn));
-	*node_id = UUIDPGetDatum(enr_uuid_v7());
-	nv[ND_NODE_ID] = *node_id;
+	enr_direct_defaults(&w, &node_table, nv, nn);
 	nv[ND_TENANT] = tok->tenant;
 	nv[ND_NAME] = PointerGetDatum(node_name);
 	nv[ND_ROLE] = PointerGetDatum(node_role);
 	nn[ND_ROLE] = node_role == NULL;
 	nv[ND_CLUSTER_ID] = PointerGetDatum(cluster_id);
 	nn[ND_CLUSTER_ID] = cluster_id == NULL;
-	nv[ND_STATUS] = CStringGetTextDatum("active");
 	nv[ND_ENROLLED_BY] = tok->token_id;
 	nv[ND_SECRET_PREFIX] = CStringGetTextDatum(enrollment_node_prefix);
 	nv[ND_SECRET_PUBLIC_ID] = Int64GetDatum(cred->public_id);
 	nv[ND_SECRET_HASH] = PointerGetDatum(enr_digest_bytea(cred->digest));
 	nv[ND_ENROLLED_AT] = TimestampTzGetDatum(now);
-	nn[ND_REENROLLED_AT] = true;
-	nv[ND_ENROLL_COUNT] = Int32GetDatum(1);
-	nn[ND_LAST_SEEN_AT] = true;
-	nn[ND_REMOVED_AT] = true;
 	enr_direct_insert(&w, nodes, &node_table, nv, nn);
+	if (nn[ND_NODE_ID] || nn[ND_STATUS])
+		elog(ERROR, "node_record defaults left node_id or status null");	/* NOT NULL caught it */
+	*node_id = datumCopy(nv[ND_NODE_ID], false, UUID_LEN);
+	*node_status = datumCopy(nv[ND_STATUS], false, -1);
 
-	/* its audit event (occurred_at: the transaction's start, as now()) */
+	/* its audit event; event_id and occurred_at from the column defaults */
 	memset(an, false, sizeof(an));
-	av[AE_EVENT_ID] = Int64GetDatum(nextval_internal(audit_table.seqid, false));
+	enr_direct_defaults(&w, &audit_table, av, an);
 	av[AE_TENANT] = tok->tenant;
-	av[AE_OCCURRED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	av[AE_ACTOR] = CStringGetTextDatum(enr_current_actor());
 	av[AE_ACTION] = CStringGetTextDatum("sensor_enrolled");
 	av[AE_TOKEN_ID] = tok->token_id;
 	av[AE_NODE_ID] = *node_id;
 	av[AE_DETAILS] = enrolled_details(node_name, node_role, cluster_id, tok->public_prefix);
-	an[AE_OBJECT_TYPE] = true;
-	an[AE_OBJECT_ID] = true;
 	enr_direct_insert(&w, events, &audit_table, av, an);
 
 	enr_direct_end(&w);
@@ -692,13 +702,10 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		if (!cluster_id)
 			nulls[5] = 'n';
 
-		if (strcmp(tok.kind, "once") == 0 &&
+		if (strcmp(tok.kind, "once") == 0 && enrollment_direct_writes &&
 			enroll_once_direct(&token_tid, public_id, digest, now, node_name, node_role,
-							   cluster_id, &cred, &tok, &node_id))
-		{
+							   cluster_id, &cred, &tok, &node_id, &node_status))
 			counted = true;
-			node_status = CStringGetTextDatum("active");
-		}
 		else if (strcmp(tok.kind, "once") == 0)
 			counted = write_node(enr_has_retention_from() ? &once_plan : &once_plan_v4, args, nulls, &node_id, &node_status);
 		else

@@ -41,6 +41,7 @@
 /* guc.c: settings */
 extern char *enrollment_token_prefix;
 extern char *enrollment_node_prefix;
+extern bool enrollment_direct_writes;
 extern int	enrollment_once_ttl;		/* seconds */
 extern int	enrollment_cluster_ttl;		/* seconds */
 extern int	enrollment_max_ttl;			/* seconds */
@@ -247,10 +248,6 @@ extern void enr_check_text_arg(text *t, const char *name, int maxchars, bool all
 #define ENR_SECRET(p, n)		((void) 0)
 #define ENR_DECLASSIFY(p, n)	((void) 0)
 #endif
-
-/* uuid_v7.c */
-struct pg_uuid_t;
-extern struct pg_uuid_t *enr_uuid_v7(void);
 
 /* row_rules.c: the rules CHECK constraints of enrollment_token and node_record */
 extern PGDLLEXPORT Datum enrollment_token_rules(PG_FUNCTION_ARGS);

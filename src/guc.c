@@ -22,6 +22,7 @@
 
 char	   *enrollment_token_prefix = NULL;
 char	   *enrollment_node_prefix = NULL;
+bool		enrollment_direct_writes = true;
 int			enrollment_once_ttl = 15 * 60;
 int			enrollment_cluster_ttl = 365 * SECS_PER_DAY_INT;
 int			enrollment_max_ttl = 730 * SECS_PER_DAY_INT;
@@ -145,6 +146,16 @@ enrollment_guc_init(bool preloading)
 							   "node_",
 							   PGC_SUSET, 0,
 							   check_prefix, NULL, NULL);
+
+	DefineCustomBoolVariable("enrollment.direct_writes",
+							 "Write an enrollment through a once token without SQL.",
+							 "When on (the default), enroll writes the rows of such an enrollment "
+							 "through the table access method while the tables have the "
+							 "extension's own shape; off sends every enrollment through SQL.",
+							 &enrollment_direct_writes,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("enrollment.once_token_ttl",
 							"Default lifetime of a one-time enrollment token.",

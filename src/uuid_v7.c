@@ -39,13 +39,6 @@ PG_FUNCTION_INFO_V1(enrollment_uuid_v7);
 Datum
 enrollment_uuid_v7(PG_FUNCTION_ARGS pg_attribute_unused())
 {
-	PG_RETURN_UUID_P(enr_uuid_v7());
-}
-
-/* A new version 7 UUID, palloc'd: see enrollment_uuid_v7 */
-pg_uuid_t *
-enr_uuid_v7(void)
-{
 	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
 	struct timeval tv;
 	uint64		ms;
@@ -57,5 +50,5 @@ enr_uuid_v7(void)
 		u->data[i] = (unsigned char) (ms >> (40 - 8 * i));
 	u->data[6] = (u->data[6] & 0x0F) | 0x70;	/* version 7 */
 	u->data[8] = (u->data[8] & 0x3F) | 0x80;	/* variant 10 */
-	return u;
+	PG_RETURN_UUID_P(u);
 }

@@ -113,6 +113,27 @@ static EnrPlan expire_plan = {
 	.argtypes = {INT4OID, TIMESTAMPTZOID}
 };
 
+/*
+ * Tokens written without retention_from (by a 0.4.0 library still running
+ * after the update, or restored from a 0.4.0 dump) get the clock 0.4.0 gave
+ * them, as the upgrade did; once an hour, with the full expiry scan.
+ */
+static EnrPlan repair_clocks_plan = {
+	.sql = "UPDATE enrollment.enrollment_token"
+	"   SET retention_from = CASE WHEN status IN ('used', 'exhausted') THEN last_used_at"
+	"                             ELSE expires_at END"
+	" WHERE retention_from IS NULL AND status <> 'revoked'"
+	"   AND (expires_at IS NOT NULL OR status IN ('used', 'exhausted'))",
+	.nargs = 0
+};
+
+/* does a prepared transaction of this database exist? */
+static EnrPlan prepared_plan = {
+	.sql = "SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xacts"
+	" WHERE database = pg_catalog.current_database()",
+	.nargs = 0
+};
+
 /* a token due but not expired by this round (locked by a session) */
 static EnrPlan still_due_plan = {
 	.sql = "SELECT pg_catalog.min(retention_from) FROM enrollment.enrollment_token"
@@ -122,12 +143,16 @@ static EnrPlan still_due_plan = {
 	.argtypes = {TIMESTAMPTZOID, TIMESTAMPTZOID}
 };
 
-/* purge: every row of retention_from < now - token_retention is done */
+/*
+ * purge: a token of retention_from < now - token_retention is done; one
+ * still pending or active there is expired by the expiry pass first (with
+ * its audit event), then purged
+ */
 static EnrPlan purge_plan = {
 	.sql = "WITH old AS ("
 	"  SELECT token_id FROM enrollment.enrollment_token"
 	"   WHERE retention_from < pg_catalog.now() - pg_catalog.make_interval(secs => $2)"
-	"     AND status <> 'revoked'"
+	"     AND status IN ('used', 'exhausted', 'expired')"
 	"   LIMIT $1 FOR UPDATE SKIP LOCKED)"
 	"DELETE FROM enrollment.enrollment_token AS t USING old WHERE t.token_id = old.token_id",
 	.nargs = 2,
@@ -256,22 +281,34 @@ run_batch(EnrPlan *plan, Datum *args, const char *activity)
  *		start, since create_token takes its expiry from the statement's
  *		start time,
  *	  - the expiry of any token the round found due but could not lock.
- * Tokens written by other means with an expiry already past (a restore)
- * are caught by the full scan each worker start and every
- * FULL_EXPIRY_SCAN_EVERY; until then enroll refuses them and the tokens
- * view reports them expired all the same.
+ * While a prepared transaction exists in the database, or activity is not
+ * tracked (track_activities off), the bound does not move.  Tokens written
+ * by other means with an expiry already past (a restore) are caught by the
+ * full scan each worker start and every FULL_EXPIRY_SCAN_EVERY; until then
+ * enroll refuses them and the tokens view reports them expired all the
+ * same.  A long transaction (an idle session in one, a pg_dump) holds the
+ * bound back, so rounds scan all expiries since its start meanwhile.
  */
 #define FULL_EXPIRY_SCAN_EVERY	(3600 * USECS_PER_SEC)
 static TimestampTz expire_from = DT_NOBEGIN;
 static TimestampTz last_full_expiry_scan = 0;
 
-/* Earliest xact_start of another backend of this database; DT_NOEND if none */
+/*
+ * Earliest start of a transaction or statement of another backend of this
+ * database (DT_NOEND if none).  The statement's start counts too: within a
+ * procedure a transaction can start after the statement whose start time
+ * create_token takes.  DT_NOBEGIN when it cannot be known (activity is not
+ * tracked).
+ */
 static TimestampTz
 oldest_transaction_start(void)
 {
 	TimestampTz oldest = DT_NOEND;
-	int			n = pgstat_fetch_stat_numbackends();
+	int			n;
 
+	if (!pgstat_track_activities)
+		return DT_NOBEGIN;
+	n = pgstat_fetch_stat_numbackends();
 	for (int i = 1; i <= n; i++)
 	{
 		LocalPgBackendStatus *l = pgstat_fetch_stat_local_beentry(i);
@@ -280,9 +317,12 @@ oldest_transaction_start(void)
 		if (l == NULL)
 			continue;
 		b = &l->backendStatus;
-		if (b->st_databaseid == MyDatabaseId && b->st_procpid != MyProcPid &&
-			b->st_xact_start_timestamp != 0)
+		if (b->st_databaseid != MyDatabaseId || b->st_procpid == MyProcPid)
+			continue;
+		if (b->st_xact_start_timestamp != 0)
 			oldest = Min(oldest, b->st_xact_start_timestamp);
+		if (b->st_xact_start_timestamp != 0 && b->st_activity_start_timestamp != 0)
+			oldest = Min(oldest, b->st_activity_start_timestamp);
 	}
 	return oldest;
 }
@@ -304,6 +344,7 @@ expire_tokens(void)
 	{
 		expire_from = DT_NOBEGIN;
 		last_full_expiry_scan = GetCurrentTimestamp();
+		run_batch(&repair_clocks_plan, NULL, "enrollment: repairing retention clocks");
 	}
 	cursor = expire_from;
 
@@ -350,6 +391,10 @@ expire_tokens(void)
 		d = enr_getattr(0, 1, &isnull);
 		if (!isnull)
 			next = Min(next, DatumGetTimestampTz(d));
+		/* a prepared transaction's start is not known: do not move past it */
+		enr_execute(&prepared_plan, NULL, NULL, true, 1);
+		if (DatumGetInt64(enr_getattr(0, 1, &isnull)) > 0)
+			next = expire_from;
 	}
 	SPI_finish();
 	PopActiveSnapshot();

@@ -85,6 +85,35 @@ SELECT token AS t5 FROM enrollment.create_token() \gset
 SELECT status FROM enrollment.enroll(:'t5', 'dw-05');
 SELECT direct_writes() - :before_count AS written_directly;
 
+-- column defaults are the table's: a changed default is honoured on the
+-- direct path too (a DBA who wants new nodes approved first)
+ALTER TABLE enrollment.node_record ALTER COLUMN status SET DEFAULT 'pending_approval';
+SELECT direct_writes() AS before_count \gset
+SELECT token AS t8 FROM enrollment.create_token() \gset
+SELECT status FROM enrollment.enroll(:'t8', 'dw-08');
+SELECT direct_writes() - :before_count AS written_directly;
+ALTER TABLE enrollment.node_record ALTER COLUMN status SET DEFAULT 'active';
+
+-- a column of another type sends enroll through SQL
+ALTER TABLE enrollment.node_record ALTER COLUMN removed_at TYPE timestamp;
+SELECT direct_writes() AS before_count \gset
+SELECT token AS t9 FROM enrollment.create_token() \gset
+SELECT status FROM enrollment.enroll(:'t9', 'dw-09', node_role => 'sensor');
+SELECT direct_writes() - :before_count AS written_directly;
+ALTER TABLE enrollment.node_record ALTER COLUMN removed_at TYPE timestamptz;
+
+-- and so does enrollment.direct_writes = off
+SET enrollment.direct_writes = off;
+SELECT direct_writes() AS before_count \gset
+SELECT token AS t10 FROM enrollment.create_token() \gset
+SELECT status FROM enrollment.enroll(:'t10', 'dw-10');
+SELECT direct_writes() - :before_count AS written_directly;
+RESET enrollment.direct_writes;
+SELECT direct_writes() AS before_count \gset
+SELECT token AS t11 FROM enrollment.create_token() \gset
+SELECT status FROM enrollment.enroll(:'t11', 'dw-11');
+SELECT direct_writes() - :before_count AS written_directly;
+
 -- a rolled-back enrollment leaves nothing behind
 SELECT token AS t6, token_id AS t6_id FROM enrollment.create_token() \gset
 SELECT count(*) AS nodes_before FROM enrollment.node_record \gset

@@ -174,6 +174,19 @@ $node->safe_psql('postgres', 'SELECT enrollment.stats_reset()');
 is($node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE area = 'enroll' AND counter = 'ok'"),
 	'0', 'stats_reset zeroes the counters');
 
+# tokens without a retention clock, as a 0.4.0 library still running after
+# the update (or a restored 0.4.0 dump) writes them: a worker's first round
+# gives them their clock, so they are expired and purged as usual
+my ($noclock_used, $noclock_due) = split /\n/, $node->safe_psql('postgres', q{
+	INSERT INTO enrollment.enrollment_token
+	       (public_id, prefix, token_hash, kind, status, use_count, max_uses, created_by,
+	        expires_at, used_at, last_used_at)
+	VALUES (101, 'enr_', sha256('a'), 'once', 'used', 1, 1, 'old library',
+	        now() + interval '10 minutes', now() - interval '1 minute', now() - interval '1 minute'),
+	       (102, 'enr_', sha256('b'), 'once', 'pending', 0, 1, 'old library',
+	        now() - interval '1 second', NULL, NULL)
+	RETURNING token_id});
+
 # the worker comes back after it is terminated
 my $pid = $node->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'enrollment worker' AND datname = 'postgres'");
@@ -183,6 +196,14 @@ ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'enrollment worker' "
 		  . "AND datname = 'postgres' AND pid <> $pid"),
 	'and a new one starts after it was terminated');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM enrollment.enrollment_token "
+		  . "WHERE token_id IN ('$noclock_used', '$noclock_due')"),
+	'its first round gives tokens without a retention clock one: they are purged');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM enrollment.audit_log WHERE token_id = '$noclock_due' "
+		  . "AND action = 'sensor_enrollment_token_expired'"),
+	'1', 'the one past its expiry was marked expired first');
 
 # a reload changes the interval without a restart
 $node->append_conf('postgresql.conf', 'enrollment.worker_interval = 2');
