@@ -3,7 +3,7 @@
  * direct_write.c
  *	  Rows of the extension's own tables written without SQL: the heap
  *	  insert or update and its index entries, as the executor's ModifyTable
- *	  node makes them, for the enrollment through a once token.
+ *	  node makes them, for an enrollment through a token not bound to a node.
  *
  * That enrollment writes three rows (the token's use, the node, its audit
  * event).  Run as one SQL statement through SPI, about 40 % of its CPU went

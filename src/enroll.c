@@ -5,21 +5,24 @@
  *	  re-enroll the node, issue the node credential, audit it.
  *
  * Concurrency.  A token's limits (single use, max_uses, expiry, revocation)
- * are enforced by the row lock of the UPDATE that counts the use: its WHERE
- * clause admits only a token that may still be used, and under READ
- * COMMITTED a caller that waited for that lock re-evaluates it on the row
- * the winner committed, so a cap of K admits exactly K of any number of
- * concurrent callers.  The lock is taken as late as possible: the token is
- * first read without a lock (to reject bad tokens early and to learn what
- * the node needs), the node and its audit event are inserted, and only then
- * is the use counted.  So concurrent enrollments through one shared token
- * (a cluster token) serialise only on that last UPDATE and the commit, not
- * on the whole enrollment.  A once token, which nobody queues for, has its
- * use counted and its node written by one statement instead.  When the
- * UPDATE finds the token no longer
- * usable, the row is read again under lock to name the reason, and the
- * error rolls back the node and the event: a rejected enrollment changes no
- * row.
+ * are enforced by the row lock taken to count the use: the token is locked
+ * as UPDATE locks it (under READ COMMITTED, a caller that waited for the
+ * lock gets the row the winner committed) and checked again on that row,
+ * so a cap of K admits exactly K of any number of concurrent callers.  The
+ * lock is taken as late as possible: the token is first read without a
+ * lock (to reject bad tokens early and to learn what the node needs), the
+ * node and its audit event are inserted, and only then is the use counted.
+ * So concurrent enrollments through one shared token (a cluster token)
+ * serialise only on that last step and the commit, not on the whole
+ * enrollment.  A once token, which nobody queues for, is locked first.
+ * When the locked row may no longer be used, its error (naming the reason)
+ * rolls back the node and the event: a rejected enrollment changes no row.
+ *
+ * The rows are written directly (direct_write.c) while the tables have the
+ * extension's own shape, and by SQL otherwise: there the lock is that of
+ * the UPDATE counting the use, whose WHERE clause admits only a token that
+ * may still be used; a once token has its use counted and its node written
+ * by one statement.
  *
  * A re-enrollment token (bound to a node) locks the token first and then
  * the node, so two re-enrollments of one node apply one after the other.
@@ -471,32 +474,85 @@ enrolled_details(text *node_name, text *node_role, text *cluster_id, const char 
 }
 
 /*
- * An enrollment through a once token, written without SQL (direct_write.c):
- * lock the token row the probe read (its newest version, should another
- * enrollment have used it meanwhile), check that row again — the token's
- * error is raised when it may no longer be used — count the use, insert
- * the node and its audit event.  The same rows, values, rules and locking
- * as once_plan.  Returns false, having written nothing, when a table is not
- * of the shape the direct path needs: then the caller runs once_plan.
+ * Lock the token row the probe read at tid (its newest version, should
+ * another enrollment have used it meanwhile: as UPDATE under READ
+ * COMMITTED), check that row again — the token's error is raised when it may
+ * no longer be used — and count the use: the same values as count_use_plan
+ * and once_plan with RETENTION_ON_END.
+ */
+static void
+direct_count_use(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, int64 public_id,
+				 const uint8 *digest, TimestampTz now, text *cluster_id, TokenRow *tok)
+{
+	TupleTableSlot *locked;
+	Datum		tv[TK_NCOLS];
+	bool		tn[TK_NCOLS];
+	Datum		v[TOKEN_COLS];
+	bool		n[TOKEN_COLS];
+	char	   *kind = tok->kind;
+	const char *status;
+	TimestampTz horizon = now + (int64) enrollment_token_retention * USECS_PER_SEC;
+
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	locked = enr_direct_lock(w, tokens, tid);
+	PopActiveSnapshot();
+	if (locked == NULL)
+		invalid_token();		/* deleted meanwhile */
+	enr_direct_values(&token_table, locked, tv, tn);
+	for (int c = 0; c < TOKEN_COLS; c++)
+	{
+		v[c] = tv[tc_column[c]];
+		n[c] = tn[tc_column[c]];
+	}
+	decode_token(v, n, public_id, digest, tok);
+	check_usable(tok, now, cluster_id);
+	if (strcmp(tok->kind, kind) != 0 || !tok->unbound)
+		elog(ERROR, "token %s changed kind or binding", tok->public_prefix);
+
+	status = new_status(tok);
+	tv[TK_USE_COUNT] = Int32GetDatum(tok->use_count + 1);
+	tv[TK_STATUS] = CStringGetTextDatum(status);
+	if (tn[TK_USED_AT])
+		tv[TK_USED_AT] = TimestampTzGetDatum(now);
+	tn[TK_USED_AT] = false;
+	tv[TK_LAST_USED_AT] = TimestampTzGetDatum(now);
+	tn[TK_LAST_USED_AT] = false;
+	if (strcmp(status, "active") != 0 &&
+		(tn[TK_RETENTION_FROM] || DatumGetTimestampTz(tv[TK_RETENTION_FROM]) > horizon))
+	{
+		tv[TK_RETENTION_FROM] = TimestampTzGetDatum(now);
+		tn[TK_RETENTION_FROM] = false;
+	}
+	enr_direct_update(w, tokens, &token_table, &locked->tts_tid, tv, tn);
+}
+
+/*
+ * An enrollment through a token not bound to a node, written without SQL
+ * (direct_write.c): the same rows, values, rules and locking as once_plan,
+ * or as new_node_plan followed by count_use_plan.  A once token, which
+ * nobody queues for, is locked and counted first; a reusable or cluster
+ * token, which concurrent enrollments share, last, so that its row lock is
+ * held only from there to the commit.  Returns false, having written
+ * nothing, when a table is not of the shape the direct path needs: then the
+ * caller runs the SQL.
  */
 static bool
-enroll_once_direct(ItemPointer tid, int64 public_id, const uint8 *digest, TimestampTz now,
-				   text *node_name, text *node_role, text *cluster_id,
-				   const IssuedCredential *cred, TokenRow *tok, Datum *node_id,
-				   Datum *node_status)
+enroll_direct(ItemPointer tid, int64 public_id, const uint8 *digest, TimestampTz now,
+			  text *node_name, text *node_role, text *cluster_id,
+			  const IssuedCredential *cred, TokenRow *tok, Datum *node_id,
+			  Datum *node_status)
 {
 	EnrDirectWrite w;
 	ResultRelInfo *tokens;
 	ResultRelInfo *nodes;
 	ResultRelInfo *events;
-	TupleTableSlot *locked;
-	Datum		tv[TK_NCOLS];
-	bool		tn[TK_NCOLS];
 	Datum		nv[ND_NCOLS];
 	bool		nn[ND_NCOLS];
 	Datum		av[AE_NCOLS];
 	bool		an[AE_NCOLS];
-	TimestampTz horizon = now + (int64) enrollment_token_retention * USECS_PER_SEC;
+	bool		lock_first = strcmp(tok->kind, "once") == 0;
 
 	/* refused as SQL's UPDATE would be (a standby, a read-only transaction) */
 	PreventCommandIfReadOnly("enroll");
@@ -509,44 +565,8 @@ enroll_once_direct(ItemPointer tid, int64 public_id, const uint8 *digest, Timest
 		return false;
 	}
 
-	/* the token, locked, checked again as it is now */
-	CommandCounterIncrement();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	UpdateActiveSnapshotCommandId();
-	locked = enr_direct_lock(&w, tokens, tid);
-	PopActiveSnapshot();
-	if (locked == NULL)
-		invalid_token();		/* deleted meanwhile */
-	enr_direct_values(&token_table, locked, tv, tn);
-	{
-		Datum		v[TOKEN_COLS];
-		bool		n[TOKEN_COLS];
-
-		for (int c = 0; c < TOKEN_COLS; c++)
-		{
-			v[c] = tv[tc_column[c]];
-			n[c] = tn[tc_column[c]];
-		}
-		decode_token(v, n, public_id, digest, tok);
-		check_usable(tok, now, cluster_id);
-		if (strcmp(tok->kind, "once") != 0 || !tok->unbound || strcmp(tok->status, "pending") != 0)
-			elog(ERROR, "token %s changed kind or binding", tok->public_prefix);
-	}
-
-	/* count the use: the same values as once_plan and RETENTION_ON_END */
-	tv[TK_USE_COUNT] = Int32GetDatum(tok->use_count + 1);
-	tv[TK_STATUS] = CStringGetTextDatum("used");
-	if (tn[TK_USED_AT])
-		tv[TK_USED_AT] = TimestampTzGetDatum(now);
-	tn[TK_USED_AT] = false;
-	tv[TK_LAST_USED_AT] = TimestampTzGetDatum(now);
-	tn[TK_LAST_USED_AT] = false;
-	if (tn[TK_RETENTION_FROM] || DatumGetTimestampTz(tv[TK_RETENTION_FROM]) > horizon)
-	{
-		tv[TK_RETENTION_FROM] = TimestampTzGetDatum(now);
-		tn[TK_RETENTION_FROM] = false;
-	}
-	enr_direct_update(&w, tokens, &token_table, &locked->tts_tid, tv, tn);
+	if (lock_first)
+		direct_count_use(&w, tokens, tid, public_id, digest, now, cluster_id, tok);
 
 	/* the node; node_id, status and the rest from the column defaults */
 	memset(nn, false, sizeof(nn));
@@ -578,6 +598,10 @@ enroll_once_direct(ItemPointer tid, int64 public_id, const uint8 *digest, Timest
 	av[AE_NODE_ID] = *node_id;
 	av[AE_DETAILS] = enrolled_details(node_name, node_role, cluster_id, tok->public_prefix);
 	enr_direct_insert(&w, events, &audit_table, av, an);
+
+	/* a shared token: the use last (an error here rolls back node and event) */
+	if (!lock_first)
+		direct_count_use(&w, tokens, tid, public_id, digest, now, cluster_id, tok);
 
 	enr_direct_end(&w);
 	enr_count_enroll(ENROLL_WRITTEN_DIRECTLY);
@@ -702,9 +726,9 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		if (!cluster_id)
 			nulls[5] = 'n';
 
-		if (strcmp(tok.kind, "once") == 0 && enrollment_direct_writes &&
-			enroll_once_direct(&token_tid, public_id, digest, now, node_name, node_role,
-							   cluster_id, &cred, &tok, &node_id, &node_status))
+		if (enrollment_direct_writes &&
+			enroll_direct(&token_tid, public_id, digest, now, node_name, node_role,
+						  cluster_id, &cred, &tok, &node_id, &node_status))
 			counted = true;
 		else if (strcmp(tok.kind, "once") == 0)
 			counted = write_node(enr_has_retention_from() ? &once_plan : &once_plan_v4, args, nulls, &node_id, &node_status);

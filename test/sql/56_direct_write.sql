@@ -42,6 +42,48 @@ SELECT details->>'token_prefix' = (SELECT prefix FROM enrollment.tokens WHERE to
 SELECT name FROM enrollment.authenticate_node(:'s1');
 SELECT err(format('SELECT enrollment.enroll(%L, %L)', :'t1', 'dw-01b'));
 
+-- a reusable and a cluster token: direct too, with the use counted last;
+-- each kind through both paths, two uses of a cap of 2 and a third refused,
+-- gives the same rows
+CREATE TABLE shared_rows (path text, kind text, use int, what text, row_text text);
+CREATE FUNCTION shared_enrollments(path text, kind text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    tok text;
+    node uuid;
+BEGIN
+    SELECT token INTO tok FROM enrollment.create_token(kind, max_uses => 2,
+        cluster_id => CASE WHEN kind = 'cluster' THEN 'c-dw' END);
+    FOR use IN 1..2 LOOP
+        SELECT node_id INTO node FROM enrollment.enroll(tok, format('dw-%s-%s-%s', path, kind, use),
+            CASE WHEN kind = 'cluster' THEN 'c-dw' END, 'sensor');
+        INSERT INTO shared_rows SELECT path, kind, use, r.what, replace(r.row_text, path, '*')
+          FROM enrollment_rows(node) r;
+    END LOOP;
+    BEGIN
+        PERFORM enrollment.enroll(tok, 'dw-third', CASE WHEN kind = 'cluster' THEN 'c-dw' END);
+    EXCEPTION WHEN OTHERS THEN
+        INSERT INTO shared_rows VALUES (path, kind, 3, 'refused', SQLERRM);
+    END;
+END $$;
+SELECT direct_writes() AS before_count \gset
+SELECT shared_enrollments('direct', 'reusable'), shared_enrollments('direct', 'cluster');
+SELECT direct_writes() - :before_count AS written_directly;
+SET enrollment.direct_writes = off;
+SELECT shared_enrollments('sql', 'reusable'), shared_enrollments('sql', 'cluster');
+RESET enrollment.direct_writes;
+SELECT direct_writes() - :before_count AS written_directly;
+SELECT kind, use, what, row_text FROM shared_rows WHERE path = 'direct' ORDER BY kind, use, what;
+-- the same on both paths: no row of one path lacks its twin on the other
+SELECT count(*) AS differing FROM (
+    (SELECT kind, use, what, row_text FROM shared_rows WHERE path = 'direct'
+     EXCEPT ALL SELECT kind, use, what, row_text FROM shared_rows WHERE path = 'sql')
+    UNION ALL
+    (SELECT kind, use, what, row_text FROM shared_rows WHERE path = 'sql'
+     EXCEPT ALL SELECT kind, use, what, row_text FROM shared_rows WHERE path = 'direct')) d;
+SELECT count(*) AS rows_per_path FROM shared_rows GROUP BY path;
+-- the refused third use left no node behind on either path
+SELECT count(*) AS third_nodes FROM enrollment.node_record WHERE name = 'dw-third';
+
 -- a trigger of the DBA's on node_record: enroll goes through SQL, which fires it
 CREATE TABLE seen_by_trigger (name text);
 CREATE FUNCTION note_node() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -124,7 +166,8 @@ SELECT status, use_count FROM enrollment.enrollment_token WHERE token_id = :'t6_
 SELECT count(*) = :nodes_before AS no_node FROM enrollment.node_record;
 SELECT status FROM enrollment.enroll(:'t6', 'dw-06');
 
-DROP TABLE seen_by_trigger;
+DROP TABLE seen_by_trigger, shared_rows;
+DROP FUNCTION shared_enrollments(text, text);
 DROP FUNCTION note_node();
 DROP FUNCTION touch_token();
 DROP FUNCTION enrollment_rows(uuid);
