@@ -257,6 +257,12 @@ enr_direct_end(EnrDirectWrite *w)
  * for that one and lock its newest version (whose tid the slot carries).
  * Under REPEATABLE READ and SERIALIZABLE that is a serialization failure,
  * as for UPDATE.  NULL when the row has been deleted.
+ *
+ * tid must be that of a row version this transaction's snapshot saw (an
+ * index probe in this statement): the statement's snapshot holds back the
+ * pruning horizon, so that version stays on its page — however many newer
+ * versions other enrollments have committed since — and its line pointer
+ * still leads along the update chain to the newest.
  */
 TupleTableSlot *
 enr_direct_lock(EnrDirectWrite *w, ResultRelInfo *rri, ItemPointer tid)
