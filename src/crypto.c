@@ -18,6 +18,8 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
@@ -26,9 +28,9 @@
 
 #include "enrollment.h"
 
-/* Fill buf with len bytes from OpenSSL's CSPRNG; an RNG failure is fatal to the call */
-void
-enr_random_bytes(void *buf, size_t len)
+/* OpenSSL's CSPRNG; an RNG failure is fatal to the call */
+static void
+rand_bytes(void *buf, size_t len)
 {
 	if (RAND_bytes((unsigned char *) buf, (int) len) != 1)
 		ereport(ERROR,
@@ -36,6 +38,52 @@ enr_random_bytes(void *buf, size_t len)
 				 errmsg("could not generate random bytes"),
 				 errdetail("OpenSSL's random number generator reported a failure."),
 				 errhint("Check that the operating system's entropy source is available.")));
+}
+
+/*
+ * Small draws (a credential's secret, a UUID, an IV, a nonce) are served
+ * from a per-process buffer of CSPRNG output, refilled a few hundred bytes
+ * at a time: each RAND_bytes call costs about as much as hashing a token,
+ * whatever its length, and an enrollment or a signed request makes several.
+ * Every byte handed out is wiped from the buffer at once, so the buffer
+ * holds only output not used yet — no more than the DRBG state beside it
+ * already determines.  The buffer belongs to the process that filled it:
+ * a process forked after a fill (the postmaster fills nothing, but a child
+ * must never reuse its parent's bytes) starts with an empty one.
+ */
+#define RAND_POOL_SIZE	512
+#define RAND_POOL_MAX_DRAW	64
+
+static unsigned char rand_pool[RAND_POOL_SIZE];
+static size_t rand_pool_left = 0;	/* unused bytes, at the end of rand_pool */
+static int	rand_pool_pid = 0;
+
+/* Fill buf with len bytes of CSPRNG output */
+void
+enr_random_bytes(void *buf, size_t len)
+{
+	unsigned char *from;
+
+	if (len > RAND_POOL_MAX_DRAW)
+	{
+		rand_bytes(buf, len);
+		return;
+	}
+	if (rand_pool_pid != MyProcPid)
+	{
+		OPENSSL_cleanse(rand_pool, sizeof(rand_pool));
+		rand_pool_left = 0;
+		rand_pool_pid = MyProcPid;
+	}
+	if (rand_pool_left < len)
+	{
+		rand_bytes(rand_pool, sizeof(rand_pool));
+		rand_pool_left = sizeof(rand_pool);
+	}
+	from = rand_pool + sizeof(rand_pool) - rand_pool_left;
+	memcpy(buf, from, len);
+	OPENSSL_cleanse(from, len);
+	rand_pool_left -= len;
 }
 
 /* Algorithms and contexts of this backend, fetched on first use */

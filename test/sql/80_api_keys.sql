@@ -49,6 +49,19 @@ SELECT enrollment.sign_request('GET', '/api/v2/events', :'kid', :'sec', NULL, 17
 SELECT enrollment.sign_request('GET', '/', :'kid', :'sec', NULL, 1700000000, 'fixed') - 'X-Telovix-Signature'
        = jsonb_build_object('X-Telovix-Key-ID', :'kid', 'X-Telovix-Timestamp', '1700000000',
                             'X-Telovix-Nonce', 'fixed') AS signer_headers;
+-- without a nonce, sign_request draws one: version 4 UUIDs, none repeating,
+-- also with other draws of the same backend in between (the CSPRNG output is
+-- buffered per backend, src/crypto.c, and refilled many times here)
+CREATE TEMP TABLE drawn AS
+  SELECT i, enrollment.sign_request('GET', '/', :'kid', :'sec') ->> 'X-Telovix-Nonce' AS nonce,
+         enrollment.uuid_v7() AS u
+    FROM generate_series(1, 3000) i;
+SELECT count(DISTINCT nonce) AS distinct_nonces,
+       bool_and(nonce ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$') AS version_4,
+       count(DISTINCT substr(u::text, 15)) AS distinct_uuid_random_parts,
+       count(DISTINCT substr(nonce, 1, 8)) > 2900 AS nonce_prefixes_spread
+  FROM drawn;
+DROP TABLE drawn;
 -- a published vector: HMAC-SHA256 with key 0x0b*20 over "Hi There" (RFC 4231 case 1)
 SELECT encode(hmac('Hi There', decode(repeat('0b', 20), 'hex'), 'sha256'), 'hex') =
        'b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7' AS pgcrypto_oracle_is_sound;
