@@ -227,7 +227,9 @@ enr_direct_open(EnrDirectWrite *w, EnrDirectTable *t)
 	old = MemoryContextSwitchTo(w->estate->es_query_cxt);
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 0, NULL, 0);
-	ExecOpenIndices(rri, false);
+	/* an update opens the indexes only if it turns out not to be HOT */
+	if (!t->update)
+		ExecOpenIndices(rri, false);
 	MemoryContextSwitchTo(old);
 	Assert(w->nrels < (int) lengthof(w->rels));
 	w->rels[w->nrels++] = rri;
@@ -408,7 +410,9 @@ enr_direct_insert(EnrDirectWrite *w, ResultRelInfo *rri, EnrDirectTable *t,
 /*
  * Replace the row at otid, which this transaction has locked (see
  * enr_direct_lock), by one of the given values; index entries only when the
- * update could not be HOT.
+ * update could not be HOT.  The indexes are opened (and locked) only then:
+ * a HOT update touches none of them, and which columns they cover — what
+ * decides HOT — comes from the relcache under the table's own lock.
  */
 HeapTuple
 enr_direct_update(EnrDirectWrite *w, ResultRelInfo *rri, EnrDirectTable *t,
@@ -418,6 +422,13 @@ enr_direct_update(EnrDirectWrite *w, ResultRelInfo *rri, EnrDirectTable *t,
 
 	simple_heap_update(rri->ri_RelationDesc, otid, tup);
 	if (!HeapTupleIsHeapOnly(tup))
+	{
+		MemoryContext old = MemoryContextSwitchTo(w->estate->es_query_cxt);
+
+		if (rri->ri_IndexRelationDescs == NULL)
+			ExecOpenIndices(rri, false);
+		MemoryContextSwitchTo(old);
 		insert_index_entries(w, rri, tup);
+	}
 	return tup;
 }

@@ -166,6 +166,18 @@ SELECT status, use_count FROM enrollment.enrollment_token WHERE token_id = :'t6_
 SELECT count(*) = :nodes_before AS no_node FROM enrollment.node_record;
 SELECT status FROM enrollment.enroll(:'t6', 'dw-06');
 
+-- every row version either path wrote is in every index of its table
+-- (amcheck with heapallindexed): the direct path's HOT updates need no new
+-- entries, its other updates (a use that moves retention_from) and inserts do
+CREATE EXTENSION amcheck;
+SELECT c.relname AS table_name, count(*) AS indexes_checked
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid,
+       LATERAL bt_index_check(i.indexrelid, true) AS chk
+ WHERE c.relnamespace = 'enrollment'::regnamespace
+   AND c.relname IN ('enrollment_token', 'node_record', 'audit_event')
+ GROUP BY c.relname ORDER BY c.relname;
+DROP EXTENSION amcheck;
+
 DROP TABLE seen_by_trigger, shared_rows;
 DROP FUNCTION shared_enrollments(text, text);
 DROP FUNCTION note_node();
