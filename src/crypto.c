@@ -18,7 +18,7 @@
  */
 #include "postgres.h"
 
-#include "miscadmin.h"
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -42,41 +42,49 @@ rand_bytes(void *buf, size_t len)
 
 /*
  * Small draws (a credential's secret, a UUID, an IV, a nonce) are served
- * from a per-process buffer of CSPRNG output, refilled a few hundred bytes
- * at a time: each RAND_bytes call costs about as much as hashing a token,
- * whatever its length, and an enrollment or a signed request makes several.
- * Every byte handed out is wiped from the buffer at once, so the buffer
- * holds only output not used yet — no more than the DRBG state beside it
- * already determines.  The buffer belongs to the process that filled it:
- * a process forked after a fill (the postmaster fills nothing, but a child
- * must never reuse its parent's bytes) starts with an empty one.
+ * from a per-process buffer of CSPRNG output, refilled 512 bytes at a time:
+ * each RAND_bytes call costs about as much as hashing a token, whatever its
+ * length, and an enrollment or a signed request makes several.  Every byte
+ * handed out is wiped from the buffer at once, so what the buffer exposes
+ * to a reader of this process's memory is at most 512 bytes of output not
+ * used yet (which outlive a reseed of OpenSSL's generator; a reseed does
+ * not make them less random).  The buffer belongs to the process that
+ * filled it: OpenSSL reseeds a forked child, and so a process whose pid is
+ * not the filler's — a backend forked by the postmaster, or a child forked
+ * by untrusted-language code in a backend — starts with an empty buffer
+ * rather than its parent's bytes.
  */
 #define RAND_POOL_SIZE	512
 #define RAND_POOL_MAX_DRAW	64
 
 static unsigned char rand_pool[RAND_POOL_SIZE];
 static size_t rand_pool_left = 0;	/* unused bytes, at the end of rand_pool */
-static int	rand_pool_pid = 0;
+static pid_t rand_pool_pid = 0;
 
 /* Fill buf with len bytes of CSPRNG output */
 void
 enr_random_bytes(void *buf, size_t len)
 {
 	unsigned char *from;
+	pid_t		pid;
 
 	if (len > RAND_POOL_MAX_DRAW)
 	{
 		rand_bytes(buf, len);
 		return;
 	}
-	if (rand_pool_pid != MyProcPid)
+	pid = getpid();				/* not MyProcPid: a fork() in a backend keeps that */
+	if (rand_pool_pid != pid)
 	{
 		OPENSSL_cleanse(rand_pool, sizeof(rand_pool));
 		rand_pool_left = 0;
-		rand_pool_pid = MyProcPid;
+		rand_pool_pid = pid;
 	}
 	if (rand_pool_left < len)
 	{
+		/* empty until the refill succeeds: a failed one serves nothing */
+		OPENSSL_cleanse(rand_pool, sizeof(rand_pool));
+		rand_pool_left = 0;
 		rand_bytes(rand_pool, sizeof(rand_pool));
 		rand_pool_left = sizeof(rand_pool);
 	}

@@ -256,15 +256,19 @@ enr_direct_end(EnrDirectWrite *w)
 /*
  * Lock the row at tid for update and return it in a slot, as UPDATE does
  * under READ COMMITTED: when another transaction updated it meanwhile, wait
- * for that one and lock its newest version (whose tid the slot carries).
- * Under REPEATABLE READ and SERIALIZABLE that is a serialization failure,
- * as for UPDATE.  NULL when the row has been deleted.
+ * for that one and lock its newest version (whose tid the slot carries);
+ * NULL when the row has been deleted.  Under REPEATABLE READ and
+ * SERIALIZABLE a concurrent update or delete is a serialization failure,
+ * as for UPDATE.
  *
- * tid must be that of a row version this transaction's snapshot saw (an
- * index probe in this statement): the statement's snapshot holds back the
- * pruning horizon, so that version stays on its page — however many newer
- * versions other enrollments have committed since — and its line pointer
- * still leads along the update chain to the newest.
+ * tid must be that of a row version an MVCC snapshot of this transaction
+ * saw while an outer snapshot (the calling statement's) stays active: that
+ * outer snapshot keeps this backend's xmin, and so the pruning horizon, at
+ * or below the xid of whoever updated or deleted the version since, so the
+ * version stays on its page — however many newer versions other
+ * enrollments have committed — and its line pointer still leads along the
+ * update chain to the newest.  (heap_lock_tuple does not check that the
+ * line pointer is still a tuple.)
  */
 TupleTableSlot *
 enr_direct_lock(EnrDirectWrite *w, ResultRelInfo *rri, ItemPointer tid)
@@ -274,24 +278,26 @@ enr_direct_lock(EnrDirectWrite *w, ResultRelInfo *rri, ItemPointer tid)
 	ItemPointerData at = *tid;
 	TM_FailureData tmfd;
 	TM_Result	res;
+	bool		xact_snapshot = IsolationUsesXactSnapshot();
 
+	Assert(ActiveSnapshotSet());
 	res = table_tuple_lock(rel, &at, GetActiveSnapshot(), slot, GetCurrentCommandId(false),
-						   LockTupleNoKeyExclusive, LockWaitBlock, 0, &tmfd);
-	if (res == TM_Updated)
-	{
-		if (IsolationUsesXactSnapshot())
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not serialize access due to concurrent update")));
-		res = table_tuple_lock(rel, &at, GetActiveSnapshot(), slot, GetCurrentCommandId(false),
-							   LockTupleNoKeyExclusive, LockWaitBlock,
-							   TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
-	}
+						   LockTupleNoKeyExclusive, LockWaitBlock,
+						   xact_snapshot ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
 	switch (res)
 	{
 		case TM_Ok:
 			return slot;
+		case TM_Updated:		/* only without FIND_LAST_VERSION */
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update")));
+			break;
 		case TM_Deleted:
+			if (xact_snapshot)
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent delete")));
 			return NULL;
 		default:
 			elog(ERROR, "unexpected result %d locking a row of %s", (int) res,

@@ -510,6 +510,9 @@ direct_count_use(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, int6
 	check_usable(tok, now, cluster_id);
 	if (strcmp(tok->kind, kind) != 0 || !tok->unbound)
 		elog(ERROR, "token %s changed kind or binding", tok->public_prefix);
+	/* once_plan's WHERE clause: an unused once token is pending (as made) */
+	if (strcmp(kind, "once") == 0 && (strcmp(tok->status, "pending") != 0 || tok->use_count != 0))
+		elog(ERROR, "could not count the use of token %s", tok->public_prefix);
 
 	status = new_status(tok);
 	tv[TK_USE_COUNT] = Int32GetDatum(tok->use_count + 1);
@@ -701,109 +704,119 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 
 	enr_issue_credential(enrollment_node_prefix, &cred);
 
-	SPI_connect();
-
-	if (tok.unbound)
+	/* an error from here on must not leave the issued secret in memory */
+	PG_TRY();
 	{
-		Datum		args[12];
-		char		nulls[12];
+		SPI_connect();
 
-		args[0] = tok.token_id;
-		args[1] = TimestampTzGetDatum(now);
-		args[2] = tok.tenant;
-		args[3] = PointerGetDatum(node_name);
-		args[4] = node_role ? PointerGetDatum(node_role) : (Datum) 0;
-		args[5] = cluster_id ? PointerGetDatum(cluster_id) : (Datum) 0;
-		args[6] = CStringGetTextDatum(enrollment_node_prefix);
-		args[7] = Int64GetDatum(cred.public_id);
-		args[8] = PointerGetDatum(enr_digest_bytea(cred.digest));
-		args[9] = CStringGetTextDatum(enr_current_actor());
-		args[10] = CStringGetTextDatum(tok.public_prefix);
-		args[11] = retention_horizon(now);
-		memset(nulls, ' ', sizeof(nulls));
-		if (!node_role)
-			nulls[4] = 'n';
-		if (!cluster_id)
-			nulls[5] = 'n';
+		if (tok.unbound)
+		{
+			Datum		args[12];
+			char		nulls[12];
 
-		if (enrollment_direct_writes &&
-			enroll_direct(&token_tid, public_id, digest, now, node_name, node_role,
-						  cluster_id, &cred, &tok, &node_id, &node_status))
-			counted = true;
-		else if (strcmp(tok.kind, "once") == 0)
-			counted = write_node(enr_has_retention_from() ? &once_plan : &once_plan_v4, args, nulls, &node_id, &node_status);
+			args[0] = tok.token_id;
+			args[1] = TimestampTzGetDatum(now);
+			args[2] = tok.tenant;
+			args[3] = PointerGetDatum(node_name);
+			args[4] = node_role ? PointerGetDatum(node_role) : (Datum) 0;
+			args[5] = cluster_id ? PointerGetDatum(cluster_id) : (Datum) 0;
+			args[6] = CStringGetTextDatum(enrollment_node_prefix);
+			args[7] = Int64GetDatum(cred.public_id);
+			args[8] = PointerGetDatum(enr_digest_bytea(cred.digest));
+			args[9] = CStringGetTextDatum(enr_current_actor());
+			args[10] = CStringGetTextDatum(tok.public_prefix);
+			args[11] = retention_horizon(now);
+			memset(nulls, ' ', sizeof(nulls));
+			if (!node_role)
+				nulls[4] = 'n';
+			if (!cluster_id)
+				nulls[5] = 'n';
+
+			if (enrollment_direct_writes &&
+				enroll_direct(&token_tid, public_id, digest, now, node_name, node_role,
+							  cluster_id, &cred, &tok, &node_id, &node_status))
+				counted = true;
+			else if (strcmp(tok.kind, "once") == 0)
+				counted = write_node(enr_has_retention_from() ? &once_plan : &once_plan_v4, args, nulls, &node_id, &node_status);
+			else
+			{
+				if (!write_node(&new_node_plan, args, nulls, &node_id, &node_status))
+					elog(ERROR, "enrollment of token %s wrote no node", tok.public_prefix);
+				/* last: count the use under the row lock */
+				counted = count_use(tok.token_id, now);
+			}
+			if (!counted)
+			{
+				/* the token changed since it was read: lock it, raise what stops it */
+				if (!lock_token(public_id, digest, &tok))
+					invalid_token();
+				check_usable(&tok, now, cluster_id);
+				/* still usable, and now locked by us (a once token cannot be) */
+				if (strcmp(tok.kind, "once") == 0 || !count_use(tok.token_id, now))
+					elog(ERROR, "could not count the use of token %s", tok.public_prefix);
+			}
+		}
 		else
 		{
-			if (!write_node(&new_node_plan, args, nulls, &node_id, &node_status))
-				elog(ERROR, "enrollment of token %s wrote no node", tok.public_prefix);
-			/* last: count the use under the row lock */
-			counted = count_use(tok.token_id, now);
-		}
-		if (!counted)
-		{
-			/* the token changed since it was read: lock it, raise what stops it */
+			/* a re-enrollment token only serves the node it is bound to */
+			Datum		args[14];
+			char		nulls[14];
+			Datum		a[1];
+			char	   *bound_name;
+			char	   *bound_status;
+
 			if (!lock_token(public_id, digest, &tok))
 				invalid_token();
 			check_usable(&tok, now, cluster_id);
-			/* still usable, and now locked by us (a once token cannot be) */
-			if (strcmp(tok.kind, "once") == 0 || !count_use(tok.token_id, now))
-				elog(ERROR, "could not count the use of token %s", tok.public_prefix);
+
+			a[0] = tok.bound_node;
+			enr_execute(&lock_node_plan, a, NULL, false, 1);
+			if (SPI_processed != 1)
+				elog(ERROR, "node bound to token %s is missing", tok.public_prefix);
+			bound_name = TextDatumGetCString(enr_getattr(0, 1, &isnull));
+			bound_status = TextDatumGetCString(enr_getattr(0, 2, &isnull));
+			if (strcmp(bound_status, "removed") == 0)
+				token_error(ERRCODE_ENR_NODE_MISMATCH, ENROLL_NODE_MISMATCH,
+							psprintf("The node token %s is bound to was removed.", tok.public_prefix),
+							"Enroll the machine as a new node with a plain token.");
+			if (strcmp(bound_name, text_to_cstring(node_name)) != 0)
+				token_error(ERRCODE_ENR_NODE_MISMATCH, ENROLL_NODE_MISMATCH,
+							psprintf("Token %s re-enrolls a different node.", tok.public_prefix),
+							"Pass the node_name of the node the token was created for.");
+
+			args[0] = tok.token_id;
+			args[1] = CStringGetTextDatum(new_status(&tok));
+			args[2] = TimestampTzGetDatum(now);
+			args[3] = tok.tenant;
+			args[4] = PointerGetDatum(node_name);
+			args[5] = node_role ? PointerGetDatum(node_role) : (Datum) 0;
+			args[6] = cluster_id ? PointerGetDatum(cluster_id) : (Datum) 0;
+			args[7] = CStringGetTextDatum(enrollment_node_prefix);
+			args[8] = Int64GetDatum(cred.public_id);
+			args[9] = PointerGetDatum(enr_digest_bytea(cred.digest));
+			args[10] = CStringGetTextDatum(enr_current_actor());
+			args[11] = CStringGetTextDatum(tok.public_prefix);
+			args[12] = tok.bound_node;
+			args[13] = retention_horizon(now);
+			memset(nulls, ' ', sizeof(nulls));
+			if (!node_role)
+				nulls[5] = 'n';
+			if (!cluster_id)
+				nulls[6] = 'n';
+
+			if (enr_execute(enr_has_retention_from() ? &reenroll_plan : &reenroll_plan_v4, args, nulls, false, 0) != SPI_OK_SELECT ||
+				SPI_processed != 1)
+				elog(ERROR, "re-enrollment through token %s wrote no node", tok.public_prefix);
+			node_id = enr_getattr(0, 1, &isnull);
+			node_status = enr_getattr(0, 2, &isnull);
 		}
 	}
-	else
+	PG_CATCH();
 	{
-		/* a re-enrollment token only serves the node it is bound to */
-		Datum		args[14];
-		char		nulls[14];
-		Datum		a[1];
-		char	   *bound_name;
-		char	   *bound_status;
-
-		if (!lock_token(public_id, digest, &tok))
-			invalid_token();
-		check_usable(&tok, now, cluster_id);
-
-		a[0] = tok.bound_node;
-		enr_execute(&lock_node_plan, a, NULL, false, 1);
-		if (SPI_processed != 1)
-			elog(ERROR, "node bound to token %s is missing", tok.public_prefix);
-		bound_name = TextDatumGetCString(enr_getattr(0, 1, &isnull));
-		bound_status = TextDatumGetCString(enr_getattr(0, 2, &isnull));
-		if (strcmp(bound_status, "removed") == 0)
-			token_error(ERRCODE_ENR_NODE_MISMATCH, ENROLL_NODE_MISMATCH,
-						psprintf("The node token %s is bound to was removed.", tok.public_prefix),
-						"Enroll the machine as a new node with a plain token.");
-		if (strcmp(bound_name, text_to_cstring(node_name)) != 0)
-			token_error(ERRCODE_ENR_NODE_MISMATCH, ENROLL_NODE_MISMATCH,
-						psprintf("Token %s re-enrolls a different node.", tok.public_prefix),
-						"Pass the node_name of the node the token was created for.");
-
-		args[0] = tok.token_id;
-		args[1] = CStringGetTextDatum(new_status(&tok));
-		args[2] = TimestampTzGetDatum(now);
-		args[3] = tok.tenant;
-		args[4] = PointerGetDatum(node_name);
-		args[5] = node_role ? PointerGetDatum(node_role) : (Datum) 0;
-		args[6] = cluster_id ? PointerGetDatum(cluster_id) : (Datum) 0;
-		args[7] = CStringGetTextDatum(enrollment_node_prefix);
-		args[8] = Int64GetDatum(cred.public_id);
-		args[9] = PointerGetDatum(enr_digest_bytea(cred.digest));
-		args[10] = CStringGetTextDatum(enr_current_actor());
-		args[11] = CStringGetTextDatum(tok.public_prefix);
-		args[12] = tok.bound_node;
-		args[13] = retention_horizon(now);
-		memset(nulls, ' ', sizeof(nulls));
-		if (!node_role)
-			nulls[5] = 'n';
-		if (!cluster_id)
-			nulls[6] = 'n';
-
-		if (enr_execute(enr_has_retention_from() ? &reenroll_plan : &reenroll_plan_v4, args, nulls, false, 0) != SPI_OK_SELECT ||
-			SPI_processed != 1)
-			elog(ERROR, "re-enrollment through token %s wrote no node", tok.public_prefix);
-		node_id = enr_getattr(0, 1, &isnull);
-		node_status = enr_getattr(0, 2, &isnull);
+		enr_wipe_credential(&cred);
+		PG_RE_THROW();
 	}
+	PG_END_TRY();
 
 	/* the worker announces the enrollment from the audit log (worker.c) */
 	enr_count_enroll(ENROLL_OK);
