@@ -711,39 +711,44 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 
 		if (tok.unbound)
 		{
-			Datum		args[12];
-			char		nulls[12];
-
-			args[0] = tok.token_id;
-			args[1] = TimestampTzGetDatum(now);
-			args[2] = tok.tenant;
-			args[3] = PointerGetDatum(node_name);
-			args[4] = node_role ? PointerGetDatum(node_role) : (Datum) 0;
-			args[5] = cluster_id ? PointerGetDatum(cluster_id) : (Datum) 0;
-			args[6] = CStringGetTextDatum(enrollment_node_prefix);
-			args[7] = Int64GetDatum(cred.public_id);
-			args[8] = PointerGetDatum(enr_digest_bytea(cred.digest));
-			args[9] = CStringGetTextDatum(enr_current_actor());
-			args[10] = CStringGetTextDatum(tok.public_prefix);
-			args[11] = retention_horizon(now);
-			memset(nulls, ' ', sizeof(nulls));
-			if (!node_role)
-				nulls[4] = 'n';
-			if (!cluster_id)
-				nulls[5] = 'n';
-
 			if (enrollment_direct_writes &&
 				enroll_direct(&token_tid, public_id, digest, now, node_name, node_role,
 							  cluster_id, &cred, &tok, &node_id, &node_status))
 				counted = true;
-			else if (strcmp(tok.kind, "once") == 0)
-				counted = write_node(enr_has_retention_from() ? &once_plan : &once_plan_v4, args, nulls, &node_id, &node_status);
 			else
 			{
-				if (!write_node(&new_node_plan, args, nulls, &node_id, &node_status))
-					elog(ERROR, "enrollment of token %s wrote no node", tok.public_prefix);
-				/* last: count the use under the row lock */
-				counted = count_use(tok.token_id, now);
+				/* through SQL: once_plan, or new_node_plan then count_use_plan */
+				Datum		args[12];
+				char		nulls[12];
+
+				args[0] = tok.token_id;
+				args[1] = TimestampTzGetDatum(now);
+				args[2] = tok.tenant;
+				args[3] = PointerGetDatum(node_name);
+				args[4] = node_role ? PointerGetDatum(node_role) : (Datum) 0;
+				args[5] = cluster_id ? PointerGetDatum(cluster_id) : (Datum) 0;
+				args[6] = CStringGetTextDatum(enrollment_node_prefix);
+				args[7] = Int64GetDatum(cred.public_id);
+				args[8] = PointerGetDatum(enr_digest_bytea(cred.digest));
+				args[9] = CStringGetTextDatum(enr_current_actor());
+				args[10] = CStringGetTextDatum(tok.public_prefix);
+				args[11] = retention_horizon(now);
+				memset(nulls, ' ', sizeof(nulls));
+				if (!node_role)
+					nulls[4] = 'n';
+				if (!cluster_id)
+					nulls[5] = 'n';
+
+				if (strcmp(tok.kind, "once") == 0)
+					counted = write_node(enr_has_retention_from() ? &once_plan : &once_plan_v4,
+										 args, nulls, &node_id, &node_status);
+				else
+				{
+					if (!write_node(&new_node_plan, args, nulls, &node_id, &node_status))
+						elog(ERROR, "enrollment of token %s wrote no node", tok.public_prefix);
+					/* last: count the use under the row lock */
+					counted = count_use(tok.token_id, now);
+				}
 			}
 			if (!counted)
 			{

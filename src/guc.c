@@ -148,7 +148,7 @@ enrollment_guc_init(bool preloading)
 							   check_prefix, NULL, NULL);
 
 	DefineCustomBoolVariable("enrollment.direct_writes",
-							 "Write an enrollment through a once token without SQL.",
+							 "Write an enrollment through a token not bound to a node without SQL.",
 							 "When on (the default), enroll writes the rows of such an enrollment "
 							 "through the table access method while the tables have the "
 							 "extension's own shape; off sends every enrollment through SQL.",
