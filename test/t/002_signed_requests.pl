@@ -14,7 +14,7 @@ my $client = dirname(__FILE__) . '/../client/seed_client.py';
 
 my $node = PostgreSQL::Test::Cluster->new('signed');
 $node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'enrollment'");
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'enrollment'\nenrollment.worker_interval = 1");
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION enrollment CASCADE');
 
@@ -140,6 +140,19 @@ is($node->safe_psql('postgres', 'SELECT count(DISTINCT id) FROM outcomes WHERE o
 is($node->safe_psql('postgres', "SELECT count(*) FROM outcomes WHERE NOT ok AND error <> 'nonce_reused'"),
 	'0', 'every other attempt was a nonce_reused');
 
+# the worker's sweep (a round a second here) frees only nonces that left the window
+{
+	my ($kid, $secret) = create_key('sweep', "ARRAY['events:read']");
+	my $headers = $node->safe_psql('postgres',
+		"SELECT enrollment.sign_request('GET', '/s', '$kid', '$secret', nonce => 'kept-over-sweeps')");
+	my $verify = "SELECT coalesce(error, 'ok') FROM enrollment.verify_request('GET', '/s', '$headers'::jsonb)";
+	is($node->safe_psql('postgres', $verify), 'ok', 'a nonce is accepted');
+	my $runs = "SELECT value FROM enrollment.stats WHERE area = 'worker' AND counter = 'runs'";
+	my $before = $node->safe_psql('postgres', $runs);
+	ok($node->poll_query_until('postgres', "SELECT ($runs) >= $before + 2"), 'the worker swept twice');
+	is($node->safe_psql('postgres', $verify), 'nonce_reused', 'its replay is still refused after the sweeps');
+}
+
 $node->stop;
 
 # a full nonce cache fails closed, and frees itself as the window moves on
@@ -149,6 +162,7 @@ $small->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'enrollment'
 enrollment.max_nonces = 1024
 enrollment.hmac_window = 2
+enrollment.worker_interval = 1
 });
 $small->start;
 $small->safe_psql('postgres', 'CREATE EXTENSION enrollment CASCADE');
@@ -166,6 +180,8 @@ my %by = map { split /:/ } @counts;
 ok(($by{nonce_cache_full} // 0) > 0, "a full cache refuses new nonces ($by{nonce_cache_full} of 1500)");
 ok(($by{ok} // 0) >= 1024 - 16 * 2 && ($by{ok} // 0) <= 1024 + 16,
 	"about as many were accepted as there is room ($by{ok})");
+is($small->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE area = 'nonces' AND counter = 'held'"),
+	$by{ok}, 'the cache says it holds every accepted nonce');
 is(join(',', sort keys %by), 'nonce_cache_full,ok', 'no other outcome');
 is($small->safe_psql('postgres',
 		"SELECT error FROM enrollment.verify_request('GET', '/f', "
@@ -176,6 +192,13 @@ is($small->safe_psql('postgres',
 		"SELECT count(*) FILTER (WHERE v.ok) FROM generate_series(1, 100) i, LATERAL enrollment.verify_request('GET', '/f', "
 		  . "enrollment.sign_request('GET', '/f', '$skid', '$ssec', nonce => 'later-' || i)) v"),
 	'100', 'once the window has moved on, expired nonces make room again');
+# the worker (a round a second here) frees the slots of nonces that left the window
+ok($small->poll_query_until('postgres',
+		"SELECT value < 1024 FROM enrollment.stats WHERE area = 'nonces' AND counter = 'held'"),
+	'the worker frees the slots of expired nonces');
+ok($small->safe_psql('postgres',
+		"SELECT value FROM enrollment.stats WHERE area = 'worker' AND counter = 'nonces_forgotten'") >= 1024 - 100,
+	'and counts them as forgotten');
 $small->stop;
 
 done_testing();
