@@ -18,7 +18,7 @@
  */
 #include "postgres.h"
 
-#include <unistd.h>
+#include <pthread.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -49,42 +49,45 @@ rand_bytes(void *buf, size_t len)
  * to a reader of this process's memory is at most 512 bytes of output not
  * used yet (which outlive a reseed of OpenSSL's generator; a reseed does
  * not make them less random).  The buffer belongs to the process that
- * filled it: OpenSSL reseeds a forked child, and so a process whose pid is
- * not the filler's — a backend forked by the postmaster, or a child forked
- * by untrusted-language code in a backend — starts with an empty buffer
- * rather than its parent's bytes.
+ * filled it: OpenSSL reseeds a forked child, and a fork handler empties the
+ * buffer in the child, so a backend forked by the postmaster, or a child
+ * forked by untrusted-language code in a backend, starts with an empty
+ * buffer rather than its parent's bytes.  (The handler costs nothing per
+ * draw; asking getpid() on every draw was a system call each time.)  If
+ * the handler cannot be registered, nothing is buffered.
  */
 #define RAND_POOL_SIZE	512
 #define RAND_POOL_MAX_DRAW	64
 
 static unsigned char rand_pool[RAND_POOL_SIZE];
 static size_t rand_pool_left = 0;	/* unused bytes, at the end of rand_pool */
-static pid_t rand_pool_pid = 0;
+static int	rand_pool_state = 0;	/* 0 not set up, 1 fork handler registered, -1 unbuffered */
+
+/* Empty the buffer (in a child, right after fork) */
+static void
+rand_pool_forget(void)
+{
+	OPENSSL_cleanse(rand_pool, sizeof(rand_pool));
+	rand_pool_left = 0;
+}
 
 /* Fill buf with len bytes of CSPRNG output */
 void
 enr_random_bytes(void *buf, size_t len)
 {
 	unsigned char *from;
-	pid_t		pid;
 
-	if (len > RAND_POOL_MAX_DRAW)
+	if (rand_pool_state == 0)
+		rand_pool_state = (pthread_atfork(NULL, NULL, rand_pool_forget) == 0) ? 1 : -1;
+	if (len > RAND_POOL_MAX_DRAW || rand_pool_state < 0)
 	{
 		rand_bytes(buf, len);
 		return;
 	}
-	pid = getpid();				/* not MyProcPid: a fork() in a backend keeps that */
-	if (rand_pool_pid != pid)
-	{
-		OPENSSL_cleanse(rand_pool, sizeof(rand_pool));
-		rand_pool_left = 0;
-		rand_pool_pid = pid;
-	}
 	if (rand_pool_left < len)
 	{
 		/* empty until the refill succeeds: a failed one serves nothing */
-		OPENSSL_cleanse(rand_pool, sizeof(rand_pool));
-		rand_pool_left = 0;
+		rand_pool_forget();
 		rand_bytes(rand_pool, sizeof(rand_pool));
 		rand_pool_left = sizeof(rand_pool);
 	}
