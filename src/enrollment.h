@@ -64,6 +64,10 @@ extern void enrollment_worker_register(void);
 
 /* crypto.c: OpenSSL-backed primitives */
 extern void enr_random_bytes(void *buf, size_t len);
+
+/* uuid_v7.c */
+struct pg_uuid_t;
+extern struct pg_uuid_t *enr_random_uuid(int version);
 extern void enr_sha256(const void *data, size_t len, uint8 out[ENR_DIGEST_LEN]);
 extern bool enr_digest_equal(const uint8 *a, const uint8 *b, size_t len);
 extern void enr_secure_zero(void *buf, size_t len);

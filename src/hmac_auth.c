@@ -419,12 +419,9 @@ enrollment_sign_request(PG_FUNCTION_ARGS)
 		: psprintf(INT64_FORMAT, PG_GETARG_INT64(5));
 	if (PG_ARGISNULL(6))
 	{
-		/* a version 4 UUID, as gen_random_uuid() makes, from enr_random_bytes */
-		pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+		/* a version 4 UUID, as gen_random_uuid() makes */
+		pg_uuid_t  *u = enr_random_uuid(4);
 
-		enr_random_bytes(u->data, UUID_LEN);
-		u->data[6] = (u->data[6] & 0x0F) | 0x40;	/* version 4 */
-		u->data[8] = (u->data[8] & 0x3F) | 0x80;	/* variant 10 */
 		nonce = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
 	}
 	else

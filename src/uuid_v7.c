@@ -15,6 +15,9 @@
  * CSPRNG); the ids are identifiers, not secrets, and the time they reveal
  * is the row's created_at/enrolled_at, which the views show anyway.
  *
+ * enr_random_uuid also makes the random (version 4) UUIDs sign_request
+ * uses as nonces.
+ *
  * src/uuid_v7.c
  *
  *-------------------------------------------------------------------------
@@ -30,6 +33,18 @@
 
 PG_FUNCTION_INFO_V1(enrollment_uuid_v7);
 
+/* A UUID of the given version: random bits (CSPRNG), the RFC 4122 variant */
+pg_uuid_t *
+enr_random_uuid(int version)
+{
+	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+	enr_random_bytes(u->data, UUID_LEN);
+	u->data[6] = (u->data[6] & 0x0F) | (unsigned char) (version << 4);
+	u->data[8] = (u->data[8] & 0x3F) | 0x80;	/* variant 10 */
+	return u;
+}
+
 /*
  * enrollment.uuid_v7() RETURNS uuid
  *
@@ -39,16 +54,13 @@ PG_FUNCTION_INFO_V1(enrollment_uuid_v7);
 Datum
 enrollment_uuid_v7(PG_FUNCTION_ARGS pg_attribute_unused())
 {
-	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+	pg_uuid_t  *u = enr_random_uuid(7);
 	struct timeval tv;
 	uint64		ms;
 
-	enr_random_bytes(u->data, UUID_LEN);
 	gettimeofday(&tv, NULL);
 	ms = (uint64) tv.tv_sec * 1000 + tv.tv_usec / 1000;
 	for (int i = 0; i < 6; i++)
 		u->data[i] = (unsigned char) (ms >> (40 - 8 * i));
-	u->data[6] = (u->data[6] & 0x0F) | 0x70;	/* version 7 */
-	u->data[8] = (u->data[8] & 0x3F) | 0x80;	/* variant 10 */
 	PG_RETURN_UUID_P(u);
 }
