@@ -9,8 +9,9 @@
  *	   prefix, the public id spelled in the next 16 characters, a checksum
  *	   that matches;
  *	 - the CRC-32 equals a bit-by-bit computation;
- *	 - hex and base64url codecs: decode(encode(x)) == x, and what
- *	   enr_hex_decode accepts re-encodes to the same text (lowercase input);
+ *	 - hex and base64url codecs: decode(encode(x)) == x; enr_hex_decode
+ *	   accepts exactly the strings of hex digits, and what it accepts
+ *	   re-encodes to the same text (lowercase input);
  *	 - enr_token_format of any prefix/id/secret the input describes gives a
  *	   string that parses back to the same public id.
  * A violated property aborts, which libFuzzer reports as a crash.
@@ -90,7 +91,19 @@ check_codecs(const uint8_t *data, size_t size)
 	CHECK(b64len == enr_base64url_encoded_len(n));
 	CHECK(enr_base64url_is_alphabet(b64, b64len));
 
-	/* whatever hex the decoder accepts is hex: lowercase re-encodes equal */
+	/*
+	 * The decoder accepts exactly the even-length strings of hex digits
+	 * (told by a plain character test, not by its own arithmetic), and what
+	 * it accepts re-encodes, in lowercase, to the same text.
+	 */
+	if (size <= 128)
+	{
+		bool		all_hex = (size % 2 == 0);
+
+		for (size_t i = 0; i < size; i++)
+			all_hex = all_hex && data[i] != '\0' && strchr("0123456789abcdefABCDEF", data[i]) != NULL;
+		CHECK(enr_hex_decode((const char *) data, size, back) == all_hex);
+	}
 	if (size <= 128 && size % 2 == 0 && enr_hex_decode((const char *) data, size, back))
 	{
 		char		again[128];

@@ -373,6 +373,30 @@ enrollment_verify_request_headers(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The 32-byte secret of sign_request's hmac_secret (64 hex digits).  The
+ * digits are copied and marked secret for the constant-time check
+ * (scripts/valgrind): decoding them may not branch on them.  Only whether
+ * they were hex is made public.  secret is wiped when they were not.
+ */
+static bool
+decode_secret(text *secret_hex, uint8 secret[32])
+{
+	char		digits[64];
+	bool		ok;
+
+	if (VARSIZE_ANY_EXHDR(secret_hex) != sizeof(digits))
+		return false;
+	memcpy(digits, VARDATA_ANY(secret_hex), sizeof(digits));
+	ENR_SECRET(digits, sizeof(digits));
+	ok = enr_hex_decode(digits, sizeof(digits), secret);
+	enr_secure_zero(digits, sizeof(digits));
+	ENR_DECLASSIFY(&ok, sizeof(ok));
+	if (!ok)
+		enr_secure_zero(secret, 32);
+	return ok;
+}
+
+/*
  * enrollment.sign_request(method text, path text, key_id text,
  *		hmac_secret text, body bytea, ts bigint, nonce text) RETURNS jsonb
  *
@@ -411,7 +435,7 @@ enrollment_sign_request(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("key_id must be 16 lowercase hex digits")));
-	if (VARSIZE_ANY_EXHDR(secret_hex) != 64 || !enr_hex_decode(VARDATA_ANY(secret_hex), 64, secret))
+	if (!decode_secret(secret_hex, secret))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("hmac_secret must be 64 hex digits")));
@@ -435,6 +459,7 @@ enrollment_sign_request(PG_FUNCTION_ARGS)
 					   body_hash);
 	enr_hmac_sha256(secret, sizeof(secret), signing, signing_len, mac);
 	enr_secure_zero(secret, sizeof(secret));
+	ENR_DECLASSIFY(mac, sizeof(mac));	/* the signature is the output */
 	enr_hex_encode_lower(mac, sizeof(mac), mac_hex);
 	mac_hex[64] = '\0';
 

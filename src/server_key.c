@@ -171,6 +171,7 @@ load_key_file(void)
 			!enr_hex_decode(hex, 2 * ENR_AEAD_KEY_LEN, keys[nkeys].key))
 		{
 			enr_secure_zero(line, sizeof(line));
+			enr_secure_zero(hex, sizeof(hex));
 			enr_secure_zero(keys, sizeof(ServerKey) * SERVER_KEY_MAX_VERSIONS);
 			pfree(keys);
 			FreeFile(f);

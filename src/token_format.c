@@ -99,38 +99,53 @@ enr_hex_encode_lower(const uint8_t *src, size_t len, char *dst)
 	}
 }
 
-static inline int
-hex_value(char c)
+/*
+ * 0xFFFFFFFF when lo <= x <= hi, else 0, with no branch: x - lo or hi - x
+ * is negative (its top bit set) exactly when x is outside.
+ */
+static inline uint32_t
+in_range_mask(int x, int lo, int hi)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	return (((uint32_t) (x - lo) | (uint32_t) (hi - x)) >> 31) - 1;
+}
+
+/*
+ * Value of hex digit c in the low bits, or *bad set.  Arithmetic only, no
+ * branch and no table indexed by c: secret keys are decoded here, and
+ * random hex would mispredict a branch on every other digit.
+ */
+static inline uint32_t
+hex_value(unsigned char c, uint32_t *bad)
+{
+	int			lower = c | 0x20;	/* folds 'A'..'F' onto 'a'..'f' */
+	uint32_t	digit = in_range_mask(c, '0', '9');
+	uint32_t	letter = in_range_mask(lower, 'a', 'f');
+
+	*bad |= ~(digit | letter) & 1;
+	return (digit & (uint32_t) (c - '0')) | (letter & (uint32_t) (lower - 'a' + 10));
 }
 
 /*
  * Decode len hex digits (len must be even) into len/2 bytes.  Accepts both
- * cases.  Returns false on an odd length or a non-hex character; dst may
- * then hold a partial result.
+ * cases.  Returns false on an odd length or a non-hex character; dst then
+ * holds garbage.  Takes the same path whatever the digits are (it stops
+ * early for no bad one), so it may decode secrets.
  */
 bool
 enr_hex_decode(const char *src, size_t len, uint8_t *dst)
 {
+	uint32_t	bad = 0;
+
 	if (len % 2 != 0)
 		return false;
 	for (size_t i = 0; i < len; i += 2)
 	{
-		int			hi = hex_value(src[i]);
-		int			lo = hex_value(src[i + 1]);
+		uint32_t	hi = hex_value((unsigned char) src[i], &bad);
+		uint32_t	lo = hex_value((unsigned char) src[i + 1], &bad);
 
-		if (hi < 0 || lo < 0)
-			return false;
 		dst[i / 2] = (uint8_t) ((hi << 4) | lo);
 	}
-	return true;
+	return bad == 0;
 }
 
 /* The common CRC-32 (as zlib, Python's zlib.crc32 and Go's crc32.IEEE) */
