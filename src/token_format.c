@@ -128,8 +128,8 @@ hex_value(unsigned char c, uint32_t *bad)
 /*
  * Decode len hex digits (len must be even) into len/2 bytes.  Accepts both
  * cases.  Returns false on an odd length or a non-hex character; dst then
- * holds garbage.  Takes the same path whatever the digits are (it stops
- * early for no bad one), so it may decode secrets.
+ * holds garbage.  Takes the same path whatever the digits are (it does not
+ * stop at a bad one), so it may decode secrets.
  */
 bool
 enr_hex_decode(const char *src, size_t len, uint8_t *dst)
