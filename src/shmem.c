@@ -110,8 +110,12 @@ typedef struct EnrShared
 	uint64		instance;		/* random id of this server start */
 	bool		started_as_standby;
 	bool		promotion_handled;
-	/* per nonce partition, under its lock: no sweep can free anything before */
-	int64		next_sweep[NONCE_PARTITIONS];
+	/*
+	 * per nonce partition, under its lock: no held nonce has an older
+	 * timestamp (PG_INT64_MAX when none is held), so a sweep can free
+	 * nothing while this is still inside the window
+	 */
+	int64		oldest_ts[NONCE_PARTITIONS];
 } EnrShared;
 
 int			enrollment_max_nonces = 100000;
@@ -264,7 +268,7 @@ enr_shmem_startup(void)
 		enr_shared->started_as_standby = (stat(STANDBY_SIGNAL_FILE, &st) == 0);
 		enr_shared->promotion_handled = false;
 		for (int p = 0; p < NONCE_PARTITIONS; p++)
-			enr_shared->next_sweep[p] = 0;
+			enr_shared->oldest_ts[p] = PG_INT64_MAX;
 		enr_counters_init(&enr_shared->counters, GetCurrentTimestamp());
 	}
 
@@ -384,14 +388,14 @@ reserve_horizon(int64 ts, int64 now)
 }
 
 /*
- * Remove entries of partition p whose timestamp left the window, and note
- * when the oldest remaining one will: until then another sweep cannot free
- * anything, so a full partition refuses new nonces at once instead of
- * scanning itself on every request.  Caller holds the partition lock
- * exclusively.
+ * Remove entries of partition p whose timestamp is older than oldest_valid,
+ * and note the oldest timestamp left.  Until that one leaves the window a
+ * sweep cannot free anything, so a full partition refuses new nonces at once
+ * instead of scanning itself on every request, and the worker passes it by.
+ * Caller holds the partition lock exclusively.
  */
 static int
-sweep_partition(int p, int64 oldest_valid, int window)
+sweep_partition(int p, int64 oldest_valid)
 {
 	HTAB	   *table = nonce_tables[p];
 	HASH_SEQ_STATUS status;
@@ -410,7 +414,7 @@ sweep_partition(int p, int64 oldest_valid, int window)
 		else if (e->ts < oldest_kept)
 			oldest_kept = e->ts;
 	}
-	enr_shared->next_sweep[p] = (oldest_kept == PG_INT64_MAX) ? 0 : oldest_kept + window + 1;
+	enr_shared->oldest_ts[p] = oldest_kept;
 	return removed;
 }
 
@@ -442,9 +446,9 @@ enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	e = hash_search(nonce_tables[p], &key, HASH_ENTER_NULL, &found);
-	if (e == NULL && now >= enr_shared->next_sweep[p])
+	if (e == NULL && enr_shared->oldest_ts[p] < now - window)
 	{
-		sweep_partition(p, now - window, window);
+		sweep_partition(p, now - window);
 		e = hash_search(nonce_tables[p], &key, HASH_ENTER_NULL, &found);
 	}
 	if (e == NULL)
@@ -458,6 +462,9 @@ enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
 		return NONCE_REUSED;
 	}
 	e->ts = ts;
+	/* a nonce may come with an older timestamp than any held */
+	if (ts < enr_shared->oldest_ts[p])
+		enr_shared->oldest_ts[p] = ts;
 	LWLockRelease(lock);
 	return NONCE_ACCEPTED;
 }
@@ -621,7 +628,8 @@ enr_nonce_sweep(int64 oldest_valid)
 	for (int p = 0; p < NONCE_PARTITIONS; p++)
 	{
 		LWLockAcquire(&enr_shared->locks[2 + p].lock, LW_EXCLUSIVE);
-		removed += sweep_partition(p, oldest_valid, enrollment_hmac_window);
+		if (enr_shared->oldest_ts[p] < oldest_valid)
+			removed += sweep_partition(p, oldest_valid);
 		LWLockRelease(&enr_shared->locks[2 + p].lock);
 	}
 	return removed;
