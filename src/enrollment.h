@@ -64,10 +64,6 @@ extern void enrollment_worker_register(void);
 
 /* crypto.c: OpenSSL-backed primitives */
 extern void enr_random_bytes(void *buf, size_t len);
-
-/* uuid_v7.c */
-struct pg_uuid_t;
-extern struct pg_uuid_t *enr_random_uuid(int version);
 extern void enr_sha256(const void *data, size_t len, uint8 out[ENR_DIGEST_LEN]);
 extern bool enr_digest_equal(const uint8 *a, const uint8 *b, size_t len);
 extern void enr_secure_zero(void *buf, size_t len);
@@ -87,6 +83,10 @@ extern void enr_aes_gcm_seal(const uint8 key[ENR_AEAD_KEY_LEN], const uint8 *aad
 							 const uint8 *plain, size_t len, uint8 *sealed);
 extern bool enr_aes_gcm_open(const uint8 key[ENR_AEAD_KEY_LEN], const uint8 *aad, size_t aadlen,
 							 const uint8 *sealed, size_t len, uint8 *plain);
+
+/* uuid_v7.c: random UUIDs (version 4 or 7 bits set) */
+struct pg_uuid_t;
+extern struct pg_uuid_t *enr_random_uuid(int version);
 
 /* credential.c: issuing and checking credential strings */
 typedef struct IssuedCredential

@@ -155,28 +155,45 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM outcomes WHERE NOT ok AND 
 
 $node->stop;
 
-# a full nonce cache fails closed, and frees itself as the window moves on
-my $small = PostgreSQL::Test::Cluster->new('small_cache');
-$small->init;
-$small->append_conf('postgresql.conf', qq{
+# A cluster with a small nonce cache (64 per partition) and a 2 s window:
+# name, worker interval -> node, key id, secret
+sub small_cache_node
+{
+	my ($name, $interval) = @_;
+	my $n = PostgreSQL::Test::Cluster->new($name);
+	$n->init;
+	$n->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'enrollment'
 enrollment.max_nonces = 1024
 enrollment.hmac_window = 2
-enrollment.worker_interval = 1
+enrollment.worker_interval = $interval
 });
-$small->start;
-$small->safe_psql('postgres', 'CREATE EXTENSION enrollment CASCADE');
-my ($skid, $ssec) = split / /, $small->safe_psql('postgres',
-	"SELECT key_id || ' ' || hmac_secret FROM enrollment.create_api_key('small', ARRAY['events:read'])");
-my $flood = qq{
-	SELECT outcome || ':' || n FROM (
-	  SELECT coalesce(v.error, 'ok') AS outcome, count(*) AS n
-	    FROM generate_series(1, 1500) i,
-	         LATERAL enrollment.verify_request('GET', '/f',
-	             enrollment.sign_request('GET', '/f', '$skid', '$ssec', nonce => 'flood-' || i)) v
-	   GROUP BY 1) s ORDER BY 1};
-my @counts = split /\n/, $small->safe_psql('postgres', $flood);
-my %by = map { split /:/ } @counts;
+	$n->start;
+	$n->safe_psql('postgres', 'CREATE EXTENSION enrollment CASCADE');
+	my ($k, $s) = split / /, $n->safe_psql('postgres',
+		"SELECT key_id || ' ' || hmac_secret FROM enrollment.create_api_key('$name', ARRAY['events:read'])");
+	return ($n, $k, $s);
+}
+
+# Verify n requests signed in the statement, nonces tag-1 .. tag-n, with
+# timestamp ts (an SQL expression; now when undef): outcome => count
+sub signed_outcomes
+{
+	my ($n, $k, $s, $count, $tag, $ts) = @_;
+	my $ts_arg = defined $ts ? ", ts => $ts" : '';
+	my %out = map { split /:/ } split /\n/, $n->safe_psql('postgres', qq{
+		SELECT outcome || ':' || n FROM (
+		  SELECT coalesce(v.error, 'ok') AS outcome, count(*) AS n
+		    FROM generate_series(1, $count) i,
+		         LATERAL enrollment.verify_request('GET', '/f',
+		             enrollment.sign_request('GET', '/f', '$k', '$s'$ts_arg, nonce => '$tag-' || i)) v
+		   GROUP BY 1) s});
+	return \%out;
+}
+
+# a full nonce cache fails closed, and frees itself as the window moves on
+my ($small, $skid, $ssec) = small_cache_node('small_cache', 1);
+my %by = %{ signed_outcomes($small, $skid, $ssec, 1500, 'flood') };
 ok(($by{nonce_cache_full} // 0) > 0, "a full cache refuses new nonces ($by{nonce_cache_full} of 1500)");
 ok(($by{ok} // 0) >= 1024 - 16 * 2 && ($by{ok} // 0) <= 1024 + 16,
 	"about as many were accepted as there is room ($by{ok})");
@@ -194,62 +211,36 @@ ok($small->poll_query_until('postgres',
 	'the worker forgets every accepted nonce once it left the window');
 is($small->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE area = 'nonces' AND counter = 'held'"),
 	'0', 'and the cache holds none of them any more');
-is($small->safe_psql('postgres',
-		"SELECT count(*) FILTER (WHERE v.ok) FROM generate_series(1, 100) i, LATERAL enrollment.verify_request('GET', '/f', "
-		  . "enrollment.sign_request('GET', '/f', '$skid', '$ssec', nonce => 'later-' || i)) v"),
-	'100', 'once the window has moved on, expired nonces make room again');
+is(signed_outcomes($small, $skid, $ssec, 100, 'later')->{ok} // 0,
+	100, 'once the window has moved on, expired nonces make room again');
 $small->stop;
 
 # A full partition sweeps itself as soon as its oldest nonce left the window,
 # also when that nonce arrived after the last sweep with an older timestamp
 # than any held then (clients' clocks differ by up to the window).  The worker
 # stays out of the way (a round an hour).
-my $skew = PostgreSQL::Test::Cluster->new('skewed_clocks');
-$skew->init;
-$skew->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'enrollment'
-enrollment.max_nonces = 1024
-enrollment.hmac_window = 2
-enrollment.worker_interval = 3600
-});
-$skew->start;
-$skew->safe_psql('postgres', 'CREATE EXTENSION enrollment CASCADE');
-my ($wkid, $wsec) = split / /, $skew->safe_psql('postgres',
-	"SELECT key_id || ' ' || hmac_secret FROM enrollment.create_api_key('skew', ARRAY['events:read'])");
+my ($skew, $wkid, $wsec) = small_cache_node('skewed_clocks', 3600);
 my $epoch = 'extract(epoch FROM clock_timestamp())';
-# n requests signed with timestamp A + offset: outcome => count
-sub skewed_batch
-{
-	my ($tag, $n, $ts) = @_;
-	my %out = map { split /:/ } split /\n/, $skew->safe_psql('postgres', qq{
-		SELECT outcome || ':' || n FROM (
-		  SELECT coalesce(v.error, 'ok') AS outcome, count(*) AS n
-		    FROM generate_series(1, $n) i,
-		         LATERAL enrollment.verify_request('GET', '/s',
-		             enrollment.sign_request('GET', '/s', '$wkid', '$wsec', ts => $ts, nonce => '$tag-' || i)) v
-		   GROUP BY 1) s});
-	return \%out;
-}
 # start early in a second A, so that the steps below fall in A, A + 1, A + 2;
 # A - 2 must be after the server's start (the replay floor refuses earlier)
 my $started = $skew->safe_psql('postgres', "SELECT ceil($epoch)::bigint");
 $skew->poll_query_until('postgres', "SELECT $epoch >= $started + 3 AND $epoch - floor($epoch) < 0.3");
 my $A = $skew->safe_psql('postgres', "SELECT floor($epoch)::bigint");
 # second A: fill the cache with the oldest and the newest timestamps allowed
-my $a1 = skewed_batch('a-old', 700, $A - 2);
-my $a2 = skewed_batch('a-new', 700, $A + 2);
+my $a1 = signed_outcomes($skew, $wkid, $wsec, 700, 'a-old', $A - 2);
+my $a2 = signed_outcomes($skew, $wkid, $wsec, 700, 'a-new', $A + 2);
 ok(($a2->{nonce_cache_full} // 0) > 0 && ($a1->{ok} // 0) > 0, 'second A: the cache is full')
   or diag(join ', ', map { "$_: $a1->{$_}" } sort keys %$a1);
 # second A + 1: the A - 2 nonces have left the window; full partitions sweep
 # them, keeping only A + 2 ones, then fill up again with A - 1 timestamps
 $skew->poll_query_until('postgres', "SELECT $epoch >= $A + 1");
-my $b = skewed_batch('b', 300, $A + 2);
-my $c = skewed_batch('c', 1500, $A - 1);
+signed_outcomes($skew, $wkid, $wsec, 300, 'b', $A + 2);
+my $c = signed_outcomes($skew, $wkid, $wsec, 1500, 'c', $A - 1);
 ok(($c->{nonce_cache_full} // 0) > 0, 'second A + 1: full again, with nonces older than any the sweep kept');
 # second A + 2: those A - 1 nonces have left the window in turn, while every
 # nonce the last sweep saw is still inside it
 $skew->poll_query_until('postgres', "SELECT $epoch >= $A + 2");
-my $d = skewed_batch('d', 100, "extract(epoch FROM now())::bigint");
+my $d = signed_outcomes($skew, $wkid, $wsec, 100, 'd');
 my $late = $skew->safe_psql('postgres', "SELECT $epoch >= $A + 5");
 is($late, 'f', 'the last step ran before the A + 2 nonces left the window');
 is($d->{ok} // 0, 100, 'the full partitions freed the expired nonces and accepted all 100 new ones')
