@@ -7,12 +7,13 @@ export PG_CONFIG=${PG_CONFIG:-$PG_BINDIR/pg_config}
 
 # Debian packages the build and every test layer need
 ENR_PACKAGES="make gcc libssl-dev postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
-  postgresql-$PG_MAJOR-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl python3"
+  postgresql-$PG_MAJOR-pgtap postgresql-plperl-$PG_MAJOR libtap-parser-sourcehandler-pgtap-perl libipc-run-perl python3"
 
 enr_have_deps() {
     [ -x "$PG_BINDIR/postgres" ] &&
     [ -f "/usr/include/postgresql/$PG_MAJOR/server/postgres.h" ] &&
     [ -f "/usr/share/postgresql/$PG_MAJOR/extension/pgtap.control" ] &&
+    [ -f "/usr/share/postgresql/$PG_MAJOR/extension/plperlu.control" ] &&
     [ -f /usr/include/openssl/evp.h ] &&
     command -v pg_prove >/dev/null && command -v python3 >/dev/null && command -v gcc >/dev/null && command -v make >/dev/null &&
     perl -MIPC::Run -e1 2>/dev/null
