@@ -193,6 +193,7 @@ extern void enr_replay_horizon_cover(int64 ts, int64 now);
 extern NonceVerdict enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
 												 int64 ts, int64 now, int window);
 extern int64 enr_nonces_held(void);
+extern int	enr_nonce_partitions(void);
 extern void enr_last_used_note(uint64 key_id, TimestampTz stamp);
 extern TimestampTz enr_last_used_get(uint64 key_id);
 

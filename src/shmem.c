@@ -30,7 +30,14 @@
  * When the cache is full, expired entries of the partition are swept; if it
  * is still full the request is refused (fail closed), never accepted.
  *
- * Locking: the named tranche "enrollment" holds ENR_LOCKS locks.
+ * The cache has 16 to 128 partitions, a power of two chosen from
+ * max_nonces so that none holds more than about 32 k nonces: a sweep scans
+ * every bucket of its partition under the partition's lock, and requests
+ * hashing there wait for it (at max_nonces = 6 M, 16 partitions held each
+ * lock about 4 ms per sweep; 128 hold each under 0.5 ms).  Small caches keep
+ * 16, so that the first partition to fill is close to the whole capacity.
+ *
+ * Locking: the named tranche "enrollment" holds 2 + enr_nonce_partitions() locks.
  *	  lock 0 (state lock)	protects floor, horizon and the promotion flags;
  *							the horizon is also readable lock-free (atomic)
  *	  lock 1 (last-used)	shared to update an existing stamp (atomically),
@@ -63,8 +70,9 @@
 
 #include "enrollment.h"
 
-#define NONCE_PARTITIONS		16
-#define ENR_LOCKS				(2 + NONCE_PARTITIONS)
+#define NONCE_PARTITIONS_MIN	16
+#define NONCE_PARTITIONS_MAX	128
+#define NONCE_PARTITION_TARGET	32768	/* nonces per partition, at most, up to MAX */
 #define HORIZON_FILE			"enrollment_replay.horizon"
 
 typedef struct NonceKey
@@ -115,14 +123,14 @@ typedef struct EnrShared
 	 * timestamp (PG_INT64_MAX when none is held), so a sweep can free
 	 * nothing while this is still inside the window
 	 */
-	int64		oldest_ts[NONCE_PARTITIONS];
+	int64		oldest_ts[NONCE_PARTITIONS_MAX];
 } EnrShared;
 
 int			enrollment_max_nonces = 100000;
 int			enrollment_last_used_slots = 10000;
 
 static EnrShared *enr_shared = NULL;
-static HTAB *nonce_tables[NONCE_PARTITIONS];
+static HTAB *nonce_tables[NONCE_PARTITIONS_MAX];
 static HTAB *last_used_table = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -152,10 +160,24 @@ enr_counters_init(EnrCounters *c, TimestampTz now)
 	pg_atomic_init_u64(&c->reset_at, (uint64) now);
 }
 
+/*
+ * How many partitions the nonce cache has: a function of max_nonces alone,
+ * which is fixed at server start, so every process computes the same.
+ */
+int
+enr_nonce_partitions(void)
+{
+	int			n = NONCE_PARTITIONS_MIN;
+
+	while (n < NONCE_PARTITIONS_MAX && enrollment_max_nonces / n > NONCE_PARTITION_TARGET)
+		n *= 2;
+	return n;
+}
+
 static long
 partition_size(void)
 {
-	return (enrollment_max_nonces + NONCE_PARTITIONS - 1) / NONCE_PARTITIONS;
+	return (enrollment_max_nonces + enr_nonce_partitions() - 1) / enr_nonce_partitions();
 }
 
 static Size
@@ -163,7 +185,7 @@ enr_shmem_size(void)
 {
 	Size		size = MAXALIGN(sizeof(EnrShared));
 
-	for (int p = 0; p < NONCE_PARTITIONS; p++)
+	for (int p = 0; p < enr_nonce_partitions(); p++)
 		size = add_size(size, hash_estimate_size(partition_size(), sizeof(NonceEntry)));
 	size = add_size(size, hash_estimate_size(enrollment_last_used_slots, sizeof(LastUsedEntry)));
 	return size;
@@ -175,7 +197,7 @@ enr_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(enr_shmem_size());
-	RequestNamedLWLockTranche("enrollment", ENR_LOCKS);
+	RequestNamedLWLockTranche("enrollment", 2 + enr_nonce_partitions());
 }
 
 /* Read the persisted horizon; 0 when there is none yet */
@@ -247,7 +269,7 @@ enr_shmem_startup(void)
 	/* reset in case this is a restart within the postmaster */
 	enr_shared = NULL;
 	last_used_table = NULL;
-	for (int p = 0; p < NONCE_PARTITIONS; p++)
+	for (int p = 0; p < NONCE_PARTITIONS_MAX; p++)
 		nonce_tables[p] = NULL;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
@@ -267,7 +289,7 @@ enr_shmem_startup(void)
 			enr_shared->instance = ((uint64) now << 22) ^ (uint64) getpid();
 		enr_shared->started_as_standby = (stat(STANDBY_SIGNAL_FILE, &st) == 0);
 		enr_shared->promotion_handled = false;
-		for (int p = 0; p < NONCE_PARTITIONS; p++)
+		for (int p = 0; p < enr_nonce_partitions(); p++)
 			enr_shared->oldest_ts[p] = PG_INT64_MAX;
 		enr_counters_init(&enr_shared->counters, GetCurrentTimestamp());
 	}
@@ -275,7 +297,7 @@ enr_shmem_startup(void)
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(NonceKey);
 	info.entrysize = sizeof(NonceEntry);
-	for (int p = 0; p < NONCE_PARTITIONS; p++)
+	for (int p = 0; p < enr_nonce_partitions(); p++)
 	{
 		char		name[64];
 
@@ -437,7 +459,7 @@ enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
 	key.key_id = key_id;
 	enr_sha256(nonce, nonce_len, digest);
 	memcpy(key.nonce_hash, digest, sizeof(key.nonce_hash));
-	p = digest[31] % NONCE_PARTITIONS;
+	p = digest[31] % enr_nonce_partitions();	/* a power of two: uniform */
 	lock = &enr_shared->locks[2 + p].lock;
 
 	reserve_horizon(ts, now);
@@ -477,7 +499,7 @@ enr_nonces_held(void)
 
 	if (enr_shared == NULL)
 		return 0;
-	for (int p = 0; p < NONCE_PARTITIONS; p++)
+	for (int p = 0; p < enr_nonce_partitions(); p++)
 	{
 		LWLockAcquire(&enr_shared->locks[2 + p].lock, LW_SHARED);
 		n += hash_get_num_entries(nonce_tables[p]);
@@ -625,7 +647,7 @@ enr_nonce_sweep(int64 oldest_valid)
 
 	if (enr_shared == NULL)
 		return 0;
-	for (int p = 0; p < NONCE_PARTITIONS; p++)
+	for (int p = 0; p < enr_nonce_partitions(); p++)
 	{
 		LWLockAcquire(&enr_shared->locks[2 + p].lock, LW_EXCLUSIVE);
 		if (enr_shared->oldest_ts[p] < oldest_valid)

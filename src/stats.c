@@ -66,6 +66,7 @@ enrollment_stats(PG_FUNCTION_ARGS)
 		put_row(rsinfo, "verify", verify_outcome_names[i], (int64) verify[i], 0);
 	put_row(rsinfo, "nonces", "held", enr_nonces_held(), 0);
 	put_row(rsinfo, "nonces", "capacity", enrollment_max_nonces, 0);
+	put_row(rsinfo, "nonces", "partitions", enr_nonce_partitions(), 0);
 	for (int i = 0; i < WORKER_NUM_COUNTERS; i++)
 		put_row(rsinfo, "worker", worker_counter_names[i], (int64) worker[i], last_run);
 	put_row(rsinfo, "worker", "last_run_duration_us", last_us, last_run);

@@ -157,22 +157,27 @@ $node->stop;
 
 # A cluster with a small nonce cache (64 per partition) and a 2 s window:
 # name, worker interval -> node, key id, secret
-sub small_cache_node
+# a cluster with the given postgresql.conf lines, the extension and one key
+sub cache_node
 {
-	my ($name, $interval) = @_;
+	my ($name, $conf) = @_;
 	my $n = PostgreSQL::Test::Cluster->new($name);
 	$n->init;
-	$n->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'enrollment'
-enrollment.max_nonces = 1024
-enrollment.hmac_window = 2
-enrollment.worker_interval = $interval
-});
+	$n->append_conf('postgresql.conf', "shared_preload_libraries = 'enrollment'\n$conf\n");
 	$n->start;
 	$n->safe_psql('postgres', 'CREATE EXTENSION enrollment CASCADE');
 	my ($k, $s) = split / /, $n->safe_psql('postgres',
 		"SELECT key_id || ' ' || hmac_secret FROM enrollment.create_api_key('$name', ARRAY['events:read'])");
 	return ($n, $k, $s);
+}
+
+sub small_cache_node
+{
+	my ($name, $interval) = @_;
+	return cache_node($name, qq{
+enrollment.max_nonces = 1024
+enrollment.hmac_window = 2
+enrollment.worker_interval = $interval});
 }
 
 # Verify n requests signed in the statement, nonces tag-1 .. tag-n, with
@@ -246,5 +251,18 @@ is($late, 'f', 'the last step ran before the A + 2 nonces left the window');
 is($d->{ok} // 0, 100, 'the full partitions freed the expired nonces and accepted all 100 new ones')
   or diag(join ', ', map { "$_: $d->{$_}" } sort keys %$d);
 $skew->stop;
+
+# a large cache has more partitions, so that a sweep holds each lock for a
+# shorter time: 600 000 nonces make 32.  Requests land in all of them, and
+# each catches the replays of its own nonces.
+my ($wide, $gkid, $gsec) = cache_node('wide_cache', 'enrollment.max_nonces = 600000');
+my $nonce_stat = "SELECT value FROM enrollment.stats WHERE area = 'nonces' AND counter = ";
+is($wide->safe_psql('postgres', $nonce_stat . "'partitions'"), '32', '600 000 nonces: 32 partitions');
+is_deeply(signed_outcomes($wide, $gkid, $gsec, 3000, 'wide'), { ok => 3000 },
+	'3000 new nonces accepted');
+is_deeply(signed_outcomes($wide, $gkid, $gsec, 3000, 'wide'), { nonce_reused => 3000 },
+	'and each of them refused when replayed');
+is($wide->safe_psql('postgres', $nonce_stat . "'held'"), '3000', 'the cache holds the 3000');
+$wide->stop;
 
 done_testing();

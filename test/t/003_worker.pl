@@ -170,6 +170,7 @@ ok($stats{'worker.tokens_purged'} >= 2, 'purged tokens counted');
 is($stats{'enroll.ok'}, 3, 'the three enrollments counted');
 is($stats{'verify.ok'}, 1, 'one verification counted');
 is($stats{'nonces.capacity'}, 100000, 'nonce capacity shown');
+is($stats{'nonces.partitions'}, 16, 'the default capacity has 16 partitions');
 $node->safe_psql('postgres', 'SELECT enrollment.stats_reset()');
 is($node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE area = 'enroll' AND counter = 'ok'"),
 	'0', 'stats_reset zeroes the counters');
