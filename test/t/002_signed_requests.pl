@@ -155,9 +155,8 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM outcomes WHERE NOT ok AND 
 
 $node->stop;
 
-# A cluster with a small nonce cache (64 per partition) and a 2 s window:
-# name, worker interval -> node, key id, secret
-# a cluster with the given postgresql.conf lines, the extension and one key
+# A cluster with the extension and one API key, preloaded with the given
+# postgresql.conf lines: name, lines -> node, key id, secret
 sub cache_node
 {
 	my ($name, $conf) = @_;
@@ -171,6 +170,8 @@ sub cache_node
 	return ($n, $k, $s);
 }
 
+# One with a small nonce cache (16 partitions of 64) and a 2 s window:
+# name, worker interval -> node, key id, secret
 sub small_cache_node
 {
 	my ($name, $interval) = @_;
