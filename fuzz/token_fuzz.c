@@ -99,14 +99,13 @@ check_codecs(const uint8_t *data, size_t size)
 	if (size <= 128)
 	{
 		bool		all_hex = (size % 2 == 0);
+		char		again[128];
 
 		for (size_t i = 0; i < size; i++)
 			all_hex = all_hex && data[i] != '\0' && strchr("0123456789abcdefABCDEF", data[i]) != NULL;
 		CHECK(enr_hex_decode((const char *) data, size, back) == all_hex);
-	}
-	if (size <= 128 && size % 2 == 0 && enr_hex_decode((const char *) data, size, back))
-	{
-		char		again[128];
+		if (!all_hex)
+			return;
 
 		enr_hex_encode_lower(back, size / 2, again);
 		for (size_t i = 0; i < size; i++)

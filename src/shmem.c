@@ -162,15 +162,21 @@ enr_counters_init(EnrCounters *c, TimestampTz now)
 
 /*
  * How many partitions the nonce cache has: a function of max_nonces alone,
- * which is fixed at server start, so every process computes the same.
+ * which is fixed at server start, so every process computes the same, once.
  */
 int
 enr_nonce_partitions(void)
 {
-	int			n = NONCE_PARTITIONS_MIN;
+	static int	n = 0;
 
-	while (n < NONCE_PARTITIONS_MAX && enrollment_max_nonces / n > NONCE_PARTITION_TARGET)
-		n *= 2;
+	if (n == 0)
+	{
+		int			p = NONCE_PARTITIONS_MIN;
+
+		while (p < NONCE_PARTITIONS_MAX && enrollment_max_nonces / p > NONCE_PARTITION_TARGET)
+			p *= 2;
+		n = p;
+	}
 	return n;
 }
 
@@ -459,7 +465,7 @@ enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
 	key.key_id = key_id;
 	enr_sha256(nonce, nonce_len, digest);
 	memcpy(key.nonce_hash, digest, sizeof(key.nonce_hash));
-	p = digest[31] % enr_nonce_partitions();	/* a power of two: uniform */
+	p = digest[31] & (enr_nonce_partitions() - 1);	/* a power of two: uniform */
 	lock = &enr_shared->locks[2 + p].lock;
 
 	reserve_horizon(ts, now);
