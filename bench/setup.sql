@@ -1,15 +1,17 @@
 -- Data for the benchmark.  :scale tokens and keys exist besides the ones the
 -- workloads use, inserted directly (fake digests and sealed secrets: they are
--- only there to make the tables and indexes big).
+-- only there to make the tables and indexes big).  The tokens look like ones
+-- create_token issued over the last :scale seconds, one a second, in the
+-- order of issue: their public ids start with that second (credential.c).
 \set ON_ERROR_STOP on
 CREATE EXTENSION IF NOT EXISTS enrollment CASCADE;
 CREATE SCHEMA IF NOT EXISTS bench;
 
 INSERT INTO enrollment.enrollment_token (tenant, public_id, prefix, token_hash, kind, status, max_uses,
                                          created_by, created_at, expires_at, retention_from)
-SELECT 'default', (random() * 9e18)::bigint, 'enr_', sha256(i::text::bytea), 'once', 'pending', 1,
+SELECT 'default', ((extract(epoch FROM now())::bigint - i) << 32) | (random() * 4294967295)::bigint, 'enr_', sha256(i::text::bytea), 'once', 'pending', 1,
        'bench', now() - (i || ' seconds')::interval, now() + interval '1 day', now() + interval '1 day'
-  FROM generate_series(1, :scale) i
+  FROM generate_series(:scale, 1, -1) i
 ON CONFLICT DO NOTHING;
 
 INSERT INTO enrollment.api_key (key_id, label, scopes, scope_mask, secret_sealed, key_version, created_by)

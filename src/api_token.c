@@ -209,7 +209,7 @@ enrollment_create_api_token(PG_FUNCTION_ARGS)
 				prefix = TextDatumGetCString(p);
 		}
 	}
-	enr_issue_credential(prefix, &cred);
+	enr_issue_credential(prefix, false, &cred);
 
 	args[0] = CStringGetTextDatum(tenant);
 	args[1] = Int64GetDatum(cred.public_id);

@@ -702,7 +702,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	if (!tok.nocluster)
 		cluster_id = DatumGetTextPP(tok.cluster);
 
-	enr_issue_credential(enrollment_node_prefix, &cred);
+	enr_issue_credential(enrollment_node_prefix, false, &cred);
 
 	/* an error from here on must not leave the issued secret in memory */
 	PG_TRY();

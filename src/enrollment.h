@@ -96,7 +96,8 @@ typedef struct IssuedCredential
 	uint8		digest[ENR_DIGEST_LEN];		/* SHA-256 of text, stored */
 } IssuedCredential;
 
-extern void enr_issue_credential(const char *prefix, IssuedCredential *cred);
+extern void enr_issue_credential(const char *prefix, bool time_ordered,
+								 IssuedCredential *cred);
 extern void enr_wipe_credential(IssuedCredential *cred);
 extern TokenParseResult enr_parse_presented(text *presented, int64 *public_id,
 											uint8 digest[ENR_DIGEST_LEN]);

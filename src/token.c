@@ -56,6 +56,7 @@ static EnrPlan node_for_binding_plan = {
 	"    (tenant, public_id, prefix, token_hash, kind, label, status, max_uses," \
 	"     cluster_id, node_id, created_by, expires_at" extra_col ")" \
 	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12" extra_val ")" \
+	"  ON CONFLICT (public_id) DO NOTHING" \
 	"  RETURNING token_id)," \
 	" a AS (" \
 	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)" \
@@ -188,6 +189,9 @@ compute_expiry(TokenKind kind, FunctionCallInfo fcinfo, TimestampTz now, bool *n
 	return expires;
 }
 
+/* how many new public ids create_token draws before it gives up */
+#define PUBLIC_ID_ATTEMPTS 4
+
 /* The public part of a credential ("enr_0123456789abcdef"), palloc'd */
 static char *
 public_part(const IssuedCredential *cred)
@@ -227,6 +231,7 @@ create_token_impl(FunctionCallInfo fcinfo)
 	MemoryContext callcxt = CurrentMemoryContext;
 	HeapTuple	result;
 	const char *status;
+	int			attempt;
 
 	tupdesc = enr_result_tupdesc(fcinfo);
 
@@ -310,12 +315,9 @@ create_token_impl(FunctionCallInfo fcinfo)
 					 errhint("Create a plain once token to enroll it as a new node.")));
 	}
 
-	enr_issue_credential(enrollment_token_prefix, &cred);
-
+	memset(nulls, ' ', sizeof(nulls));
 	args[0] = CStringGetTextDatum(tenant);
-	args[1] = Int64GetDatum(cred.public_id);
 	args[2] = CStringGetTextDatum(enrollment_token_prefix);
-	args[3] = PointerGetDatum(enr_digest_bytea(cred.digest));
 	args[4] = PointerGetDatum(kind_text);
 	args[5] = label ? PointerGetDatum(label) : (Datum) 0;
 	args[6] = CStringGetTextDatum(status);
@@ -324,8 +326,6 @@ create_token_impl(FunctionCallInfo fcinfo)
 	args[9] = node_id ? UUIDPGetDatum(node_id) : (Datum) 0;
 	args[10] = CStringGetTextDatum(actor);
 	args[11] = TimestampTzGetDatum(expires);
-	args[12] = CStringGetTextDatum(public_part(&cred));
-	memset(nulls, ' ', sizeof(nulls));
 	if (!label)
 		nulls[5] = 'n';
 	if (!have_max)
@@ -337,10 +337,32 @@ create_token_impl(FunctionCallInfo fcinfo)
 	if (never)
 		nulls[11] = 'n';
 
-	if (enr_execute(enr_has_retention_from() ? &insert_token_plan : &insert_token_plan_v4,
-					args, nulls, false, 0) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "token insert returned no row");
+	/*
+	 * The public id is time-ordered (credential.c), so one issued in the same
+	 * second as another may collide with it: the insert then adds no row (ON
+	 * CONFLICT DO NOTHING, and no audit event either), and a new credential
+	 * is drawn.  A second collision in a row is already unlikely beyond
+	 * measure; several mean something else is wrong.
+	 */
+	for (attempt = 1;; attempt++)
+	{
+		enr_issue_credential(enrollment_token_prefix, true, &cred);
+		args[1] = Int64GetDatum(cred.public_id);
+		args[3] = PointerGetDatum(enr_digest_bytea(cred.digest));
+		args[12] = CStringGetTextDatum(public_part(&cred));
+		if (enr_execute(enr_has_retention_from() ? &insert_token_plan : &insert_token_plan_v4,
+						args, nulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "token insert failed");
+		if (SPI_processed == 1)
+			break;
+		enr_wipe_credential(&cred);
+		if (attempt == PUBLIC_ID_ATTEMPTS)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("could not issue a token with an unused public id"),
+					 errdetail("%d public ids drawn in a row were already taken.", attempt),
+					 errhint("Try again; if this repeats, look for rows inserted into enrollment.enrollment_token by other means.")));
+	}
 	{
 		bool		isnull;
 

@@ -9,7 +9,8 @@
  *		<prefix><public id>.<secret><checksum>
  *
  *	  prefix	 1..16 characters [a-z0-9-] ending in '_' (e.g. "enr_")
- *	  public id	 16 lowercase hex digits (64 random bits); the lookup key
+ *	  public id	 16 lowercase hex digits (64 bits: random, or the issue time
+ *				 in seconds and 32 random bits; credential.c); the lookup key
  *	  secret	 43 characters of unpadded URL-safe base64 (32 random bytes)
  *	  checksum	 6 characters of unpadded URL-safe base64 of the CRC-32 of
  *				 everything before it

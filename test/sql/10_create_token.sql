@@ -79,3 +79,55 @@ SELECT length(label), octet_length(label) FROM enrollment.tokens WHERE token_id 
 -- tokens are unique; the public part identifies them
 SELECT count(DISTINCT token) = 200 AND count(DISTINCT prefix) = 200 AS all_distinct
   FROM generate_series(1, 200) g, LATERAL enrollment.create_token(label => g::text) c;
+
+-- the public id starts with the time of issue in Unix seconds (upper 32 bits,
+-- the first 8 hex digits), so recent tokens sit together in its index; the
+-- lower 32 bits are random
+SELECT extract(epoch FROM clock_timestamp())::bigint AS t0 \gset
+SELECT token_id AS ord_id, ('x' || substr(prefix, 5, 8))::bit(32)::bigint AS id_secs,
+       ('x' || substr(prefix, 13, 8))::bit(32)::bigint AS id_low
+  FROM enrollment.create_token(label => 'time-ordered') \gset
+SELECT :id_secs BETWEEN :t0 AND extract(epoch FROM clock_timestamp())::bigint AS id_starts_with_issue_time;
+SELECT public_id >> 32 = :id_secs AND (public_id & x'FFFFFFFF'::bigint) = :id_low AS stored_id_matches
+  FROM enrollment.enrollment_token WHERE token_id = :'ord_id';
+-- 200 ids of one statement: the time part spans at most a second or two of
+-- issue, the random part differs (two of 200 alike: odds of about 1e-11)
+SELECT max(public_id >> 32) - min(public_id >> 32) <= 2 AS issued_together,
+       count(DISTINCT public_id & x'FFFFFFFF'::bigint) >= 199 AS low_bits_random
+  FROM enrollment.enrollment_token WHERE label ~ '^[0-9]+$';
+
+-- a public id that is already taken: the insert adds nothing, a new id is
+-- drawn, and the token that comes back is the one stored (with one audit
+-- event).  A trigger stands in for the collision, which is too rare to wait
+-- for: while the sequence "attempt" stays within t.collide, it gives the
+-- insert the public id of an existing token.  (A sequence, as the error
+-- below rolls back settings but not nextval.)
+CREATE SEQUENCE attempt;
+CREATE FUNCTION collide() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('public.attempt') <= current_setting('t.collide')::bigint THEN
+        NEW.public_id := (SELECT public_id FROM enrollment.enrollment_token
+                           WHERE token_id = current_setting('t.victim')::uuid);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER collide BEFORE INSERT ON enrollment.enrollment_token FOR EACH ROW EXECUTE FUNCTION collide();
+SELECT set_config('t.victim', :'ord_id', false) IS NOT NULL AND set_config('t.collide', '1', false) IS NOT NULL AS first_attempt_collides;
+SELECT count(*) AS events_before FROM enrollment.audit_event WHERE action = 'sensor_enrollment_token_created' \gset
+SELECT token_id AS retry_id, token AS retry_token, prefix AS retry_prefix
+  FROM enrollment.create_token(label => 'after a collision') \gset
+SELECT currval('attempt') AS attempts,
+       (SELECT prefix || lpad(to_hex(public_id), 16, '0') FROM enrollment.enrollment_token
+         WHERE token_id = :'retry_id') = :'retry_prefix' AS stored_prefix_is_returned,
+       (SELECT count(*) FROM enrollment.enrollment_token WHERE label = 'after a collision') AS rows,
+       (SELECT count(*) FROM enrollment.audit_event WHERE action = 'sensor_enrollment_token_created') - :events_before AS events,
+       (SELECT ok FROM enrollment.check_token(:'retry_token')) AS token_checks;
+-- every attempt collides: an error with a SQLSTATE after four, no row, no event
+SELECT setval('attempt', 1, false) = 1 AND set_config('t.collide', '1000', false) IS NOT NULL AS always_collide;
+SELECT err($$SELECT enrollment.create_token(label => 'never stored')$$);
+SELECT currval('attempt') AS attempts,
+       (SELECT count(*) FROM enrollment.enrollment_token WHERE label = 'never stored') AS rows,
+       (SELECT count(*) FROM enrollment.audit_event WHERE action = 'sensor_enrollment_token_created') - :events_before AS events;
+DROP TRIGGER collide ON enrollment.enrollment_token;
+DROP FUNCTION collide();
+DROP SEQUENCE attempt;
