@@ -30,7 +30,9 @@
  * random leaf pages of it: with a million older tokens the lookups and the
  * index entries of recent ones stay on a few pages in shared buffers
  * (bench/README.md).  The id is no secret (it is the lookup key, shown in
- * listings); the secret keeps its 32 random bytes either way.  Ids issued in
+ * listings); the secret keeps its 32 random bytes either way.  (From 2038 the
+ * stored bigint is negative and from 2106 the seconds wrap: either only moves
+ * where in the index the recent ids sit together.)  Ids issued in
  * the same second collide with odds of about n^2 / 2^33, so a caller storing
  * a time-ordered id must insert it with ON CONFLICT DO NOTHING and issue
  * another one when that inserts nothing.
