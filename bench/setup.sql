@@ -23,11 +23,10 @@ ON CONFLICT DO NOTHING;
 CREATE TABLE bench.key AS SELECT key_id, hmac_secret FROM enrollment.create_api_key('bench', ARRAY['events:read']);
 CREATE TABLE bench.check_tok AS SELECT token FROM enrollment.create_token('reusable', 'bench check');
 CREATE TABLE bench.cluster_tok AS SELECT token FROM enrollment.create_token('cluster', 'bench cluster', cluster_id => 'bench');
--- one fresh once token per enroll transaction (bench/run passes pool=0 and tops
--- the pool up before each run that enrolls)
+-- one fresh once token per enroll transaction; bench/run fills the pool
+-- before each run that enrolls (refill)
 CREATE SEQUENCE bench.pool_seq;
 CREATE TABLE bench.pool (id bigint PRIMARY KEY, token text NOT NULL);
-INSERT INTO bench.pool SELECT i, t.token FROM generate_series(1, :pool) i, LATERAL enrollment.create_token(label => 'pool-' || i) t;
 -- the baseline's table: a uuid key and 6 columns
 CREATE TABLE bench.plain (id uuid PRIMARY KEY, a text, b text, c text, d timestamptz, e integer, f bigint);
 CREATE SEQUENCE bench.plain_seq;
