@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * spi.c
- *	  Saved SPI plans and argument checks shared by the SQL entry points.
+ *	  Saved SPI plans, argument checks and result row descriptors shared
+ *	  by the SQL entry points.
  *
  * Every statement the extension runs is a fixed, schema-qualified query
  * text with typed parameters; it is prepared once per backend and kept
@@ -15,10 +16,13 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/typcache.h"
 
 #include "enrollment.h"
 
@@ -49,28 +53,88 @@ enr_execute(EnrPlan *p, Datum *values, const char *nulls, bool read_only, long c
 }
 
 /*
- * The row descriptor of a function's composite result.  Working it out
- * reads the function's catalog entry, so it is kept in fn_extra (blessed,
- * so heap_form_tuple results are valid record datums) for the calls of one
- * execution of the calling statement.
+ * The row descriptor of a function's composite result, blessed, so that
+ * heap_form_tuple results are valid record datums.
+ *
+ * Asking the catalog for it (get_call_result_type) cost about 1.4 k
+ * instructions, and a function called in FROM gets a new FmgrInfo at every
+ * execution of the statement, so a cache in fn_extra saved nothing on the
+ * per-request paths.  So the backend keeps a copy per result type instead,
+ * found through the call expression's result type and checked against the
+ * type cache's identifier of the type's current row shape
+ * (tupDesc_identifier), which changes whenever the type is altered: no
+ * invalidation callback of our own is needed, and a changed type is seen at
+ * the next call.  A replaced copy is not freed, since a caller further up
+ * the stack may still hold it; that leaks a few hundred bytes each time one
+ * of the extension's result types is altered (ALTER EXTENSION UPDATE).
+ * Otherwise (no call expression, OUT parameters) the catalog is asked once
+ * per execution, the descriptor kept in fn_extra.
  */
+typedef struct ResultTypeCache
+{
+	Oid			typid;
+	uint64		identifier;		/* the type cache's tupDesc_identifier */
+	TupleDesc	tupdesc;		/* copy in CacheMemoryContext */
+} ResultTypeCache;
+
+static ResultTypeCache result_types[16];
+static int	nresult_types = 0;
+
 TupleDesc
 enr_result_tupdesc(FunctionCallInfo fcinfo)
 {
-	TupleDesc	tupdesc = (TupleDesc) fcinfo->flinfo->fn_extra;
+	Oid			typid = get_fn_expr_rettype(fcinfo->flinfo);
+	TypeCacheEntry *te = NULL;
+	ResultTypeCache *slot = NULL;
+	TupleDesc	built;
 
-	if (tupdesc == NULL)
+	if (OidIsValid(typid))
+	{
+		te = lookup_type_cache(typid, TYPECACHE_TUPDESC);
+		if (te->typtype != TYPTYPE_COMPOSITE || te->tupDesc == NULL)
+			te = NULL;
+	}
+	if (te != NULL)
+	{
+		for (int i = 0; i < nresult_types; i++)
+		{
+			if (result_types[i].typid == typid)
+			{
+				if (result_types[i].identifier == te->tupDesc_identifier)
+					return result_types[i].tupdesc;
+				slot = &result_types[i];
+				break;
+			}
+		}
+		if (slot == NULL && nresult_types < (int) lengthof(result_types))
+			slot = &result_types[nresult_types++];
+		if (slot != NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(CacheMemoryContext);
+
+			built = BlessTupleDesc(CreateTupleDescCopy(te->tupDesc));
+			MemoryContextSwitchTo(old);
+			slot->typid = typid;
+			slot->identifier = te->tupDesc_identifier;
+			slot->tupdesc = built;
+			return built;
+		}
+	}
+
+	/*
+	 * No call expression, a record type (OUT parameters) or the cache is
+	 * full: ask the catalog, once per execution of the calling statement.
+	 */
+	if (fcinfo->flinfo->fn_extra == NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-		TupleDesc	built;
 
 		if (get_call_result_type(fcinfo, NULL, &built) != TYPEFUNC_COMPOSITE)
 			elog(ERROR, "return type must be a row type");
-		tupdesc = BlessTupleDesc(built);	/* already a copy, in fn_mcxt */
+		fcinfo->flinfo->fn_extra = BlessTupleDesc(built);	/* already a copy, in fn_mcxt */
 		MemoryContextSwitchTo(old);
-		fcinfo->flinfo->fn_extra = tupdesc;
 	}
-	return tupdesc;
+	return (TupleDesc) fcinfo->flinfo->fn_extra;
 }
 
 /* Column col (1-based) of result row row */

@@ -437,6 +437,15 @@ enrollment_create_self_enrollment_token(PG_FUNCTION_ARGS)
 	return create_token_impl(inner);
 }
 
+/* Does a text value equal the given ASCII word? */
+static inline bool
+text_is(text *t, const char *word)
+{
+	size_t		len = strlen(word);
+
+	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), word, len) == 0;
+}
+
 /*
  * enrollment.check_token(token text, cluster_id text)
  *	RETURNS (ok, error, token_id, kind, status, expires_at, uses_left)
@@ -472,34 +481,33 @@ enrollment_check_token(PG_FUNCTION_ARGS)
 			error = "invalid_token";
 		else
 		{
-			char	   *kind = TextDatumGetCString(v[2]);
-			char	   *status = TextDatumGetCString(v[3]);
+			/* kind and status go out as the row holds them: no text round trip */
+			text	   *status = DatumGetTextPP(v[3]);
 			int32		use_count = DatumGetInt32(v[5]);
 			bool		nomax = n[6];
 			int32		max_uses = DatumGetInt32(v[6]);
 			bool		noexp = n[7];
 			TimestampTz expires = DatumGetTimestampTz(v[7]);
-			bool		live = (strcmp(status, "pending") == 0 || strcmp(status, "active") == 0);
+			bool		live = (text_is(status, "pending") || text_is(status, "active"));
 
-			if (strcmp(status, "revoked") == 0)
+			if (text_is(status, "revoked"))
 				error = "token_revoked";
-			else if (strcmp(status, "used") == 0 || strcmp(status, "exhausted") == 0 ||
+			else if (text_is(status, "used") || text_is(status, "exhausted") ||
 					 (!nomax && use_count >= max_uses))
 				error = "token_exhausted";
-			else if (strcmp(status, "expired") == 0 || (!noexp && expires <= enr_now()))
+			else if (text_is(status, "expired") || (!noexp && expires <= enr_now()))
 				error = "token_expired";
 			else if (!n[8] && !PG_ARGISNULL(1) &&
 					 !enr_text_equal(DatumGetTextPP(v[8]), PG_GETARG_TEXT_PP(1)))
 				error = "cluster_mismatch";
 
-			if (live && !noexp && expires <= enr_now())
-				status = "expired";
-
 			out[2] = v[1];
 			outnulls[2] = false;
-			out[3] = CStringGetTextDatum(kind);
+			out[3] = v[2];
 			outnulls[3] = false;
-			out[4] = CStringGetTextDatum(status);
+			/* a live token past its expiry is reported as expired */
+			out[4] = (live && !noexp && expires <= enr_now()) ?
+				CStringGetTextDatum("expired") : PointerGetDatum(status);
 			outnulls[4] = false;
 			out[5] = TimestampTzGetDatum(expires);
 			outnulls[5] = noexp;

@@ -98,3 +98,15 @@ SELECT ok, error, status FROM enrollment.check_token(:'tr');
 SELECT ok, error, status, uses_left FROM enrollment.check_token(:'tu');
 SELECT ok, error, token_id FROM enrollment.check_token('garbage');
 SELECT ok, error FROM enrollment.check_token(NULL);
+
+-- the result row follows a change of the result type within the session:
+-- the backend's copy of the row descriptor is checked against the type
+-- cache (a copy kept regardless fails here with "row type of datum tuple
+-- was altered")
+SELECT token AS tk FROM enrollment.create_token('reusable', max_uses => 3) \gset
+SELECT ok, uses_left, pg_typeof(uses_left) FROM enrollment.check_token(:'tk');
+BEGIN;
+ALTER TYPE enrollment.token_check ALTER ATTRIBUTE uses_left TYPE bigint;
+SELECT ok, uses_left, pg_typeof(uses_left) FROM enrollment.check_token(:'tk');
+ROLLBACK;
+SELECT ok, uses_left, pg_typeof(uses_left) FROM enrollment.check_token(:'tk');
