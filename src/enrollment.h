@@ -236,6 +236,7 @@ extern TupleDesc enr_result_tupdesc(FunctionCallInfo fcinfo);
 extern Datum enr_getattr(int row, int col, bool *isnull);
 extern text *enr_text_or_null(Datum d, bool isnull);
 extern bool enr_text_equal(text *a, text *b);
+extern bool enr_text_is(text *t, const char *s);
 extern void enr_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 extern void enr_check_text_arg(text *t, const char *name, int maxchars, bool allow_empty);
 

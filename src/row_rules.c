@@ -163,7 +163,7 @@ is(RuleRow *row, int i, const char *s)
 	if (row->isnull[i])
 		return false;
 	t = DatumGetTextPP(row->value[i]);
-	return VARSIZE_ANY_EXHDR(t) == strlen(s) && memcmp(VARDATA_ANY(t), s, strlen(s)) == 0;
+	return enr_text_is(t, s);
 }
 
 /* text column i is one of the NULL-terminated list (true when NULL) */

@@ -437,15 +437,6 @@ enrollment_create_self_enrollment_token(PG_FUNCTION_ARGS)
 	return create_token_impl(inner);
 }
 
-/* Does a text value equal the given ASCII word? */
-static inline bool
-text_is(text *t, const char *word)
-{
-	size_t		len = strlen(word);
-
-	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), word, len) == 0;
-}
-
 /*
  * enrollment.check_token(token text, cluster_id text)
  *	RETURNS (ok, error, token_id, kind, status, expires_at, uses_left)
@@ -488,14 +479,14 @@ enrollment_check_token(PG_FUNCTION_ARGS)
 			int32		max_uses = DatumGetInt32(v[6]);
 			bool		noexp = n[7];
 			TimestampTz expires = DatumGetTimestampTz(v[7]);
-			bool		live = (text_is(status, "pending") || text_is(status, "active"));
+			bool		live = (enr_text_is(status, "pending") || enr_text_is(status, "active"));
 
-			if (text_is(status, "revoked"))
+			if (enr_text_is(status, "revoked"))
 				error = "token_revoked";
-			else if (text_is(status, "used") || text_is(status, "exhausted") ||
+			else if (enr_text_is(status, "used") || enr_text_is(status, "exhausted") ||
 					 (!nomax && use_count >= max_uses))
 				error = "token_exhausted";
-			else if (text_is(status, "expired") || (!noexp && expires <= enr_now()))
+			else if (enr_text_is(status, "expired") || (!noexp && expires <= enr_now()))
 				error = "token_expired";
 			else if (!n[8] && !PG_ARGISNULL(1) &&
 					 !enr_text_equal(DatumGetTextPP(v[8]), PG_GETARG_TEXT_PP(1)))
