@@ -17,6 +17,18 @@
  * per backend and forgotten by a relcache invalidation callback, so DROP
  * and CREATE EXTENSION in a running session is seen at the next call.
  *
+ * For tables keyed by one bigint, the backend also keeps a hint of where
+ * each recently read row was: the heap TID the index gave and the shared
+ * buffer that held its block.  The next read of that key goes straight to
+ * the heap page and skips the index.  A hint is never trusted for the
+ * answer: the buffer must still hold that block of that relation file, the
+ * heap finds the row version and judges it visible under the statement's
+ * snapshot exactly as it does for an index scan, and the key of what it
+ * found must be the one asked for; otherwise the B-tree is probed as
+ * before.  An update, revocation or delete is therefore seen at the next
+ * call however it was written (by a query, WAL replay on a standby,
+ * logical apply, with triggers disabled): nothing of the row is cached.
+ *
  * src/probe.c
  *
  *-------------------------------------------------------------------------
@@ -24,6 +36,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/relscan.h"
 #include "access/stratnum.h"
@@ -33,8 +46,13 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
+#include "common/hashfn.h"
 #include "executor/tuptable.h"
+#include "pgstat.h"
+#include "storage/bufmgr.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -42,6 +60,16 @@
 #include "probe.h"
 
 #define ENR_SCHEMA	"enrollment"
+
+/* Where a row of a bigint-keyed table was last found (see the header) */
+typedef struct EnrProbeHint
+{
+	int64		key;
+	ItemPointerData tid;		/* the index's TID: root of the HOT chain */
+	Buffer		buffer;			/* InvalidBuffer: empty slot */
+} EnrProbeHint;
+
+#define PROBE_HINTS 1024		/* slots per table, a power of two (16 kB) */
 
 /* tables resolved in this backend, for the invalidation callback */
 static EnrProbeTable *resolved[8];
@@ -132,6 +160,7 @@ resolve(EnrProbeTable *t)
 	Relation	rel;
 	Relation	idx;
 	bool		found;
+	bool		is_heap;
 
 	register_callback();
 	if (!OidIsValid(nsp))
@@ -157,6 +186,7 @@ resolve(EnrProbeTable *t)
 		if (t->attnums[c] == InvalidAttrNumber)
 			schema_missing();
 	}
+	is_heap = rel->rd_rel->relam == HEAP_TABLE_AM_OID;
 	table_close(rel, NoLock);
 
 	idx = index_open(indexid, AccessShareLock);
@@ -168,6 +198,19 @@ resolve(EnrProbeTable *t)
 	index_close(idx, NoLock);
 	if (!found)
 		schema_missing();
+
+	/* hints only where the key is one bigint and the table is heap */
+	if (nkeys(t) == 1 && t->eqproc == F_INT8EQ && is_heap)
+	{
+		if (t->hints == NULL)
+			t->hints = MemoryContextAlloc(TopMemoryContext, PROBE_HINTS * sizeof(EnrProbeHint));
+		memset(t->hints, 0, PROBE_HINTS * sizeof(EnrProbeHint));
+	}
+	else if (t->hints != NULL)
+	{
+		pfree(t->hints);
+		t->hints = NULL;
+	}
 
 	t->indexid = indexid;
 	t->relid = relid;
@@ -194,31 +237,81 @@ enr_probe2(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls)
 	return probe(t, key1, key2, values, nulls, NULL);
 }
 
-/*
- * Fetch the row whose key equals the given one.  On success the requested
- * columns are in values/nulls, copied into the current memory context, and
- * true is returned.  Reads under the active snapshot (the statement's),
- * like a query would.
- */
-static bool
-probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls,
-	  ItemPointer tid)
+/* The hint slot of a bigint key */
+static inline EnrProbeHint *
+hint_slot(EnrProbeTable *t, Datum key)
 {
-	Relation	rel;
+	uint64		k = (uint64) DatumGetInt64(key);
+
+	return &t->hints[murmurhash32((uint32) k ^ (uint32) (k >> 32)) & (PROBE_HINTS - 1)];
+}
+
+/*
+ * Try the row's hinted place (see the file header).  Returns a copy of the
+ * row version visible under snapshot if the hint led to it, else NULL: then
+ * the caller probes the index, whose answer is the same when the hint was
+ * right.  Not under SERIALIZABLE, where the index scan's predicate lock on
+ * the key's leaf page is part of the answer.
+ */
+static HeapTuple
+probe_hinted(EnrProbeTable *t, Relation rel, Datum key, Snapshot snapshot, ItemPointer tid)
+{
+	EnrProbeHint *h;
+	ItemPointerData at;
+	HeapTupleData found;
+	HeapTuple	copy = NULL;
+	bool		all_dead;
+	bool		isnull;
+	Datum		k;
+
+	if (t->hints == NULL || !IsMVCCSnapshot(snapshot) || IsolationIsSerializable())
+		return NULL;
+	h = hint_slot(t, key);
+	if (h->buffer == InvalidBuffer || h->key != DatumGetInt64(key) ||
+		!ReadRecentBuffer(rel->rd_node, MAIN_FORKNUM, ItemPointerGetBlockNumber(&h->tid),
+						  h->buffer))
+		return NULL;
+
+	/* what an index scan does on arriving at a heap page */
+	heap_page_prune_opt(rel, h->buffer);
+	at = h->tid;
+	LockBuffer(h->buffer, BUFFER_LOCK_SHARE);
+	if (heap_hot_search_buffer(&at, rel, h->buffer, snapshot, &found, &all_dead, true))
+		copy = heap_copytuple(&found);
+	LockBuffer(h->buffer, BUFFER_LOCK_UNLOCK);
+	ReleaseBuffer(h->buffer);
+	if (copy == NULL)
+		return NULL;
+
+	/* the slot may now hold another row: the key decides */
+	k = heap_getattr(copy, t->attnums[0], RelationGetDescr(rel), &isnull);
+	if (isnull || DatumGetInt64(k) != DatumGetInt64(key))
+	{
+		heap_freetuple(copy);
+		return NULL;
+	}
+	pgstat_count_heap_fetch(rel);
+	if (tid)
+		*tid = at;
+	return copy;
+}
+
+/*
+ * Probe the unique index for the key; returns a copy of the visible row
+ * version or NULL, and notes where it was for probe_hinted.
+ */
+static HeapTuple
+probe_index(EnrProbeTable *t, Relation rel, Datum key1, Datum key2, Snapshot snapshot,
+			ItemPointer tid)
+{
 	Relation	idx;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	ScanKeyData skey[2];
+	ItemPointerData root;
 	HeapTuple	tuple = NULL;
-	Snapshot	snapshot;
 
-	if (!OidIsValid(t->relid))
-		resolve(t);
-
-	rel = table_open(t->relid, AccessShareLock);
 	idx = index_open(t->indexid, AccessShareLock);
-	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
-
 	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, t->eqproc, key1);
 	if (nkeys(t) == 2)
 		ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, t->eqproc2, key2);
@@ -228,14 +321,73 @@ probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls,
 	slot = table_slot_create(rel, NULL);
 	scan = index_beginscan(rel, idx, snapshot, nkeys(t), 0);
 	index_rescan(scan, skey, nkeys(t), NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+
+	/* index_getnext_slot, keeping the TID the index gave */
+	ItemPointerSetInvalid(&root);
+	for (;;)
 	{
-		tuple = ExecCopySlotHeapTuple(slot);
-		if (tid)
-			*tid = slot->tts_tid;
+		if (!scan->xs_heap_continue)
+		{
+			ItemPointer next = index_getnext_tid(scan, ForwardScanDirection);
+
+			if (next == NULL)
+				break;
+			root = *next;
+		}
+		if (index_fetch_heap(scan, slot))
+		{
+			tuple = ExecCopySlotHeapTuple(slot);
+			if (tid)
+				*tid = slot->tts_tid;
+			break;
+		}
 	}
+
+	if (t->hints != NULL)
+	{
+		EnrProbeHint *h = hint_slot(t, key1);
+		Buffer		buffer = ((IndexFetchHeapData *) scan->xs_heapfetch)->xs_cbuf;
+
+		if (tuple != NULL && BufferIsValid(buffer) && !BufferIsLocal(buffer))
+		{
+			h->key = DatumGetInt64(key1);
+			h->tid = root;
+			h->buffer = buffer;
+		}
+		else if (h->key == DatumGetInt64(key1))
+			h->buffer = InvalidBuffer;	/* gone: keep no hint of it */
+	}
+
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
+	/* locks are kept to the end of the transaction, as a query keeps them */
+	index_close(idx, NoLock);
+	return tuple;
+}
+
+/*
+ * Fetch the row whose key equals the given one.  On success the requested
+ * columns are in values/nulls, copied into the current memory context, and
+ * true is returned.  Reads under the active snapshot (the statement's),
+ * like a query would.  With tid, also where the row version read is.
+ */
+static bool
+probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls,
+	  ItemPointer tid)
+{
+	Relation	rel;
+	HeapTuple	tuple;
+	Snapshot	snapshot;
+
+	if (!OidIsValid(t->relid))
+		resolve(t);
+
+	rel = table_open(t->relid, AccessShareLock);
+	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+
+	tuple = probe_hinted(t, rel, key1, snapshot, tid);
+	if (tuple == NULL)
+		tuple = probe_index(t, rel, key1, key2, snapshot, tid);
 
 	if (tuple != NULL)
 	{
@@ -252,8 +404,6 @@ probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls,
 		}
 	}
 
-	/* locks are kept to the end of the transaction, as a query keeps them */
-	index_close(idx, NoLock);
 	table_close(rel, NoLock);
 	return tuple != NULL;
 }

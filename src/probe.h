@@ -17,10 +17,12 @@
 
 #define ENR_PROBE_MAXCOLS 12
 
+struct EnrProbeHint;
+
 /*
  * A table read by its unique key.  The first nkeys columns listed are the
  * key (nkeys 0 means 1); the index must be a unique, non-partial B-tree on
- * exactly those columns, in that order.  The last three fields are a
+ * exactly those columns, in that order.  The last four fields are a
  * per-backend cache filled on first use.
  */
 typedef struct EnrProbeTable
@@ -35,6 +37,7 @@ typedef struct EnrProbeTable
 	Oid			relid;
 	Oid			indexid;
 	AttrNumber	attnums[ENR_PROBE_MAXCOLS];
+	struct EnrProbeHint *hints; /* where recent rows were (bigint keys) */
 } EnrProbeTable;
 
 extern bool enr_probe(EnrProbeTable *t, Datum key, Datum *values, bool *nulls);

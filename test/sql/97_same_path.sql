@@ -4,8 +4,11 @@
 -- secret is checked by scripts/valgrind, with the secret marked undefined.)
 SELECT key_id AS kid, hmac_secret AS sec FROM enrollment.create_api_key('same path', ARRAY['events:read']) \gset
 SELECT hmac_secret AS wrong FROM enrollment.create_api_key('another key', ARRAY['events:read']) \gset
-\set counts 'SELECT pg_stat_get_xact_numscans(''enrollment.api_key_pkey''::regclass) AS scans, pg_stat_get_xact_tuples_fetched(''enrollment.api_key_pkey''::regclass) AS fetched'
+-- rows read through the index or at the place the backend noted (probe.c)
+\set counts 'SELECT pg_stat_get_xact_numscans(''enrollment.api_key_pkey''::regclass) AS scans, pg_stat_get_xact_tuples_fetched(''enrollment.api_key_pkey''::regclass) + pg_stat_get_xact_tuples_fetched(''enrollment.api_key''::regclass) AS fetched'
 
+-- the first call finds the key through the index, later ones at its place
+SELECT ok FROM enrollment.verify_request('GET', '/same', enrollment.sign_request('GET', '/same', :'kid', :'sec'), NULL, 'events:read');
 BEGIN;
 :counts \gset before_
 SELECT ok, error FROM enrollment.verify_request('GET', '/same', enrollment.sign_request('GET', '/same', :'kid', :'sec'), NULL, 'events:read');

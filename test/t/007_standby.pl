@@ -55,6 +55,36 @@ is($standby->safe_psql('postgres', "SELECT count(*) FROM enrollment.api_keys WHE
 is($standby->safe_psql('postgres',
 		"SELECT ok FROM enrollment.verify_request('GET', '/s', enrollment.sign_request('GET', '/s', '$kid', '$hmac', ts => extract(epoch from now())::bigint + 10))"),
 	't', 'standby: verify_request works with a copy of the server key');
+# A standby backend that has read a token and a key goes to their rows'
+# places first at its next calls (probe.c).  Their revocation reaches the
+# standby only through WAL replay, which no trigger or callback sees: the
+# backend's next call must see it all the same.
+my ($rtok_id, $rtok) = split / /, $primary->safe_psql('postgres',
+	"SELECT token_id || ' ' || token FROM enrollment.create_token('reusable', 'revoked on the primary')");
+my ($rkid, $rhmac) = split / /, $primary->safe_psql('postgres',
+	"SELECT key_id || ' ' || hmac_secret FROM enrollment.create_api_key('revoked on the primary', ARRAY['events:read'])");
+$primary->wait_for_catchup($standby);
+my $reader = $standby->background_psql('postgres');
+my $check_r = "SELECT coalesce(error, 'ok') FROM enrollment.check_token('$rtok')";
+my $verify_r = "SELECT coalesce(error, 'ok') FROM enrollment.verify_request('GET', '/r', "
+  . "enrollment.sign_request('GET', '/r', '$rkid', '$rhmac', ts => extract(epoch from now())::bigint + 10))";
+my $probes = "SELECT pg_stat_get_xact_numscans('enrollment.enrollment_token_public_id_key'::regclass)"
+  . " + pg_stat_get_xact_numscans('enrollment.api_key_pkey'::regclass)";
+is($reader->query_safe($check_r) . ' ' . $reader->query_safe($verify_r), 'ok ok',
+	'standby: a backend reads a token and a key');
+$reader->query_safe('BEGIN');
+my $before = $reader->query_safe($probes);
+is($reader->query_safe($check_r) . ' ' . $reader->query_safe($verify_r), 'ok ok', 'standby: and reads them again');
+is($reader->query_safe($probes) - $before, 0, 'standby: the second time at their places, without the indexes');
+$reader->query_safe('COMMIT');
+$primary->safe_psql('postgres', "SELECT enrollment.revoke_token('$rtok_id')");
+$primary->safe_psql('postgres', "SELECT enrollment.revoke_api_key('$rkid')");
+$primary->wait_for_catchup($standby);
+is($reader->query_safe($check_r), 'token_revoked',
+	'standby: that backend sees the revocation of the token replayed from the primary');
+is($reader->query_safe($verify_r), 'invalid_key', 'standby: and the revocation of the key');
+$reader->quit;
+
 my ($rc, $out, $err) = $standby->psql('postgres', "SELECT enrollment.enroll('$once', 'on-standby')");
 like($err, qr/read-only transaction/, 'standby: enroll fails cleanly (needs the primary)');
 ($rc, $out, $err) = $standby->psql('postgres', "SELECT enrollment.create_token()");
