@@ -69,7 +69,7 @@ typedef struct EnrProbeHint
 	Buffer		buffer;			/* InvalidBuffer: empty slot */
 } EnrProbeHint;
 
-#define PROBE_HINTS 1024		/* slots per table, a power of two (16 kB) */
+#define PROBE_HINTS 1024		/* slots per table, a power of two (24 kB) */
 
 /* tables resolved in this backend, for the invalidation callback */
 static EnrProbeTable *resolved[8];
@@ -189,8 +189,10 @@ resolve(EnrProbeTable *t)
 	is_heap = rel->rd_rel->relam == HEAP_TABLE_AM_OID;
 	table_close(rel, NoLock);
 
+	/* immediate: the row hint relies on at most one visible version per key */
 	idx = index_open(indexid, AccessShareLock);
 	found = idx->rd_index->indrelid == relid && idx->rd_index->indisunique &&
+		idx->rd_index->indimmediate &&
 		idx->rd_index->indnkeyatts == nkeys(t) &&
 		idx->rd_rel->relam == BTREE_AM_OID && RelationGetIndexPredicate(idx) == NIL;
 	for (int k = 0; found && k < nkeys(t); k++)
