@@ -189,7 +189,10 @@ resolve(EnrProbeTable *t)
 	is_heap = rel->rd_rel->relam == HEAP_TABLE_AM_OID;
 	table_close(rel, NoLock);
 
-	/* immediate: the row hint relies on at most one visible version per key */
+	/*
+	 * Immediate uniqueness: both the index path and the row hint return the
+	 * one visible version of a key, which a deferrable index does not promise.
+	 */
 	idx = index_open(indexid, AccessShareLock);
 	found = idx->rd_index->indrelid == relid && idx->rd_index->indisunique &&
 		idx->rd_index->indimmediate &&
