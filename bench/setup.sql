@@ -23,6 +23,8 @@ ON CONFLICT DO NOTHING;
 CREATE TABLE bench.key AS SELECT key_id, hmac_secret FROM enrollment.create_api_key('bench', ARRAY['events:read']);
 CREATE TABLE bench.check_tok AS SELECT token FROM enrollment.create_token('reusable', 'bench check');
 CREATE TABLE bench.cluster_tok AS SELECT token FROM enrollment.create_token('cluster', 'bench cluster', cluster_id => 'bench');
+-- the same with a cap (never reached), counted in its row at every use
+CREATE TABLE bench.capped_tok AS SELECT token FROM enrollment.create_token('cluster', 'bench capped', cluster_id => 'bench', max_uses => 2000000000);
 -- one fresh once token per enroll transaction; bench/run fills the pool
 -- before each run that enrolls (refill)
 CREATE SEQUENCE bench.pool_seq;

@@ -434,7 +434,9 @@ BEGIN
     VALUES (t.tenant, actor, 'sensor_enrollment_token_revoked', t.token_id, 'enrollment_token', t.token_id::text,
             pg_catalog.jsonb_build_object('kind', t.kind,
                 'prefix', t.prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0'),
-                'use_count', t.use_count));
+                'use_count', t.use_count OPERATOR(pg_catalog.+)
+                    (SELECT pg_catalog.count(*)::integer FROM enrollment.token_use AS u
+                      WHERE u.token_id OPERATOR(pg_catalog.=) t.token_id)));
     PERFORM pg_catalog.pg_notify('enrollment_events', pg_catalog.json_build_object(
         'event', 'revoked', 'tenant', t.tenant, 'token_id', t.token_id,
         'prefix', t.prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0'))::text);
@@ -1071,6 +1073,56 @@ REVOKE ALL ON FUNCTION
   FROM PUBLIC;
 
 --------------------------------------------------------------------------
+-- Uses not yet counted in the token row (0.6.0).  A reusable or cluster
+-- token without max_uses caps nothing, so concurrent enrollments through it
+-- need not queue for its row: once the token is active, enroll appends one
+-- row here instead of updating the token (src/enroll.c), and the worker
+-- folds these rows into use_count and last_used_at every round
+-- (fold_token_uses).  The tokens view adds the rows not folded yet, so a
+-- listing is exact at any time.  A token with a cap, and the first use of
+-- any token, still update the token row under its lock: that lock is what
+-- makes a cap exact.  Rows of a token that is gone are dropped by the fold.
+--------------------------------------------------------------------------
+
+CREATE TABLE enrollment.token_use (
+    token_id  uuid NOT NULL,
+    used_at   timestamptz NOT NULL
+);
+CREATE INDEX token_use_token_id_idx ON enrollment.token_use (token_id);
+COMMENT ON TABLE enrollment.token_use IS
+    'Enrollments through uncapped reusable and cluster tokens not yet counted in enrollment_token (folded by the worker)';
+SELECT pg_catalog.pg_extension_config_dump('enrollment.token_use', '');
+REVOKE ALL ON enrollment.token_use FROM PUBLIC;
+
+-- Move up to batch rows of token_use into their tokens' use_count and
+-- last_used_at, in one statement (rows inserted meanwhile wait for the next
+-- call); returns how many rows it moved.  (max_uses is set only when a token
+-- is made; should one be written into the table by hand after uses were
+-- appended, use_count stops at it, so that the row rules still hold.)
+CREATE FUNCTION enrollment.fold_token_uses(batch integer DEFAULT 10000) RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+    WITH d AS (
+        DELETE FROM enrollment.token_use AS u
+         WHERE u.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
+                   SELECT l.ctid FROM enrollment.token_use AS l LIMIT fold_token_uses.batch))
+        RETURNING u.token_id, u.used_at),
+    s AS (
+        SELECT d.token_id, pg_catalog.count(*)::integer AS n, pg_catalog.max(d.used_at) AS last
+          FROM d GROUP BY d.token_id),
+    f AS (
+        UPDATE enrollment.enrollment_token AS t
+           SET use_count = CASE WHEN t.max_uses IS NULL THEN t.use_count OPERATOR(pg_catalog.+) s.n
+                                ELSE LEAST(t.use_count OPERATOR(pg_catalog.+) s.n, t.max_uses) END,
+               last_used_at = GREATEST(t.last_used_at, s.last)
+          FROM s
+         WHERE t.token_id OPERATOR(pg_catalog.=) s.token_id)
+    SELECT COALESCE(pg_catalog.sum(s.n), 0)::bigint FROM s
+$$;
+COMMENT ON FUNCTION enrollment.fold_token_uses(integer) IS
+    'Count the enrollments appended to token_use in their tokens (the worker calls it every round); returns the rows moved';
+REVOKE ALL ON FUNCTION enrollment.fold_token_uses(integer) FROM PUBLIC;
+
+--------------------------------------------------------------------------
 -- Views (the listing interface)
 --------------------------------------------------------------------------
 
@@ -1083,7 +1135,10 @@ SELECT t.token_id,
        CASE WHEN t.status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'active'])
                  AND t.expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp()
             THEN 'expired' ELSE t.status END AS status,
-       t.use_count,
+       t.use_count OPERATOR(pg_catalog.+) CASE WHEN t.kind OPERATOR(pg_catalog.<>) 'once'
+            THEN (SELECT pg_catalog.count(*)::integer FROM enrollment.token_use AS u
+                   WHERE u.token_id OPERATOR(pg_catalog.=) t.token_id)
+            ELSE 0 END AS use_count,
        t.max_uses,
        t.cluster_id,
        t.node_id,
@@ -1091,7 +1146,10 @@ SELECT t.token_id,
        t.created_at,
        t.expires_at,
        t.used_at,
-       t.last_used_at,
+       CASE WHEN t.kind OPERATOR(pg_catalog.<>) 'once'
+            THEN GREATEST(t.last_used_at, (SELECT pg_catalog.max(u.used_at) FROM enrollment.token_use AS u
+                                            WHERE u.token_id OPERATOR(pg_catalog.=) t.token_id))
+            ELSE t.last_used_at END AS last_used_at,
        t.revoked_at
   FROM enrollment.enrollment_token AS t
  WHERE t.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()

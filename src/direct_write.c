@@ -66,7 +66,7 @@
 #define ENR_SCHEMA	"enrollment"
 
 /* tables looked at in this backend, for the invalidation callback */
-static EnrDirectTable *known[4];
+static EnrDirectTable *known[5];
 static int	nknown = 0;
 static bool callback_registered = false;
 
@@ -254,8 +254,9 @@ enr_direct_end(EnrDirectWrite *w)
 }
 
 /*
- * Lock the row at tid for update and return it in a slot, as UPDATE does
- * under READ COMMITTED: when another transaction updated it meanwhile, wait
+ * Lock the row at tid in the given mode (LockTupleNoKeyExclusive for an
+ * update, LockTupleShare as SELECT … FOR SHARE) and return it in a slot, as
+ * UPDATE does under READ COMMITTED: when another transaction updated it meanwhile, wait
  * for that one and lock its newest version (whose tid the slot carries);
  * NULL when the row has been deleted.  Under REPEATABLE READ and
  * SERIALIZABLE a concurrent update or delete is a serialization failure,
@@ -271,7 +272,7 @@ enr_direct_end(EnrDirectWrite *w)
  * line pointer is still a tuple.)
  */
 TupleTableSlot *
-enr_direct_lock(EnrDirectWrite *w, ResultRelInfo *rri, ItemPointer tid)
+enr_direct_lock(EnrDirectWrite *w, ResultRelInfo *rri, ItemPointer tid, LockTupleMode mode)
 {
 	Relation	rel = rri->ri_RelationDesc;
 	TupleTableSlot *slot = table_slot_create(rel, &w->estate->es_tupleTable);
@@ -282,7 +283,7 @@ enr_direct_lock(EnrDirectWrite *w, ResultRelInfo *rri, ItemPointer tid)
 
 	Assert(ActiveSnapshotSet());
 	res = table_tuple_lock(rel, &at, GetActiveSnapshot(), slot, GetCurrentCommandId(false),
-						   LockTupleNoKeyExclusive, LockWaitBlock,
+						   mode, LockWaitBlock,
 						   xact_snapshot ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
 	switch (res)
 	{

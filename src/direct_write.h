@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "access/htup.h"
+#include "nodes/lockoptions.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "nodes/execnodes.h"
@@ -64,7 +65,8 @@ typedef struct EnrDirectWrite
 extern void enr_direct_begin(EnrDirectWrite *w);
 extern ResultRelInfo *enr_direct_open(EnrDirectWrite *w, EnrDirectTable *t);
 extern void enr_direct_end(EnrDirectWrite *w);
-extern TupleTableSlot *enr_direct_lock(EnrDirectWrite *w, ResultRelInfo *rel, ItemPointer tid);
+extern TupleTableSlot *enr_direct_lock(EnrDirectWrite *w, ResultRelInfo *rel, ItemPointer tid,
+										LockTupleMode mode);
 extern void enr_direct_values(EnrDirectTable *t, TupleTableSlot *slot, Datum *values, bool *nulls);
 extern void enr_direct_defaults(EnrDirectWrite *w, EnrDirectTable *t, Datum *values, bool *nulls);
 extern HeapTuple enr_direct_insert(EnrDirectWrite *w, ResultRelInfo *rel, EnrDirectTable *t,

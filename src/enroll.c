@@ -15,6 +15,13 @@
  * So concurrent enrollments through one shared token (a cluster token)
  * serialise only on that last step and the commit, not on the whole
  * enrollment.  A once token, which nobody queues for, is locked first.
+ *
+ * A shared token without a cap, once used, is not updated at all (0.6.0,
+ * appends_use): its row is locked FOR SHARE, which concurrent enrollments
+ * hold together and revoke_token's UPDATE waits for, checked again, and the
+ * use is appended to token_use; the worker adds those rows to use_count
+ * later (fold_token_uses), and the tokens view counts them meanwhile.  Such
+ * enrollments do not wait for each other at all.
  * When the locked row may no longer be used, its error (naming the reason)
  * rolls back the node and the event: a rejected enrollment changes no row.
  *
@@ -141,6 +148,23 @@ static EnrPlan count_use_plan = {
 	.sql = COUNT_USE_SQL(RETENTION_ON_END("(kind = 'once' OR (max_uses IS NOT NULL AND use_count + 1 >= max_uses))", "$2", "$3")),
 	.nargs = 3,
 	.argtypes = {UUIDOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+};
+
+/*
+ * Append one use of an uncapped shared token (0.6.0; see appends_use()):
+ * the token row is locked FOR SHARE, which other enrollments share and
+ * revoke_token's or the worker's UPDATE waits for, and checked again on its
+ * newest version.  $1 token_id, $2 now.  No row is inserted when the token
+ * may no longer be used or has been given a cap meanwhile.
+ */
+static EnrPlan append_use_plan = {
+	.sql = "INSERT INTO enrollment.token_use (token_id, used_at)"
+	" SELECT t.token_id, $2 FROM enrollment.enrollment_token AS t"
+	"  WHERE t.token_id = $1 AND t.status = 'active' AND t.max_uses IS NULL AND t.use_count > 0"
+	"    AND (t.expires_at IS NULL OR t.expires_at > $2)"
+	"  FOR SHARE",
+	.nargs = 2,
+	.argtypes = {UUIDOID, TIMESTAMPTZOID}
 };
 
 static EnrPlan count_use_plan_v4 = {
@@ -301,6 +325,18 @@ static EnrDirectTable audit_table = {
 		DEFAULTED("occurred_at", TIMESTAMPTZOID), COL("actor", TEXTOID),
 		COL("action", TEXTOID), COL("token_id", UUIDOID), COL("node_id", UUIDOID),
 	COL("details", JSONBOID), DEFAULTED("object_type", TEXTOID), DEFAULTED("object_id", TEXTOID)}
+};
+
+/* token_use (0.6.0): a use of an uncapped shared token, not yet counted */
+enum
+{
+	TU_TOKEN_ID, TU_USED_AT, TU_NCOLS
+};
+
+static EnrDirectTable use_table = {
+	.relname = "token_use",
+	.ncols = TU_NCOLS,
+	.cols = {COL("token_id", UUIDOID), COL("used_at", TIMESTAMPTZOID)}
 };
 
 /* A token row, decoded */
@@ -474,33 +510,30 @@ enrolled_details(text *node_name, text *node_role, text *cluster_id, const char 
 }
 
 /*
- * Lock the token row the probe read at tid (its newest version, should
- * another enrollment have used it meanwhile: as UPDATE under READ
- * COMMITTED), check that row again — the token's error is raised when it may
- * no longer be used — and count the use: the same values as count_use_plan
- * and once_plan with RETENTION_ON_END.
+ * Lock the token row the probe read at tid in the given mode (its newest
+ * version, should another enrollment have used it meanwhile: as UPDATE
+ * under READ COMMITTED) and check that row again: the token's error is
+ * raised when it may no longer be used.  Its columns are left in tv/tn.
  */
 static void
-direct_count_use(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, int64 public_id,
-				 const uint8 *digest, TimestampTz now, text *cluster_id, TokenRow *tok)
+direct_lock_token(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, LockTupleMode mode,
+				  int64 public_id, const uint8 *digest, TimestampTz now, text *cluster_id,
+				  TokenRow *tok, Datum *tv, bool *tn, ItemPointer locked_tid)
 {
 	TupleTableSlot *locked;
-	Datum		tv[TK_NCOLS];
-	bool		tn[TK_NCOLS];
 	Datum		v[TOKEN_COLS];
 	bool		n[TOKEN_COLS];
 	char	   *kind = tok->kind;
-	const char *status;
-	TimestampTz horizon = now + (int64) enrollment_token_retention * USECS_PER_SEC;
 
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	UpdateActiveSnapshotCommandId();
-	locked = enr_direct_lock(w, tokens, tid);
+	locked = enr_direct_lock(w, tokens, tid, mode);
 	PopActiveSnapshot();
 	if (locked == NULL)
 		invalid_token();		/* deleted meanwhile */
 	enr_direct_values(&token_table, locked, tv, tn);
+	*locked_tid = locked->tts_tid;
 	for (int c = 0; c < TOKEN_COLS; c++)
 	{
 		v[c] = tv[tc_column[c]];
@@ -510,8 +543,26 @@ direct_count_use(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, int6
 	check_usable(tok, now, cluster_id);
 	if (strcmp(tok->kind, kind) != 0 || !tok->unbound)
 		elog(ERROR, "token %s changed kind or binding", tok->public_prefix);
+}
+
+/*
+ * Lock the token row, check it again, and count the use: the same values
+ * as count_use_plan and once_plan with RETENTION_ON_END.
+ */
+static void
+direct_count_use(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, int64 public_id,
+				 const uint8 *digest, TimestampTz now, text *cluster_id, TokenRow *tok)
+{
+	Datum		tv[TK_NCOLS];
+	bool		tn[TK_NCOLS];
+	ItemPointerData at;
+	const char *status;
+	TimestampTz horizon = now + (int64) enrollment_token_retention * USECS_PER_SEC;
+
+	direct_lock_token(w, tokens, tid, LockTupleNoKeyExclusive, public_id, digest, now,
+					  cluster_id, tok, tv, tn, &at);
 	/* once_plan's WHERE clause: an unused once token is pending (as made) */
-	if (strcmp(kind, "once") == 0 && (strcmp(tok->status, "pending") != 0 || tok->use_count != 0))
+	if (strcmp(tok->kind, "once") == 0 && (strcmp(tok->status, "pending") != 0 || tok->use_count != 0))
 		elog(ERROR, "could not count the use of token %s", tok->public_prefix);
 
 	status = new_status(tok);
@@ -528,7 +579,52 @@ direct_count_use(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, int6
 		tv[TK_RETENTION_FROM] = TimestampTzGetDatum(now);
 		tn[TK_RETENTION_FROM] = false;
 	}
-	enr_direct_update(w, tokens, &token_table, &locked->tts_tid, tv, tn);
+	enr_direct_update(w, tokens, &token_table, &at, tv, tn);
+}
+
+/*
+ * Append the use of an uncapped shared token to token_use, with the token
+ * row locked FOR SHARE and checked again: append_use_plan without SQL.
+ */
+static void
+direct_append_use(EnrDirectWrite *w, ResultRelInfo *tokens, ResultRelInfo *uses, ItemPointer tid,
+				  int64 public_id, const uint8 *digest, TimestampTz now, text *cluster_id,
+				  TokenRow *tok)
+{
+	Datum		tv[TK_NCOLS];
+	bool		tn[TK_NCOLS];
+	ItemPointerData at;
+	Datum		uv[TU_NCOLS];
+	bool		un[TU_NCOLS] = {false};
+
+	direct_lock_token(w, tokens, tid, LockTupleShare, public_id, digest, now,
+					  cluster_id, tok, tv, tn, &at);
+	/* given a cap meanwhile (by hand: no function does): its count must be exact */
+	if (!tok->nomax || strcmp(tok->status, "active") != 0 || tok->use_count == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("token %s changed during the enrollment", tok->public_prefix),
+				 errhint("Try the enrollment again.")));
+	uv[TU_TOKEN_ID] = tok->token_id;
+	uv[TU_USED_AT] = TimestampTzGetDatum(now);
+	enr_direct_insert(w, uses, &use_table, uv, un);
+}
+
+/*
+ * Does an enrollment through this token append its use to token_use rather
+ * than update the token row (0.6.0)?  Only one through an active reusable or
+ * cluster token without a cap that has been used before: such a token's
+ * row changes with a use only in use_count and last_used_at, which the
+ * worker can add up later, so concurrent enrollments through it need not
+ * queue for its row lock and each other's commits.  A cap is checked
+ * against an exact count under that lock, and the first use (use_count 0
+ * in the row: no use is appended before it) also sets used_at.
+ */
+static bool
+appends_use(const TokenRow *t)
+{
+	return strcmp(t->kind, "once") != 0 && t->unbound && t->nomax &&
+		strcmp(t->status, "active") == 0 && t->use_count > 0 && enr_has_token_use();
 }
 
 /*
@@ -551,18 +647,21 @@ enroll_direct(ItemPointer tid, int64 public_id, const uint8 *digest, TimestampTz
 	ResultRelInfo *tokens;
 	ResultRelInfo *nodes;
 	ResultRelInfo *events;
+	ResultRelInfo *uses = NULL;
 	Datum		nv[ND_NCOLS];
 	bool		nn[ND_NCOLS];
 	Datum		av[AE_NCOLS];
 	bool		an[AE_NCOLS];
 	bool		lock_first = strcmp(tok->kind, "once") == 0;
+	bool		append = appends_use(tok);
 
 	/* refused as SQL's UPDATE would be (a standby, a read-only transaction) */
 	PreventCommandIfReadOnly("enroll");
 	enr_direct_begin(&w);
 	if ((tokens = enr_direct_open(&w, &token_table)) == NULL ||
 		(nodes = enr_direct_open(&w, &node_table)) == NULL ||
-		(events = enr_direct_open(&w, &audit_table)) == NULL)
+		(events = enr_direct_open(&w, &audit_table)) == NULL ||
+		(append && (uses = enr_direct_open(&w, &use_table)) == NULL))
 	{
 		enr_direct_end(&w);
 		return false;
@@ -603,7 +702,9 @@ enroll_direct(ItemPointer tid, int64 public_id, const uint8 *digest, TimestampTz
 	enr_direct_insert(&w, events, &audit_table, av, an);
 
 	/* a shared token: the use last (an error here rolls back node and event) */
-	if (!lock_first)
+	if (append)
+		direct_append_use(&w, tokens, uses, tid, public_id, digest, now, cluster_id, tok);
+	else if (!lock_first)
 		direct_count_use(&w, tokens, tid, public_id, digest, now, cluster_id, tok);
 
 	enr_direct_end(&w);
@@ -641,6 +742,16 @@ count_use(Datum token_id, TimestampTz now)
 
 	return enr_execute(enr_has_retention_from() ? &count_use_plan : &count_use_plan_v4,
 					   a, NULL, false, 0) == SPI_OK_UPDATE &&
+		SPI_processed == 1;
+}
+
+/* Run append_use_plan; false if the token may no longer be used this way */
+static bool
+append_use(Datum token_id, TimestampTz now)
+{
+	Datum		a[2] = {token_id, TimestampTzGetDatum(now)};
+
+	return enr_execute(&append_use_plan, a, NULL, false, 0) == SPI_OK_INSERT &&
 		SPI_processed == 1;
 }
 
@@ -746,8 +857,9 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 				{
 					if (!write_node(&new_node_plan, args, nulls, &node_id, &node_status))
 						elog(ERROR, "enrollment of token %s wrote no node", tok.public_prefix);
-					/* last: count the use under the row lock */
-					counted = count_use(tok.token_id, now);
+					/* last: count the use under the row lock, or append it */
+					counted = appends_use(&tok) ? append_use(tok.token_id, now)
+						: count_use(tok.token_id, now);
 				}
 			}
 			if (!counted)

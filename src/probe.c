@@ -80,12 +80,17 @@ static bool callback_registered = false;
 static int	has_retention_from = -1;
 static Oid	retention_relid = InvalidOid;
 
+/* enrollment.token_use (0.6.0), once found; InvalidOid: look again */
+static Oid	token_use_relid = InvalidOid;
+
 /* Forget resolved OIDs when a relation changes (or all of them, relid 0) */
 static void
 probe_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 {
 	if (relid == InvalidOid || relid == retention_relid)
 		has_retention_from = -1;
+	if (relid == InvalidOid || relid == token_use_relid)
+		token_use_relid = InvalidOid;
 	for (int i = 0; i < nresolved; i++)
 	{
 		EnrProbeTable *t = resolved[i];
@@ -139,6 +144,24 @@ enr_has_retention_from(void)
 		has_retention_from = get_attnum(relid, "retention_from") != InvalidAttrNumber;
 	}
 	return has_retention_from == 1;
+}
+
+/*
+ * Has this database the token_use table of 0.6.0?  Only a table that exists
+ * is remembered, so a backend sees it as soon as ALTER EXTENSION UPDATE has
+ * made it; until then enroll counts every use in the token row, as before.
+ */
+bool
+enr_has_token_use(void)
+{
+	if (!OidIsValid(token_use_relid))
+	{
+		Oid			nsp = get_namespace_oid(ENR_SCHEMA, true);
+
+		register_callback();
+		token_use_relid = OidIsValid(nsp) ? get_relname_relid("token_use", nsp) : InvalidOid;
+	}
+	return OidIsValid(token_use_relid);
 }
 
 static inline int

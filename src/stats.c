@@ -26,7 +26,8 @@ PG_FUNCTION_INFO_V1(enrollment_stats);
 PG_FUNCTION_INFO_V1(enrollment_stats_reset);
 
 static const char *const worker_counter_names[WORKER_NUM_COUNTERS] = {
-	"runs", "tokens_expired", "tokens_purged", "nonces_forgotten", "stamps_written"
+	"runs", "tokens_expired", "tokens_purged", "nonces_forgotten", "stamps_written",
+	"uses_folded"
 };
 
 static void

@@ -220,6 +220,16 @@ static EnrPlan seal_plan = {
 	.nargs = 0
 };
 
+/*
+ * Uses appended to token_use are counted in their tokens every round (from
+ * 0.6.0 on; see enroll.c), a batch per transaction.
+ */
+static EnrPlan fold_plan = {
+	.sql = "SELECT enrollment.fold_token_uses($1)",
+	.nargs = 1,
+	.argtypes = {INT4OID}
+};
+
 static EnrPlan last_event_plan = {
 	.sql = "SELECT COALESCE(pg_catalog.max(event_id), 0) FROM enrollment.audit_event",
 	.nargs = 0
@@ -251,11 +261,15 @@ enrollment_worker_register(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/* Run one statement of the round in its own transaction; returns rows processed */
+/*
+ * Run one statement of the round in its own transaction; returns rows
+ * processed, or with value the bigint the statement's one row holds.
+ */
 static uint64
-run_batch(EnrPlan *plan, Datum *args, const char *activity)
+run_statement(EnrPlan *plan, Datum *args, const char *activity, bool value)
 {
 	uint64		n;
+	bool		isnull;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -264,11 +278,19 @@ run_batch(EnrPlan *plan, Datum *args, const char *activity)
 	pgstat_report_activity(STATE_RUNNING, activity);
 	enr_execute(plan, args, NULL, false, 0);
 	n = SPI_processed;
+	if (value)
+		n = n == 1 ? (uint64) DatumGetInt64(enr_getattr(0, 1, &isnull)) : 0;
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n;
+}
+
+static uint64
+run_batch(EnrPlan *plan, Datum *args, const char *activity)
+{
+	return run_statement(plan, args, activity, false);
 }
 
 /*
@@ -431,16 +453,16 @@ extension_installed(void)
 	return installed;
 }
 
-/* Does this database's extension have seal_audit (version 0.2.0 or later)? */
+/* Has this database's extension the function name (own short transaction)? */
 static bool
-seal_available(void)
+function_available(const char *name)
 {
 	bool		found;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	found = OidIsValid(LookupFuncName(list_make2(makeString("enrollment"), makeString("seal_audit")),
-									  0, NULL, true));
+	found = OidIsValid(LookupFuncName(list_make2(makeString("enrollment"), makeString(pstrdup(name))),
+									  -1, NULL, true));
 	CommitTransactionCommand();
 	return found;
 }
@@ -634,7 +656,19 @@ run_round(const char *dbname, bool *said_missing)
 
 	enr_count_worker(WORKER_STAMPS_WRITTEN, write_stamps());
 
-	if (seal_available())
+	if (function_available("fold_token_uses"))
+	{
+		Datum		a[1] = {Int32GetDatum(enrollment_worker_batch)};
+
+		do
+		{
+			n = run_statement(&fold_plan, a, "enrollment: counting appended token uses", true);
+			enr_count_worker(WORKER_USES_FOLDED, n);
+			CHECK_FOR_INTERRUPTS();
+		} while (n == (uint64) enrollment_worker_batch);
+	}
+
+	if (function_available("seal_audit"))
 		run_batch(&seal_plan, NULL, "enrollment: sealing the audit log");
 
 	if (announced_upto < 0)

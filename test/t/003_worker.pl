@@ -175,6 +175,27 @@ $node->safe_psql('postgres', 'SELECT enrollment.stats_reset()');
 is($node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE area = 'enroll' AND counter = 'ok'"),
 	'0', 'stats_reset zeroes the counters');
 
+# uses of an uncapped cluster token appended to token_use (0.6.0): the
+# worker counts them in the token row, and the listing shows the same count
+# before and after
+my ($ctok, $ctid) = split / /, $node->safe_psql('postgres',
+	"SELECT token || ' ' || token_id FROM enrollment.create_token('cluster', cluster_id => 'w1')");
+$node->safe_psql('postgres',
+	"SELECT count(*) FROM generate_series(1, 4) i, LATERAL enrollment.enroll('$ctok', 'w-' || i, 'w1')")
+  for 1 .. 2;
+is($node->safe_psql('postgres', "SELECT use_count FROM enrollment.tokens WHERE token_id = '$ctid'"),
+	'8', 'the listing counts every use, folded or not');
+ok( $node->poll_query_until('postgres',
+		"SELECT use_count = 8 AND NOT EXISTS (SELECT FROM enrollment.token_use) "
+		  . "FROM enrollment.enrollment_token WHERE token_id = '$ctid'"),
+	'the worker folds the appended uses into the token row');
+is($node->safe_psql('postgres',
+		"SELECT use_count || ' ' || (last_used_at = (SELECT max(enrolled_at) FROM enrollment.nodes "
+		  . "WHERE token_id = '$ctid')) FROM enrollment.tokens WHERE token_id = '$ctid'"),
+	'8 true', 'and the listing is unchanged: eight uses, the last one\'s time');
+ok($node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE area = 'worker' AND counter = 'uses_folded'") >= 6,
+	'folded uses are counted');
+
 # tokens without a retention clock, as a 0.4.0 library still running after
 # the update (or a restored 0.4.0 dump) writes them: a worker's first round
 # gives them their clock, so they are expired and purged as usual

@@ -2,8 +2,9 @@
 # backend, then the postmaster itself is killed with SIGKILL.  After each,
 # the server comes back, the worker comes back, every committed enrollment
 # is there, no once token was used twice, use counts match the nodes and
-# the audit events, and no request accepted before the crash is accepted
-# again afterwards.
+# the audit events (also for a shared token without a cap, whose uses are
+# appended to token_use and folded by the worker meanwhile), and no request
+# accepted before the crash is accepted again afterwards.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -25,6 +26,9 @@ $node->safe_psql('postgres', q{
 CREATE EXTENSION enrollment CASCADE;
 CREATE TABLE pool AS SELECT i AS id, t.token_id, t.token
   FROM generate_series(1, 400) i, LATERAL enrollment.create_token(label => 'crash-' || i) t;
+-- a shared token without a cap, used once: its next uses are appended
+CREATE TABLE ctok AS SELECT token_id, token FROM enrollment.create_token('cluster', 'crash cluster', cluster_id => 'cc');
+SELECT 1 FROM ctok, LATERAL enrollment.enroll(ctok.token, 'c-first', 'cc');
 CREATE TABLE signed AS
 SELECT i AS id, enrollment.sign_request('GET', '/crash', k.key_id, k.hmac_secret, nonce => 'crash-' || i) AS headers
   FROM enrollment.create_api_key('crash', ARRAY['events:read']) k, generate_series(1, 400) i;
@@ -41,6 +45,7 @@ END $$;
 my ($fh, $script) = tempfile(UNLINK => 1);
 print $fh q{\set id random(1, 400)
 SELECT try_enroll(:id);
+SELECT 1 FROM ctok, LATERAL enrollment.enroll(ctok.token, 'c-' || :id, 'cc');
 SELECT ok FROM signed, enrollment.verify_request('GET', '/crash', signed.headers) WHERE signed.id = :id;
 };
 close $fh;
@@ -74,18 +79,22 @@ sub invariants
 {
 	my ($when) = @_;
 	is($node->safe_psql('postgres', q{
-		SELECT count(*) FROM (SELECT token_id FROM enrollment.nodes GROUP BY token_id HAVING count(*) > 1) x}),
+		SELECT count(*) FROM (SELECT n.token_id FROM enrollment.nodes n JOIN enrollment.tokens t USING (token_id)
+		                       WHERE t.kind = 'once' GROUP BY n.token_id HAVING count(*) > 1) x}),
 		'0', "$when: no once token enrolled two nodes");
 	is($node->safe_psql('postgres', q{
 		SELECT count(*) FROM enrollment.tokens t
 		 WHERE t.use_count <> (SELECT count(*) FROM enrollment.nodes n WHERE n.token_id = t.token_id)
-		    OR (t.use_count = 1) <> (t.status = 'used')}),
+		    OR (t.kind = 'once' AND (t.use_count = 1) <> (t.status = 'used'))}),
 		'0', "$when: use counts and statuses match the nodes");
 	is($node->safe_psql('postgres', q{
 		SELECT count(*) FROM enrollment.tokens t
 		 WHERE t.use_count <> (SELECT count(*) FROM enrollment.audit_log a
 		                        WHERE a.token_id = t.token_id AND a.action = 'sensor_enrolled')}),
 		'0', "$when: audit events match the committed enrollments");
+	cmp_ok($node->safe_psql('postgres', q{
+		SELECT t.use_count FROM enrollment.tokens t JOIN ctok USING (token_id)}), '>', 1,
+		"$when: the shared token was used under the load");
 	# every request signed before the crash is refused now, accepted or not
 	is($node->safe_psql('postgres', q{
 		SELECT count(*) FILTER (WHERE v.ok) FROM signed, enrollment.verify_request('GET', '/crash', signed.headers) v}),
@@ -108,6 +117,7 @@ CREATE SEQUENCE pool2_seq;
 my ($fh2, $script2) = tempfile(UNLINK => 1);
 print $fh2 q{\set id random(1, 400)
 SELECT e.node_id FROM pool2 p, LATERAL enrollment.enroll(p.token, 'p2-' || p.id) e WHERE p.id = (SELECT nextval('pool2_seq'));
+SELECT 1 FROM ctok, LATERAL enrollment.enroll(ctok.token, 'c2-' || :id, 'cc');
 SELECT ok FROM signed2, enrollment.verify_request('GET', '/crash2', signed2.headers) WHERE signed2.id = :id;
 };
 close $fh2;
@@ -141,6 +151,14 @@ invariants('after the postmaster was killed');
 is($node->safe_psql('postgres', q{
 	SELECT count(*) FILTER (WHERE v.ok) FROM signed2, enrollment.verify_request('GET', '/crash2', signed2.headers) v}),
 	'0', 'no request of the second load is accepted after the crash');
+
+# the worker folds what the shared token's enrollments appended before the
+# crash: its row then counts all of its nodes
+ok( $node->poll_query_until('postgres', q{
+		SELECT t.use_count = (SELECT count(*) FROM enrollment.nodes n WHERE n.token_id = t.token_id)
+		   AND NOT EXISTS (SELECT FROM enrollment.token_use)
+		  FROM enrollment.enrollment_token t JOIN ctok USING (token_id)}),
+	'the appended uses are folded into the token row after the crash');
 
 # and the system goes on: a used token stays used, an unused one enrolls
 my ($used) = $node->safe_psql('postgres',

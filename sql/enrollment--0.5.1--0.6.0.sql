@@ -1,0 +1,139 @@
+-- enrollment 0.5.1 -> 0.6.0
+\echo Use "ALTER EXTENSION enrollment UPDATE TO '0.6.0'" to load this file. \quit
+
+-- 0.6.0: an enrollment through an active reusable or cluster token without
+-- max_uses appends its use to enrollment.token_use instead of updating the
+-- token row, so that concurrent enrollments through one such token no longer
+-- queue for that row; the worker folds the appended uses into the row.  The
+-- library keeps updating the token row until this update has run, which is
+-- as correct, only slower for a shared token.
+
+--------------------------------------------------------------------------
+-- Uses not yet counted in the token row (0.6.0).  A reusable or cluster
+-- token without max_uses caps nothing, so concurrent enrollments through it
+-- need not queue for its row: once the token is active, enroll appends one
+-- row here instead of updating the token (src/enroll.c), and the worker
+-- folds these rows into use_count and last_used_at every round
+-- (fold_token_uses).  The tokens view adds the rows not folded yet, so a
+-- listing is exact at any time.  A token with a cap, and the first use of
+-- any token, still update the token row under its lock: that lock is what
+-- makes a cap exact.  Rows of a token that is gone are dropped by the fold.
+--------------------------------------------------------------------------
+
+CREATE TABLE enrollment.token_use (
+    token_id  uuid NOT NULL,
+    used_at   timestamptz NOT NULL
+);
+CREATE INDEX token_use_token_id_idx ON enrollment.token_use (token_id);
+COMMENT ON TABLE enrollment.token_use IS
+    'Enrollments through uncapped reusable and cluster tokens not yet counted in enrollment_token (folded by the worker)';
+SELECT pg_catalog.pg_extension_config_dump('enrollment.token_use', '');
+REVOKE ALL ON enrollment.token_use FROM PUBLIC;
+
+-- Move up to batch rows of token_use into their tokens' use_count and
+-- last_used_at, in one statement (rows inserted meanwhile wait for the next
+-- call); returns how many rows it moved.  (max_uses is set only when a token
+-- is made; should one be written into the table by hand after uses were
+-- appended, use_count stops at it, so that the row rules still hold.)
+CREATE FUNCTION enrollment.fold_token_uses(batch integer DEFAULT 10000) RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+    WITH d AS (
+        DELETE FROM enrollment.token_use AS u
+         WHERE u.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
+                   SELECT l.ctid FROM enrollment.token_use AS l LIMIT fold_token_uses.batch))
+        RETURNING u.token_id, u.used_at),
+    s AS (
+        SELECT d.token_id, pg_catalog.count(*)::integer AS n, pg_catalog.max(d.used_at) AS last
+          FROM d GROUP BY d.token_id),
+    f AS (
+        UPDATE enrollment.enrollment_token AS t
+           SET use_count = CASE WHEN t.max_uses IS NULL THEN t.use_count OPERATOR(pg_catalog.+) s.n
+                                ELSE LEAST(t.use_count OPERATOR(pg_catalog.+) s.n, t.max_uses) END,
+               last_used_at = GREATEST(t.last_used_at, s.last)
+          FROM s
+         WHERE t.token_id OPERATOR(pg_catalog.=) s.token_id)
+    SELECT COALESCE(pg_catalog.sum(s.n), 0)::bigint FROM s
+$$;
+COMMENT ON FUNCTION enrollment.fold_token_uses(integer) IS
+    'Count the enrollments appended to token_use in their tokens (the worker calls it every round); returns the rows moved';
+REVOKE ALL ON FUNCTION enrollment.fold_token_uses(integer) FROM PUBLIC;
+
+-- the listing and revoke_token's audit event add the uses not folded yet
+CREATE OR REPLACE VIEW enrollment.tokens AS
+SELECT t.token_id,
+       t.tenant,
+       t.kind,
+       t.label,
+       t.prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0') AS prefix,
+       CASE WHEN t.status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'active'])
+                 AND t.expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp()
+            THEN 'expired' ELSE t.status END AS status,
+       t.use_count OPERATOR(pg_catalog.+) CASE WHEN t.kind OPERATOR(pg_catalog.<>) 'once'
+            THEN (SELECT pg_catalog.count(*)::integer FROM enrollment.token_use AS u
+                   WHERE u.token_id OPERATOR(pg_catalog.=) t.token_id)
+            ELSE 0 END AS use_count,
+       t.max_uses,
+       t.cluster_id,
+       t.node_id,
+       t.created_by,
+       t.created_at,
+       t.expires_at,
+       t.used_at,
+       CASE WHEN t.kind OPERATOR(pg_catalog.<>) 'once'
+            THEN GREATEST(t.last_used_at, (SELECT pg_catalog.max(u.used_at) FROM enrollment.token_use AS u
+                                            WHERE u.token_id OPERATOR(pg_catalog.=) t.token_id))
+            ELSE t.last_used_at END AS last_used_at,
+       t.revoked_at
+  FROM enrollment.enrollment_token AS t
+ WHERE t.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()
+   AND (SELECT enrollment.require_role('operator', 'list enrollment tokens'));
+
+CREATE OR REPLACE FUNCTION enrollment.revoke_token(token_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    t enrollment.enrollment_token%ROWTYPE;
+    actor text := enrollment.current_actor();
+BEGIN
+    PERFORM enrollment.require_role('operator', 'revoke enrollment tokens');
+    IF revoke_token.token_id IS NULL THEN
+        RAISE EXCEPTION 'token_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO t FROM enrollment.enrollment_token AS e
+     WHERE e.token_id OPERATOR(pg_catalog.=) revoke_token.token_id
+       AND e.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant() FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invalid_token' USING ERRCODE = 'NR001',
+            DETAIL = pg_catalog.format('No enrollment token has id %s.', revoke_token.token_id);
+    END IF;
+    IF t.status OPERATOR(pg_catalog.=) 'revoked' THEN
+        RETURN false;                       -- already revoked: nothing to do
+    END IF;
+    IF t.status OPERATOR(pg_catalog.=) ANY (ARRAY['used', 'exhausted']) THEN
+        RAISE EXCEPTION 'token_exhausted' USING ERRCODE = 'NR004',
+            DETAIL = pg_catalog.format('Token %s%s is %s and can no longer be used, so there is nothing to revoke.',
+                                       t.prefix, pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0'), t.status);
+    END IF;
+    IF t.status OPERATOR(pg_catalog.=) 'expired'
+       OR t.expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp() THEN
+        RAISE EXCEPTION 'token_expired' USING ERRCODE = 'NR002',
+            DETAIL = pg_catalog.format('Token %s%s expired at %s, so there is nothing to revoke.',
+                                       t.prefix, pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0'), t.expires_at);
+    END IF;
+
+    UPDATE enrollment.enrollment_token AS e
+       SET status = 'revoked', revoked_at = pg_catalog.statement_timestamp(), revoked_by = actor,
+           retention_from = NULL
+     WHERE e.token_id OPERATOR(pg_catalog.=) t.token_id;
+    INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, object_type, object_id, details)
+    VALUES (t.tenant, actor, 'sensor_enrollment_token_revoked', t.token_id, 'enrollment_token', t.token_id::text,
+            pg_catalog.jsonb_build_object('kind', t.kind,
+                'prefix', t.prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0'),
+                'use_count', t.use_count OPERATOR(pg_catalog.+)
+                    (SELECT pg_catalog.count(*)::integer FROM enrollment.token_use AS u
+                      WHERE u.token_id OPERATOR(pg_catalog.=) t.token_id)));
+    PERFORM pg_catalog.pg_notify('enrollment_events', pg_catalog.json_build_object(
+        'event', 'revoked', 'tenant', t.tenant, 'token_id', t.token_id,
+        'prefix', t.prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0'))::text);
+    RETURN true;
+END
+$$;
