@@ -1075,8 +1075,9 @@ REVOKE ALL ON FUNCTION
 --------------------------------------------------------------------------
 -- Uses not yet counted in the token row (0.6.0).  A reusable or cluster
 -- token without max_uses caps nothing, so concurrent enrollments through it
--- need not queue for its row: once the token is active, enroll appends one
--- row here instead of updating the token (src/enroll.c), and the worker
+-- need not queue for its row: after its first use (which sets used_at in
+-- the row), enroll appends one row here per use instead of updating the
+-- token, under a FOR SHARE lock of its row (src/enroll.c), and the worker
 -- folds these rows into use_count and last_used_at every round
 -- (fold_token_uses).  The tokens view adds the rows not folded yet, so a
 -- listing is exact at any time.  A token with a cap, and the first use of
