@@ -583,6 +583,23 @@ direct_count_use(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, int6
 }
 
 /*
+ * Does an enrollment through this token append its use to token_use rather
+ * than update the token row (0.6.0)?  Only one through an active reusable or
+ * cluster token without a cap that has been used before: such a token's
+ * row changes with a use only in use_count and last_used_at, which the
+ * worker can add up later, so concurrent enrollments through it need not
+ * queue for its row lock and each other's commits.  A cap is checked
+ * against an exact count under that lock, and the first use (use_count 0
+ * in the row: no use is appended before it) also sets used_at.
+ */
+static bool
+appends_use(const TokenRow *t)
+{
+	return strcmp(t->kind, "once") != 0 && t->unbound && t->nomax &&
+		strcmp(t->status, "active") == 0 && t->use_count > 0 && enr_has_token_use();
+}
+
+/*
  * Append the use of an uncapped shared token to token_use, with the token
  * row locked FOR SHARE and checked again: append_use_plan without SQL.
  */
@@ -600,31 +617,15 @@ direct_append_use(EnrDirectWrite *w, ResultRelInfo *tokens, ResultRelInfo *uses,
 	direct_lock_token(w, tokens, tid, LockTupleShare, public_id, digest, now,
 					  cluster_id, tok, tv, tn, &at);
 	/* given a cap meanwhile (by hand: no function does): its count must be exact */
-	if (!tok->nomax || strcmp(tok->status, "active") != 0 || tok->use_count == 0)
+	if (!appends_use(tok))
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("token %s changed during the enrollment", tok->public_prefix),
+				 errdetail("Its row no longer allows the use to be appended: it was given a cap meanwhile."),
 				 errhint("Try the enrollment again.")));
 	uv[TU_TOKEN_ID] = tok->token_id;
 	uv[TU_USED_AT] = TimestampTzGetDatum(now);
 	enr_direct_insert(w, uses, &use_table, uv, un);
-}
-
-/*
- * Does an enrollment through this token append its use to token_use rather
- * than update the token row (0.6.0)?  Only one through an active reusable or
- * cluster token without a cap that has been used before: such a token's
- * row changes with a use only in use_count and last_used_at, which the
- * worker can add up later, so concurrent enrollments through it need not
- * queue for its row lock and each other's commits.  A cap is checked
- * against an exact count under that lock, and the first use (use_count 0
- * in the row: no use is appended before it) also sets used_at.
- */
-static bool
-appends_use(const TokenRow *t)
-{
-	return strcmp(t->kind, "once") != 0 && t->unbound && t->nomax &&
-		strcmp(t->status, "active") == 0 && t->use_count > 0 && enr_has_token_use();
 }
 
 /*
