@@ -42,6 +42,7 @@
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/multixact.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -53,6 +54,8 @@
 #include "executor/executor.h"
 #include "optimizer/optimizer.h"
 #include "rewrite/rewriteHandler.h"
+#include "storage/bufmgr.h"
+#include "storage/lmgr.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -254,6 +257,76 @@ enr_direct_end(EnrDirectWrite *w)
 }
 
 /*
+ * Whether this transaction (or a live subtransaction of it) wrote or locks
+ * the row version at tid: its inserter, its updater or one of its lockers.
+ * Like heap_lock_tuple, the header is read under the buffer lock and the
+ * members of a MultiXact are looked up after it is released.
+ */
+static bool
+row_version_is_ours(Relation rel, ItemPointer tid)
+{
+	Buffer		buf = ReadBuffer(rel, ItemPointerGetBlockNumber(tid));
+	Page		page;
+	OffsetNumber off = ItemPointerGetOffsetNumber(tid);
+	TransactionId xmax = InvalidTransactionId;
+	uint16		infomask = HEAP_XMAX_INVALID;
+	bool		ours = false;
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	if (off <= PageGetMaxOffsetNumber(page) && ItemIdIsNormal(PageGetItemId(page, off)))
+	{
+		HeapTupleHeader htup = (HeapTupleHeader) PageGetItem(page, PageGetItemId(page, off));
+
+		ours = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(htup));
+		xmax = HeapTupleHeaderGetRawXmax(htup);
+		infomask = htup->t_infomask;
+	}
+	UnlockReleaseBuffer(buf);
+
+	if (ours || (infomask & HEAP_XMAX_INVALID))
+		return ours;
+	if (infomask & HEAP_XMAX_IS_MULTI)
+	{
+		MultiXactMember *members;
+		int			n = GetMultiXactIdMembers(xmax, &members, false,
+											  HEAP_XMAX_IS_LOCKED_ONLY(infomask));
+
+		for (int i = 0; i < n && !ours; i++)
+			ours = TransactionIdIsCurrentTransactionId(members[i].xid);
+		if (n > 0)
+			pfree(members);
+		return ours;
+	}
+	return TransactionIdIsCurrentTransactionId(xmax);
+}
+
+/*
+ * Before a share lock of the row at tid: wait for a transaction that is
+ * waiting to update the row or lock it exclusively, so that it goes first.
+ *
+ * heap_lock_tuple lets a share locker join the lockers a row already has
+ * without a look at the heavyweight tuple lock that a waiting updater
+ * holds, so a steady stream of enrollments through one shared token could
+ * keep a revocation (or the worker's fold) waiting for as long as the
+ * stream lasts.  Taking that tuple lock in the mode heap_lock_tuple takes
+ * for a share lock when it has to wait (RowShareLock), and dropping it at
+ * once, queues this call behind such a waiter; it costs one lock-manager
+ * round when nobody waits.  Not when this transaction wrote or locks the
+ * row already: the waiter then waits for us, and waiting for it would be a
+ * deadlock.  (Other cycles through the waiter can still form, as they can
+ * for any row lock PostgreSQL queues; the deadlock detector ends them.)
+ */
+void
+enr_queue_behind_row_writer(Relation rel, ItemPointer tid)
+{
+	if (row_version_is_ours(rel, tid))
+		return;
+	LockTuple(rel, tid, RowShareLock);
+	UnlockTuple(rel, tid, RowShareLock);
+}
+
+/*
  * Lock the row at tid in the given mode (LockTupleNoKeyExclusive for an
  * update, LockTupleShare as SELECT … FOR SHARE) and return it in a slot, as
  * UPDATE does under READ COMMITTED: when another transaction updated it meanwhile, wait
@@ -282,6 +355,8 @@ enr_direct_lock(EnrDirectWrite *w, ResultRelInfo *rri, ItemPointer tid, LockTupl
 	bool		xact_snapshot = IsolationUsesXactSnapshot();
 
 	Assert(ActiveSnapshotSet());
+	if (mode == LockTupleShare)
+		enr_queue_behind_row_writer(rel, &at);
 	res = table_tuple_lock(rel, &at, GetActiveSnapshot(), slot, GetCurrentCommandId(false),
 						   mode, LockWaitBlock,
 						   xact_snapshot ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);

@@ -67,6 +67,7 @@ extern ResultRelInfo *enr_direct_open(EnrDirectWrite *w, EnrDirectTable *t);
 extern void enr_direct_end(EnrDirectWrite *w);
 extern TupleTableSlot *enr_direct_lock(EnrDirectWrite *w, ResultRelInfo *rel, ItemPointer tid,
 										LockTupleMode mode);
+extern void enr_queue_behind_row_writer(Relation rel, ItemPointer tid);
 extern void enr_direct_values(EnrDirectTable *t, TupleTableSlot *slot, Datum *values, bool *nulls);
 extern void enr_direct_defaults(EnrDirectWrite *w, EnrDirectTable *t, Datum *values, bool *nulls);
 extern HeapTuple enr_direct_insert(EnrDirectWrite *w, ResultRelInfo *rel, EnrDirectTable *t,

@@ -21,7 +21,10 @@
  * hold together and revoke_token's UPDATE waits for, checked again, and the
  * use is appended to token_use; the worker adds those rows to use_count
  * later (fold_token_uses), and the tokens view counts them meanwhile.  Such
- * enrollments do not wait for each other at all.
+ * enrollments do not wait for each other at all, but one that starts while
+ * a revocation waits for the row queues behind it rather than joining the
+ * share lock (enr_queue_behind_row_writer), so enrollments cannot keep a
+ * revocation out.
  * When the locked row may no longer be used, its error (naming the reason)
  * rolls back the node and the event: a rejected enrollment changes no row.
  *
@@ -41,6 +44,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -746,12 +750,19 @@ count_use(Datum token_id, TimestampTz now)
 		SPI_processed == 1;
 }
 
-/* Run append_use_plan; false if the token may no longer be used this way */
+/*
+ * Run append_use_plan, having queued behind a revocation or fold waiting
+ * for the row at tid (enr_queue_behind_row_writer); false if the token may
+ * no longer be used this way.
+ */
 static bool
-append_use(Datum token_id, TimestampTz now)
+append_use(Datum token_id, ItemPointer tid, TimestampTz now)
 {
 	Datum		a[2] = {token_id, TimestampTzGetDatum(now)};
+	Relation	rel = table_open(token_by_public_id.relid, AccessShareLock);
 
+	enr_queue_behind_row_writer(rel, tid);
+	table_close(rel, NoLock);
 	return enr_execute(&append_use_plan, a, NULL, false, 0) == SPI_OK_INSERT &&
 		SPI_processed == 1;
 }
@@ -859,7 +870,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 					if (!write_node(&new_node_plan, args, nulls, &node_id, &node_status))
 						elog(ERROR, "enrollment of token %s wrote no node", tok.public_prefix);
 					/* last: count the use under the row lock, or append it */
-					counted = appends_use(&tok) ? append_use(tok.token_id, now)
+					counted = appends_use(&tok) ? append_use(tok.token_id, &token_tid, now)
 						: count_use(tok.token_id, now);
 				}
 			}
