@@ -311,18 +311,22 @@ row_version_is_ours(Relation rel, ItemPointer tid)
  * keep a revocation (or the worker's fold) waiting for as long as the
  * stream lasts.  Taking that tuple lock in the mode heap_lock_tuple takes
  * for a share lock when it has to wait (RowShareLock), and dropping it at
- * once, queues this call behind such a waiter; it costs one lock-manager
- * round when nobody waits.  Not when this transaction wrote or locks the
- * row already: the waiter then waits for us, and waiting for it would be a
- * deadlock.  (Other cycles through the waiter can still form, as they can
- * for any row lock PostgreSQL queues; the deadlock detector ends them.)
+ * once, queues this call behind such a waiter; when nobody waits it costs
+ * one lock-manager round and nothing else.  Only when the lock is not free
+ * is the row looked at: if this transaction wrote or locks it already, the
+ * waiter waits for us, and waiting for it would be a deadlock.  (Other
+ * cycles through the waiter can still form, as they can for any row lock
+ * PostgreSQL queues; the deadlock detector ends them.)
  */
 void
 enr_queue_behind_row_writer(Relation rel, ItemPointer tid)
 {
-	if (row_version_is_ours(rel, tid))
-		return;
-	LockTuple(rel, tid, RowShareLock);
+	if (!ConditionalLockTuple(rel, tid, RowShareLock))
+	{
+		if (row_version_is_ours(rel, tid))
+			return;
+		LockTuple(rel, tid, RowShareLock);
+	}
 	UnlockTuple(rel, tid, RowShareLock);
 }
 
