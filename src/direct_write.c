@@ -40,6 +40,7 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/multixact.h"
@@ -239,15 +240,25 @@ enr_direct_open(EnrDirectWrite *w, EnrDirectTable *t)
 	return rri;
 }
 
-/* End a set of writes: close indexes and tables (locks are kept) */
+/*
+ * End a set of writes: close indexes and tables.  Their locks are kept to
+ * the end of the transaction, the indexes' too (ExecCloseIndices would
+ * release those: a SQL statement holds them from planning, so that release
+ * is only a count for it, but here it is the lock manager's whole round
+ * trip, once per index per enrollment).
+ */
 void
 enr_direct_end(EnrDirectWrite *w)
 {
 	ExecResetTupleTable(w->estate->es_tupleTable, false);
 	for (int i = 0; i < w->nrels; i++)
 	{
-		ExecCloseIndices(w->rels[i]);
-		table_close(w->rels[i]->ri_RelationDesc, NoLock);
+		ResultRelInfo *rri = w->rels[i];
+
+		for (int j = 0; j < rri->ri_NumIndices; j++)
+			if (rri->ri_IndexRelationDescs[j] != NULL)
+				index_close(rri->ri_IndexRelationDescs[j], NoLock);
+		table_close(rri->ri_RelationDesc, NoLock);
 	}
 	FreeExprContext(w->econtext, true);
 	FreeExecutorState(w->estate);
@@ -493,6 +504,21 @@ enr_direct_insert(EnrDirectWrite *w, ResultRelInfo *rri, EnrDirectTable *t,
 	return tup;
 }
 
+/* Index entries for the new version of an update that could not be HOT */
+static void
+index_updated_row(EnrDirectWrite *w, ResultRelInfo *rri, HeapTuple tup)
+{
+	MemoryContext old;
+
+	if (HeapTupleIsHeapOnly(tup))
+		return;
+	old = MemoryContextSwitchTo(w->estate->es_query_cxt);
+	if (rri->ri_IndexRelationDescs == NULL)
+		ExecOpenIndices(rri, false);
+	MemoryContextSwitchTo(old);
+	insert_index_entries(w, rri, tup);
+}
+
 /*
  * Replace the row at otid, which this transaction has locked (see
  * enr_direct_lock), by one of the given values; index entries only when the
@@ -507,14 +533,54 @@ enr_direct_update(EnrDirectWrite *w, ResultRelInfo *rri, EnrDirectTable *t,
 	HeapTuple	tup = form_row(rri, t, values, nulls);
 
 	simple_heap_update(rri->ri_RelationDesc, otid, tup);
-	if (!HeapTupleIsHeapOnly(tup))
-	{
-		MemoryContext old = MemoryContextSwitchTo(w->estate->es_query_cxt);
-
-		if (rri->ri_IndexRelationDescs == NULL)
-			ExecOpenIndices(rri, false);
-		MemoryContextSwitchTo(old);
-		insert_index_entries(w, rri, tup);
-	}
+	index_updated_row(w, rri, tup);
 	return tup;
+}
+
+/*
+ * The row version at tid in a slot, if the active snapshot sees it; NULL if
+ * it does not (it was updated or deleted since the caller's snapshot saw
+ * it).  No lock is taken: this is the version an UPDATE would try to replace
+ * (enr_direct_update_if_newest).  tid must be one a snapshot of this
+ * transaction saw, as for enr_direct_lock.
+ */
+TupleTableSlot *
+enr_direct_fetch(EnrDirectWrite *w, ResultRelInfo *rri, ItemPointer tid)
+{
+	Relation	rel = rri->ri_RelationDesc;
+	TupleTableSlot *slot = table_slot_create(rel, &w->estate->es_tupleTable);
+
+	Assert(ActiveSnapshotSet());
+	if (!table_tuple_fetch_row_version(rel, tid, GetActiveSnapshot(), slot))
+		return NULL;
+	return slot;
+}
+
+/*
+ * Replace the row version at otid, which this transaction has not locked,
+ * as UPDATE does: heap_update waits for a transaction that is updating or
+ * locking the row, and replaces the version only if it is still the newest
+ * then.  Returns false, having written nothing, if it is not (another
+ * transaction updated or deleted the row and committed, or this one did in
+ * a later command); the caller then locks the newest version
+ * (enr_direct_lock), checks it again, and updates that, where UPDATE would
+ * re-evaluate its WHERE clause.  Saves the lock's WAL record and buffer
+ * write when nobody else uses the row, as for a once token.
+ */
+bool
+enr_direct_update_if_newest(EnrDirectWrite *w, ResultRelInfo *rri, EnrDirectTable *t,
+							ItemPointer otid, Datum *values, bool *nulls)
+{
+	HeapTuple	tup = form_row(rri, t, values, nulls);
+	TM_FailureData tmfd;
+	LockTupleMode lockmode;
+
+	if (heap_update(rri->ri_RelationDesc, otid, tup, GetCurrentCommandId(true),
+					InvalidSnapshot, true, &tmfd, &lockmode) != TM_Ok)
+	{
+		heap_freetuple(tup);
+		return false;
+	}
+	index_updated_row(w, rri, tup);
+	return true;
 }

@@ -74,5 +74,8 @@ extern HeapTuple enr_direct_insert(EnrDirectWrite *w, ResultRelInfo *rel, EnrDir
 								   Datum *values, bool *nulls);
 extern HeapTuple enr_direct_update(EnrDirectWrite *w, ResultRelInfo *rel, EnrDirectTable *t,
 								   ItemPointer otid, Datum *values, bool *nulls);
+extern TupleTableSlot *enr_direct_fetch(EnrDirectWrite *w, ResultRelInfo *rel, ItemPointer tid);
+extern bool enr_direct_update_if_newest(EnrDirectWrite *w, ResultRelInfo *rel, EnrDirectTable *t,
+										ItemPointer otid, Datum *values, bool *nulls);
 
 #endif							/* ENROLLMENT_DIRECT_WRITE_H */

@@ -467,7 +467,7 @@ check_usable(TokenRow *t, TimestampTz now, text *cluster_id)
 
 /* The token's status after one more use */
 static const char *
-new_status(TokenRow *t)
+new_status(const TokenRow *t)
 {
 	if (strcmp(t->kind, "once") == 0)
 		return "used";
@@ -514,30 +514,19 @@ enrolled_details(text *node_name, text *node_role, text *cluster_id, const char 
 }
 
 /*
- * Lock the token row the probe read at tid in the given mode (its newest
- * version, should another enrollment have used it meanwhile: as UPDATE
- * under READ COMMITTED) and check that row again: the token's error is
- * raised when it may no longer be used.  Its columns are left in tv/tn.
+ * Check the token row in slot again (locked, or the version the probe read)
+ * and leave its columns in tv/tn: the token's error is raised when it may
+ * no longer be used.
  */
 static void
-direct_lock_token(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, LockTupleMode mode,
-				  int64 public_id, const uint8 *digest, TimestampTz now, text *cluster_id,
-				  TokenRow *tok, Datum *tv, bool *tn, ItemPointer locked_tid)
+recheck_token(TupleTableSlot *slot, int64 public_id, const uint8 *digest, TimestampTz now,
+			  text *cluster_id, TokenRow *tok, Datum *tv, bool *tn)
 {
-	TupleTableSlot *locked;
 	Datum		v[TOKEN_COLS];
 	bool		n[TOKEN_COLS];
 	char	   *kind = tok->kind;
 
-	CommandCounterIncrement();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	UpdateActiveSnapshotCommandId();
-	locked = enr_direct_lock(w, tokens, tid, mode);
-	PopActiveSnapshot();
-	if (locked == NULL)
-		invalid_token();		/* deleted meanwhile */
-	enr_direct_values(&token_table, locked, tv, tn);
-	*locked_tid = locked->tts_tid;
+	enr_direct_values(&token_table, slot, tv, tn);
 	for (int c = 0; c < TOKEN_COLS; c++)
 	{
 		v[c] = tv[tc_column[c]];
@@ -550,26 +539,39 @@ direct_lock_token(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, Loc
 }
 
 /*
- * Lock the token row, check it again, and count the use: the same values
- * as count_use_plan and once_plan with RETENTION_ON_END.
+ * Lock the token row the probe read at tid in the given mode (its newest
+ * version, should another enrollment have used it meanwhile: as UPDATE
+ * under READ COMMITTED) and check that row again.  Its columns are left in
+ * tv/tn, the locked version's tid in locked_tid.
  */
 static void
-direct_count_use(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, int64 public_id,
-				 const uint8 *digest, TimestampTz now, text *cluster_id, TokenRow *tok)
+direct_lock_token(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, LockTupleMode mode,
+				  int64 public_id, const uint8 *digest, TimestampTz now, text *cluster_id,
+				  TokenRow *tok, Datum *tv, bool *tn, ItemPointer locked_tid)
 {
-	Datum		tv[TK_NCOLS];
-	bool		tn[TK_NCOLS];
-	ItemPointerData at;
-	const char *status;
+	TupleTableSlot *locked;
+
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	locked = enr_direct_lock(w, tokens, tid, mode);
+	PopActiveSnapshot();
+	if (locked == NULL)
+		invalid_token();		/* deleted meanwhile */
+	*locked_tid = locked->tts_tid;
+	recheck_token(locked, public_id, digest, now, cluster_id, tok, tv, tn);
+}
+
+/* The token's columns after one more use: count_use_plan's and once_plan's SET */
+static void
+set_use(const TokenRow *tok, TimestampTz now, Datum *tv, bool *tn)
+{
+	const char *status = new_status(tok);
 	TimestampTz horizon = now + (int64) enrollment_token_retention * USECS_PER_SEC;
 
-	direct_lock_token(w, tokens, tid, LockTupleNoKeyExclusive, public_id, digest, now,
-					  cluster_id, tok, tv, tn, &at);
 	/* once_plan's WHERE clause: an unused once token is pending (as made) */
 	if (strcmp(tok->kind, "once") == 0 && (strcmp(tok->status, "pending") != 0 || tok->use_count != 0))
 		elog(ERROR, "could not count the use of token %s", tok->public_prefix);
-
-	status = new_status(tok);
 	tv[TK_USE_COUNT] = Int32GetDatum(tok->use_count + 1);
 	tv[TK_STATUS] = CStringGetTextDatum(status);
 	if (tn[TK_USED_AT])
@@ -583,6 +585,49 @@ direct_count_use(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, int6
 		tv[TK_RETENTION_FROM] = TimestampTzGetDatum(now);
 		tn[TK_RETENTION_FROM] = false;
 	}
+}
+
+/*
+ * Count the use in the token row, checked again: the same values as
+ * count_use_plan and once_plan with RETENTION_ON_END.
+ *
+ * A once token is first updated as UPDATE would update it, at the version
+ * the probe read, without locking it before (enr_direct_update_if_newest):
+ * nobody else uses that row, so the lock would only add a WAL record.  If
+ * another transaction updated or deleted the row meanwhile, that writes
+ * nothing, and the newest version is locked, checked again (its error
+ * raised: used, revoked, gone) and updated, as for a shared token with a
+ * cap, whose row concurrent enrollments do share.
+ */
+static void
+direct_count_use(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, int64 public_id,
+				 const uint8 *digest, TimestampTz now, text *cluster_id, TokenRow *tok)
+{
+	Datum		tv[TK_NCOLS];
+	bool		tn[TK_NCOLS];
+	ItemPointerData at;
+
+	if (strcmp(tok->kind, "once") == 0)
+	{
+		TupleTableSlot *seen;
+
+		CommandCounterIncrement();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		UpdateActiveSnapshotCommandId();
+		seen = enr_direct_fetch(w, tokens, tid);
+		PopActiveSnapshot();
+		if (seen != NULL)
+		{
+			recheck_token(seen, public_id, digest, now, cluster_id, tok, tv, tn);
+			set_use(tok, now, tv, tn);
+			if (enr_direct_update_if_newest(w, tokens, &token_table, tid, tv, tn))
+				return;
+		}
+	}
+
+	direct_lock_token(w, tokens, tid, LockTupleNoKeyExclusive, public_id, digest, now,
+					  cluster_id, tok, tv, tn, &at);
+	set_use(tok, now, tv, tn);
 	enr_direct_update(w, tokens, &token_table, &at, tv, tn);
 }
 

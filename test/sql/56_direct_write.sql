@@ -166,6 +166,33 @@ SELECT status, use_count FROM enrollment.enrollment_token WHERE token_id = :'t6_
 SELECT count(*) = :nodes_before AS no_node FROM enrollment.node_record;
 SELECT status FROM enrollment.enroll(:'t6', 'dw-06');
 
+-- a once token's use is written as UPDATE writes it, at the version the
+-- probe read and without locking that first (0.6.0): the enrollment's WAL
+-- holds no heap LOCK record.  A token with a cap, whose row concurrent
+-- enrollments share, is locked first, then updated (once_race.spec covers
+-- a once token that another enrollment updates meanwhile).
+CREATE EXTENSION pg_walinspect;
+SELECT token AS t_once FROM enrollment.create_token() \gset
+SELECT token AS t_capped FROM enrollment.create_token('reusable', max_uses => 3) \gset
+SELECT pg_current_wal_insert_lsn() AS lsn0, direct_writes() AS dw0 \gset
+BEGIN;
+SELECT status FROM enrollment.enroll(:'t_once', 'dw-walk-1');
+SELECT pg_current_xact_id() AS x_once \gset
+COMMIT;
+BEGIN;
+SELECT status FROM enrollment.enroll(:'t_capped', 'dw-walk-2');
+SELECT pg_current_xact_id() AS x_capped \gset
+COMMIT;
+SELECT CASE WHEN xid = xid(:'x_once'::xid8) THEN 'once' ELSE 'capped' END AS token,
+       count(*) FILTER (WHERE record_type LIKE 'LOCK%') AS row_locks,
+       count(*) FILTER (WHERE record_type LIKE '%UPDATE%') AS updates
+  FROM pg_get_wal_records_info(:'lsn0', pg_current_wal_flush_lsn())
+ WHERE resource_manager = 'Heap' AND xid IN (xid(:'x_once'::xid8), xid(:'x_capped'::xid8))
+ GROUP BY 1 ORDER BY 1;
+SELECT direct_writes() - :dw0 AS written_directly;
+SELECT what, row_text FROM enrollment_rows((SELECT node_id FROM enrollment.node_record WHERE name = 'dw-walk-1'));
+DROP EXTENSION pg_walinspect;
+
 -- every row version either path wrote is in every index of its table
 -- (amcheck with heapallindexed): the direct path's HOT updates need no new
 -- entries, its other updates (a use that moves retention_from) and inserts do
@@ -184,3 +211,4 @@ DROP FUNCTION note_node();
 DROP FUNCTION touch_token();
 DROP FUNCTION enrollment_rows(uuid);
 DROP FUNCTION direct_writes();
+
