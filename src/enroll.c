@@ -513,20 +513,39 @@ enrolled_details(text *node_name, text *node_role, text *cluster_id, const char 
 	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
+/* A snapshot that sees what this transaction and the ones committed so far wrote */
+static void
+push_newest_snapshot(void)
+{
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+}
+
 /*
- * Check the token row in slot again (locked, or the version the probe read)
- * and leave its columns in tv/tn: the token's error is raised when it may
- * no longer be used.
+ * Lock the token row the probe read at tid in the given mode (its newest
+ * version, should another enrollment have used it meanwhile: as UPDATE
+ * under READ COMMITTED) and check that row again: the token's error is
+ * raised when it may no longer be used.  Its columns are left in tv/tn,
+ * the locked version's tid in locked_tid.
  */
 static void
-recheck_token(TupleTableSlot *slot, int64 public_id, const uint8 *digest, TimestampTz now,
-			  text *cluster_id, TokenRow *tok, Datum *tv, bool *tn)
+direct_lock_token(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, LockTupleMode mode,
+				  int64 public_id, const uint8 *digest, TimestampTz now, text *cluster_id,
+				  TokenRow *tok, Datum *tv, bool *tn, ItemPointer locked_tid)
 {
+	TupleTableSlot *locked;
 	Datum		v[TOKEN_COLS];
 	bool		n[TOKEN_COLS];
 	char	   *kind = tok->kind;
 
-	enr_direct_values(&token_table, slot, tv, tn);
+	push_newest_snapshot();
+	locked = enr_direct_lock(w, tokens, tid, mode);
+	PopActiveSnapshot();
+	if (locked == NULL)
+		invalid_token();		/* deleted meanwhile */
+	enr_direct_values(&token_table, locked, tv, tn);
+	*locked_tid = locked->tts_tid;
 	for (int c = 0; c < TOKEN_COLS; c++)
 	{
 		v[c] = tv[tc_column[c]];
@@ -536,30 +555,6 @@ recheck_token(TupleTableSlot *slot, int64 public_id, const uint8 *digest, Timest
 	check_usable(tok, now, cluster_id);
 	if (strcmp(tok->kind, kind) != 0 || !tok->unbound)
 		elog(ERROR, "token %s changed kind or binding", tok->public_prefix);
-}
-
-/*
- * Lock the token row the probe read at tid in the given mode (its newest
- * version, should another enrollment have used it meanwhile: as UPDATE
- * under READ COMMITTED) and check that row again.  Its columns are left in
- * tv/tn, the locked version's tid in locked_tid.
- */
-static void
-direct_lock_token(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, LockTupleMode mode,
-				  int64 public_id, const uint8 *digest, TimestampTz now, text *cluster_id,
-				  TokenRow *tok, Datum *tv, bool *tn, ItemPointer locked_tid)
-{
-	TupleTableSlot *locked;
-
-	CommandCounterIncrement();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	UpdateActiveSnapshotCommandId();
-	locked = enr_direct_lock(w, tokens, tid, mode);
-	PopActiveSnapshot();
-	if (locked == NULL)
-		invalid_token();		/* deleted meanwhile */
-	*locked_tid = locked->tts_tid;
-	recheck_token(locked, public_id, digest, now, cluster_id, tok, tv, tn);
 }
 
 /* The token's columns after one more use: count_use_plan's and once_plan's SET */
@@ -588,11 +583,12 @@ set_use(const TokenRow *tok, TimestampTz now, Datum *tv, bool *tn)
 }
 
 /*
- * Count the use in the token row, checked again: the same values as
- * count_use_plan and once_plan with RETENTION_ON_END.
+ * Count the use in the token row: the same values as count_use_plan and
+ * once_plan with RETENTION_ON_END.
  *
  * A once token is first updated as UPDATE would update it, at the version
- * the probe read, without locking it before (enr_direct_update_if_newest):
+ * the probe read and checked, without locking it before
+ * (enr_direct_update_if_newest):
  * nobody else uses that row, so the lock would only add a WAL record.  If
  * another transaction updated or deleted the row meanwhile, that writes
  * nothing, and the newest version is locked, checked again (its error
@@ -611,14 +607,19 @@ direct_count_use(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, int6
 	{
 		TupleTableSlot *seen;
 
-		CommandCounterIncrement();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		UpdateActiveSnapshotCommandId();
+		push_newest_snapshot();
 		seen = enr_direct_fetch(w, tokens, tid);
 		PopActiveSnapshot();
 		if (seen != NULL)
+			enr_direct_values(&token_table, seen, tv, tn);
+		/*
+		 * Still visible at tid, it is the version the probe decoded into tok
+		 * and checked (a line pointer cannot be reused meanwhile: see
+		 * enr_direct_lock); only its other columns are needed here.
+		 */
+		if (seen != NULL &&
+			datumIsEqual(tv[TK_TOKEN_ID], tok->token_id, false, UUID_LEN))
 		{
-			recheck_token(seen, public_id, digest, now, cluster_id, tok, tv, tn);
 			set_use(tok, now, tv, tn);
 			if (enr_direct_update_if_newest(w, tokens, &token_table, tid, tv, tn))
 				return;
