@@ -262,6 +262,23 @@ enrollment_worker_register(void)
 }
 
 /*
+ * The memory context of the current maintenance round, reset after it.
+ * CommitTransactionCommand leaves TopMemoryContext current, so each of the
+ * round's transactions ends through commit_round_xact, which switches back:
+ * otherwise whatever the round allocates after its first transaction (the
+ * last-used stamp arrays, 160 kB) would live in TopMemoryContext for ever.
+ */
+static MemoryContext round_cxt = NULL;
+
+static void
+commit_round_xact(void)
+{
+	CommitTransactionCommand();
+	if (round_cxt != NULL)
+		MemoryContextSwitchTo(round_cxt);
+}
+
+/*
  * Run one statement of the round in its own transaction; returns rows
  * processed, or with value the bigint the statement's one row holds.
  */
@@ -282,7 +299,7 @@ run_statement(EnrPlan *plan, Datum *args, const char *activity, bool value)
 		n = n == 1 ? (uint64) DatumGetInt64(enr_getattr(0, 1, &isnull)) : 0;
 	SPI_finish();
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	commit_round_xact();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n;
 }
@@ -375,7 +392,7 @@ expire_tokens(void)
 	StartTransactionCommand();
 	started = GetCurrentTimestamp();
 	oldest = oldest_transaction_start();
-	CommitTransactionCommand();
+	commit_round_xact();
 
 	do
 	{
@@ -396,7 +413,7 @@ expire_tokens(void)
 		}
 		SPI_finish();
 		PopActiveSnapshot();
-		CommitTransactionCommand();
+		commit_round_xact();
 		total += n;
 		CHECK_FOR_INTERRUPTS();
 	} while (n == (uint64) enrollment_worker_batch);
@@ -420,7 +437,7 @@ expire_tokens(void)
 	}
 	SPI_finish();
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	commit_round_xact();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	expire_from = Max(expire_from, next);
@@ -436,7 +453,7 @@ retention_available(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	found = enr_has_retention_from();
-	CommitTransactionCommand();
+	commit_round_xact();
 	return found;
 }
 
@@ -449,7 +466,7 @@ extension_installed(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	installed = OidIsValid(get_extension_oid("enrollment", true));
-	CommitTransactionCommand();
+	commit_round_xact();
 	return installed;
 }
 
@@ -463,7 +480,7 @@ function_available(const char *name)
 	StartTransactionCommand();
 	found = OidIsValid(LookupFuncName(list_make2(makeString("enrollment"), makeString(pstrdup(name))),
 									  -1, NULL, true));
-	CommitTransactionCommand();
+	commit_round_xact();
 	return found;
 }
 
@@ -521,7 +538,7 @@ announce_start(void)
 	announced_upto = DatumGetInt64(enr_getattr(0, 1, &isnull));
 	SPI_finish();
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	commit_round_xact();
 }
 
 /*
@@ -589,7 +606,7 @@ announce_batch(void)
 
 	SPI_finish();
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	commit_round_xact();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	pfree(hd);
 	return n;
@@ -685,7 +702,6 @@ enrollment_worker_main(Datum main_arg pg_attribute_unused())
 {
 	char		dbname[BGW_EXTRALEN];
 	bool		said_missing = false;
-	MemoryContext round_cxt;
 
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, BGW_EXTRALEN);
 

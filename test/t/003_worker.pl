@@ -227,6 +227,38 @@ is($node->safe_psql('postgres',
 		  . "AND action = 'sensor_enrollment_token_expired'"),
 	'1', 'the one past its expiry was marked expired first');
 
+# the worker's memory stays the same from round to round: the total of its
+# memory contexts, logged between rounds, after some rounds and again after
+# at least ten more (a leak of the round's allocations, 160 kB a round,
+# once showed here)
+sub worker_memory
+{
+	my $wpid = $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'enrollment worker' AND datname = 'postgres'");
+	my $offset = -s $node->logfile;
+	$node->safe_psql('postgres', "SELECT pg_log_backend_memory_contexts($wpid)");
+	$node->wait_for_log(qr/\[$wpid\][^\n]*Grand total: \d+ bytes/, $offset);
+	my ($total) = slurp_file($node->logfile, $offset) =~ /\[$wpid\][^\n]*Grand total: (\d+) bytes/;
+	return $total;
+}
+sub worker_rounds
+{
+	return $node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE area = 'worker' AND counter = 'runs'");
+}
+my $r0 = worker_rounds();
+ok($node->poll_query_until('postgres',
+		"SELECT value >= $r0 + 6 FROM enrollment.stats WHERE area = 'worker' AND counter = 'runs'"),
+	'rounds go by');
+my $mem_before = worker_memory();
+# the counter adds up both databases' workers: 20 runs are ten rounds each
+$r0 = worker_rounds();
+ok($node->poll_query_until('postgres',
+		"SELECT value >= $r0 + 20 FROM enrollment.stats WHERE area = 'worker' AND counter = 'runs'"),
+	'ten more rounds go by');
+my $mem_after = worker_memory();
+ok($mem_after - $mem_before < 100 * 1024,
+	"the worker's memory does not grow with its rounds ($mem_before bytes, then $mem_after)");
+
 # a reload changes the interval without a restart
 $node->append_conf('postgresql.conf', 'enrollment.worker_interval = 2');
 $node->reload;
