@@ -144,3 +144,96 @@ BEGIN
     RETURN true;
 END
 $$;
+
+-- The audit chain links the events of every tenant, so verifying it and
+-- purging its prefix are for a DBA (as the server-wide counters and the
+-- server key are): up to 0.5.1 a tenant's admin could verify it, seeing
+-- other tenants' event counts, and a tenant's owner could purge it,
+-- deleting other tenants' old events.
+CREATE FUNCTION enrollment.require_dba(action text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'enrollment_require_dba'
+    LANGUAGE C STABLE;
+COMMENT ON FUNCTION enrollment.require_dba(text) IS
+    'true if the caller is a DBA (superuser or enrollment_admin, no actor set); raises permission_denied otherwise';
+REVOKE ALL ON FUNCTION enrollment.require_dba(text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION enrollment.verify_audit_chain(
+    OUT ok boolean, OUT events_checked bigint, OUT first_bad_seq bigint, OUT problem text,
+    OUT unsealed bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    r record;
+    h bytea;
+    expect_seq bigint;
+BEGIN
+    -- the chain links every tenant's events: its verdict is about all of them
+    PERFORM enrollment.require_dba('verify the audit chain');
+    ok := true;
+    events_checked := 0;
+    FOR r IN
+        SELECT c.seq, c.event_id AS chained_id, c.prev_hash, c.hash, a AS ev
+          FROM enrollment.audit_chain AS c
+          LEFT JOIN enrollment.audit_event AS a ON a.event_id OPERATOR(pg_catalog.=) c.event_id
+         ORDER BY c.seq
+    LOOP
+        IF h IS NOT NULL AND (r.seq OPERATOR(pg_catalog.<>) expect_seq
+                              OR r.prev_hash OPERATOR(pg_catalog.<>) h) THEN
+            ok := false; first_bad_seq := r.seq; problem := 'chain_broken'; EXIT;
+        END IF;
+        IF (r.ev).event_id IS NULL THEN
+            ok := false; first_bad_seq := r.seq; problem := 'event_missing'; EXIT;
+        END IF;
+        IF pg_catalog.sha256(r.prev_hash OPERATOR(pg_catalog.||) enrollment.audit_canonical(r.ev))
+           OPERATOR(pg_catalog.<>) r.hash THEN
+            ok := false; first_bad_seq := r.seq; problem := 'event_altered'; EXIT;
+        END IF;
+        h := r.hash;
+        expect_seq := r.seq OPERATOR(pg_catalog.+) 1;
+        events_checked := events_checked OPERATOR(pg_catalog.+) 1;
+    END LOOP;
+    SELECT pg_catalog.count(*) INTO unsealed FROM enrollment.audit_event AS a
+     WHERE NOT EXISTS (SELECT FROM enrollment.audit_chain AS c WHERE c.event_id OPERATOR(pg_catalog.=) a.event_id);
+END
+$$;
+COMMENT ON FUNCTION enrollment.verify_audit_chain() IS
+    'Recompute the audit hash chain: ok, events checked, the first bad link and why, events not sealed yet';
+
+CREATE OR REPLACE FUNCTION enrollment.purge_audit(older_than interval) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    n bigint;
+    upto bigint;
+BEGIN
+    -- one chain for every tenant: its prefix goes, whoever's events it holds
+    PERFORM enrollment.require_dba('purge the audit log');
+    IF older_than IS NULL OR older_than OPERATOR(pg_catalog.<) interval '1 day' THEN
+        RAISE EXCEPTION 'older_than must be at least 1 day' USING ERRCODE = '22023';
+    END IF;
+    -- the chain loses a prefix: up to the first link whose event is young enough
+    -- to stay (an old event sealed after a young one waits for a later purge)
+    SELECT COALESCE(pg_catalog.min(c.seq) FILTER (
+               WHERE a.occurred_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) older_than)
+                  OR a.event_id IS NULL) OPERATOR(pg_catalog.-) 1,
+                    pg_catalog.max(c.seq))
+      INTO upto
+      FROM enrollment.audit_chain AS c LEFT JOIN enrollment.audit_event AS a USING (event_id);
+    IF upto IS NULL OR upto OPERATOR(pg_catalog.<) 1 THEN
+        RETURN 0;
+    END IF;
+    PERFORM pg_catalog.set_config('enrollment_internal.audit_retention', 'on', true);
+    DELETE FROM enrollment.audit_event AS a
+     USING enrollment.audit_chain AS c
+     WHERE c.event_id OPERATOR(pg_catalog.=) a.event_id AND c.seq OPERATOR(pg_catalog.<=) upto;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM enrollment.audit_chain AS c WHERE c.seq OPERATOR(pg_catalog.<=) upto;
+    PERFORM pg_catalog.set_config('enrollment_internal.audit_retention', 'off', true);
+    PERFORM enrollment.audit('audit_purged', 'audit_log', NULL,
+        pg_catalog.jsonb_build_object('events', n, 'older_than', older_than::text, 'through_seq', upto));
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION enrollment.purge_audit(interval) IS
+    'Retention: delete sealed audit events older than the given age (at least a day); the purge itself is audited';
+
+-- the view that reads it runs as its owner: nobody else needs it
+REVOKE ALL ON FUNCTION enrollment.key_last_used(bigint) FROM PUBLIC;

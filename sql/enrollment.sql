@@ -550,6 +550,13 @@ CREATE FUNCTION enrollment.require_role(min_role text, action text) RETURNS bool
 COMMENT ON FUNCTION enrollment.require_role(text, text) IS
     'true if the current actor holds at least min_role in the current tenant; raises permission_denied otherwise';
 
+CREATE FUNCTION enrollment.require_dba(action text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'enrollment_require_dba'
+    LANGUAGE C STABLE;
+COMMENT ON FUNCTION enrollment.require_dba(text) IS
+    'true if the caller is a DBA (superuser or enrollment_admin, no actor set); raises permission_denied otherwise';
+REVOKE ALL ON FUNCTION enrollment.require_dba(text) FROM PUBLIC;
+
 CREATE FUNCTION enrollment.may_read_audit() RETURNS boolean
     AS 'MODULE_PATHNAME', 'enrollment_may_read_audit'
     LANGUAGE C STABLE SECURITY DEFINER SET search_path = '';
@@ -915,7 +922,8 @@ DECLARE
     h bytea;
     expect_seq bigint;
 BEGIN
-    PERFORM enrollment.require_role('admin', 'verify the audit log');
+    -- the chain links every tenant's events: its verdict is about all of them
+    PERFORM enrollment.require_dba('verify the audit chain');
     ok := true;
     events_checked := 0;
     FOR r IN
@@ -954,7 +962,8 @@ DECLARE
     n bigint;
     upto bigint;
 BEGIN
-    PERFORM enrollment.require_role('owner', 'purge the audit log');
+    -- one chain for every tenant: its prefix goes, whoever's events it holds
+    PERFORM enrollment.require_dba('purge the audit log');
     IF older_than IS NULL OR older_than OPERATOR(pg_catalog.<) interval '1 day' THEN
         RAISE EXCEPTION 'older_than must be at least 1 day' USING ERRCODE = '22023';
     END IF;
@@ -1243,7 +1252,8 @@ REVOKE ALL ON FUNCTION
     enrollment.rotate_server_key(),
     enrollment.stats(),
     enrollment.stats_reset(),
-    enrollment.revoke_api_key(text)
+    enrollment.revoke_api_key(text),
+    enrollment.key_last_used(bigint)
   FROM PUBLIC;
 
 --------------------------------------------------------------------------

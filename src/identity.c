@@ -32,6 +32,7 @@ PG_FUNCTION_INFO_V1(enrollment_current_actor);
 PG_FUNCTION_INFO_V1(enrollment_current_tenant);
 PG_FUNCTION_INFO_V1(enrollment_current_member_role);
 PG_FUNCTION_INFO_V1(enrollment_require_role);
+PG_FUNCTION_INFO_V1(enrollment_require_dba);
 PG_FUNCTION_INFO_V1(enrollment_may_read_audit);
 
 /* The acting identity, palloc'd */
@@ -231,6 +232,19 @@ enrollment_current_member_role(PG_FUNCTION_ARGS)
 	if (rank == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(enr_role_name(rank)));
+}
+
+/*
+ * enrollment.require_dba(action text) RETURNS boolean (true, or an error):
+ * for the SQL functions that act on every tenant at once.
+ */
+Datum
+enrollment_require_dba(PG_FUNCTION_ARGS)
+{
+	enr_require_arg(fcinfo, 0, "action");
+	enr_require_dba(psprintf("To %s is for a DBA: it acts on every tenant's data.",
+							 text_to_cstring(PG_GETARG_TEXT_PP(0))));
+	PG_RETURN_BOOL(true);
 }
 
 /* enrollment.require_role(min_role text, action text) RETURNS boolean (true, or an error) */

@@ -13,7 +13,7 @@ SELECT functions_are('enrollment', ARRAY[
     'set_member_role', 'remove_member', 'create_self_enrollment_token', 'create_api_token',
     'verify_api_token', 'set_api_token_prefix', 'api_token_for_management', 'revoke_api_token',
     'delete_api_token', 'reassign_api_token', 'audit_canonical', 'seal_audit',
-    'verify_audit_chain', 'purge_audit', 'may_read_audit', 'enrollment_token_rules', 'node_record_rules', 'uuid_v7',
+    'verify_audit_chain', 'purge_audit', 'may_read_audit', 'require_dba', 'enrollment_token_rules', 'node_record_rules', 'uuid_v7',
     'fold_token_uses']);
 SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log', 'api_keys', 'stats', 'members', 'api_tokens', 'tenant_stats']);
 SELECT tables_are('enrollment', ARRAY['enrollment_token', 'node_record', 'audit_event', 'api_key',
