@@ -488,9 +488,10 @@ enrollment_check_token(PG_FUNCTION_ARGS)
 				error = "token_exhausted";
 			else if (enr_text_is(status, "expired") || (!noexp && expires <= enr_now()))
 				error = "token_expired";
-			else if (!n[8] && !PG_ARGISNULL(1) &&
-					 !enr_text_equal(DatumGetTextPP(v[8]), PG_GETARG_TEXT_PP(1)))
-				error = "cluster_mismatch";
+			else if (!n[8] &&	/* only a cluster token has a cluster_id */
+					 (PG_ARGISNULL(1) ||
+					  !enr_text_equal(DatumGetTextPP(v[8]), PG_GETARG_TEXT_PP(1))))
+				error = "cluster_mismatch";	/* none given: enroll refuses it too */
 
 			out[2] = v[1];
 			outnulls[2] = false;

@@ -10,6 +10,7 @@ SELECT err(format('SELECT enrollment.enroll(%L, %L, %L)', :'tk', 'n-1', 'ran-zon
 SELECT err(format('SELECT enrollment.enroll(%L, %L)', :'tk', 'n-1'));
 SELECT err(format('SELECT enrollment.enroll(%L, %L, %L)', :'tk', 'n-1', 'RAN-ZONE-A'));
 SELECT ok, error FROM enrollment.check_token(:'tk', 'ran-zone-b');
+SELECT ok, error FROM enrollment.check_token(:'tk');   -- none given: what enroll says
 SELECT ok, error FROM enrollment.check_token(:'tk', 'ran-zone-a');
 SELECT use_count FROM enrollment.tokens WHERE token_id = :'tk_id';
 
