@@ -196,6 +196,19 @@ enrollment_create_api_token(PG_FUNCTION_ARGS)
 					 errhint("Ask for fewer permissions, or ask an admin for a stronger role.")));
 	}
 
+	/*
+	 * The token's permissions follow its owner's role in the member table at
+	 * each check, so an owner who is no member (a DBA in psql, owner of every
+	 * tenant without a row) would get a token that never verifies.
+	 */
+	if (enr_member_rank(CStringGetTextDatum(tenant), CStringGetTextDatum(actor)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("an API token must be owned by a member of the tenant"),
+				 errdetail("\"%s\" is not a member of tenant \"%s\"; the token's permissions follow its owner's role there.",
+						   actor, tenant),
+				 errhint("Set enrollment.actor to the member the token is for.")));
+
 	SPI_connect();
 	{
 		Datum		a[1] = {CStringGetTextDatum(tenant)};

@@ -2,7 +2,7 @@
 -- gives its documented error (a SQLSTATE, or the error key of a function
 -- that reports instead of raising) and changes no row of any table.
 BEGIN;
-SELECT plan(250);
+SELECT plan(252);
 
 -- what every table of the extension holds, as one value
 CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
@@ -165,6 +165,7 @@ INSERT INTO hostile VALUES
   ('create_api_token: NULL permission', $$SELECT enrollment.create_api_token('t', ARRAY[NULL])$$, '22004'),
   ('create_api_token: empty permissions', $$SELECT enrollment.create_api_token('t', ARRAY[]::text[])$$, '22023'),
   ('create_api_token: 1 MB label', $$SELECT enrollment.create_api_token(repeat('t', 1048576))$$, '22001'),
+  ('create_api_token: by a DBA who is no member', $$SELECT enrollment.create_api_token('t')$$, '55000'),
   ('verify_api_token: NULL', $$SELECT * FROM enrollment.verify_api_token(NULL)$$, 'report:invalid_token'),
   ('verify_api_token: empty', $$SELECT * FROM enrollment.verify_api_token('')$$, 'report:invalid_token'),
   ('verify_api_token: 1 MB', $$SELECT * FROM enrollment.verify_api_token(repeat('a', 1048576))$$, 'report:invalid_token'),
