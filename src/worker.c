@@ -831,6 +831,12 @@ enrollment_launcher_main(Datum main_arg pg_attribute_unused())
 			if (handles[i] != NULL &&
 				GetBackgroundWorkerPid(handles[i], &pid) != BGWH_STOPPED)
 				continue;		/* running or starting */
+			if (handles[i] != NULL)
+			{
+				/* the worker stopped: its handle goes before a new one is made */
+				pfree(handles[i]);
+				handles[i] = NULL;
+			}
 
 			init_worker_struct(&worker, "enrollment_worker_main", "enrollment worker");
 			snprintf(worker.bgw_name, BGW_MAXLEN, "enrollment worker for %s", db);
