@@ -11,7 +11,9 @@
  *	   AddressSanitizer sees any overread) and accept only what the format
  *	   allows: a key id is 16 lowercase hex digits and parses to the value
  *	   they spell; a timestamp is 1 to 15 digits and parses to its value; a
- *	   nonce has no control character; a signature is "sha256=" + 64 hex;
+ *	   nonce has no control character (nor C1 when read as UTF-8), is at
+ *	   most 512 bytes and, read as UTF-8, 1 to 128 characters; a signature
+ *	   is "sha256=" + 64 hex;
  *	 - the signing string has exactly the announced length and is the five
  *	   parts joined by newlines, the body digest in lowercase hex.
  *
@@ -66,11 +68,26 @@ check_headers(const char *s, size_t len)
 		snprintf(buf, sizeof(buf), "%0*lld", (int) len, (long long) ts);
 		CHECK(strlen(buf) == len && memcmp(buf, s, len) == 0);
 	}
-	if (enr_nonce_is_valid(s, len))
+	if (enr_nonce_is_valid(s, len, false))
 	{
-		CHECK(len >= 1);
+		CHECK(len >= 1 && len <= API_NONCE_MAX_BYTES);
 		for (size_t i = 0; i < len; i++)
 			CHECK((unsigned char) s[i] >= 0x20 && (unsigned char) s[i] != 0x7f);
+	}
+	if (enr_nonce_is_valid(s, len, true))
+	{
+		size_t		chars = 0;
+
+		CHECK(enr_nonce_is_valid(s, len, false));
+		for (size_t i = 0; i < len; i++)
+		{
+			unsigned char c = (unsigned char) s[i];
+
+			CHECK(!(c == 0xc2 && i + 1 < len &&
+					(unsigned char) s[i + 1] >= 0x80 && (unsigned char) s[i + 1] <= 0x9f));
+			chars += (c & 0xc0) != 0x80;
+		}
+		CHECK(chars >= 1 && chars <= API_NONCE_MAX);
 	}
 	if (enr_parse_signature(s, len, mac))
 		CHECK(len == API_SIGNATURE_LEN && memcmp(s, "sha256=", 7) == 0);

@@ -33,6 +33,7 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -143,6 +144,23 @@ body_digest(bytea *body, uint8 out[ENR_DIGEST_LEN])
 	memcpy(out, empty, ENR_DIGEST_LEN);
 }
 
+/*
+ * The nonce rule (1 to 128 characters, no control character).  In a UTF-8
+ * or SQL_ASCII database the bytes are read as UTF-8; in any other the
+ * characters are counted in the database's encoding, whose every byte
+ * below 0x80 is ASCII, so the byte checks still hold.
+ */
+static bool
+nonce_is_valid(text *nonce)
+{
+	int			enc = GetDatabaseEncoding();
+	bool		utf8 = (enc == PG_UTF8 || enc == PG_SQL_ASCII);
+
+	if (!enr_nonce_is_valid(TXT(nonce), utf8))
+		return false;
+	return utf8 || pg_mbstrlen_with_len(TXT(nonce)) <= API_NONCE_MAX;
+}
+
 /* Steps 1 to 6 (see the file header); result in *r */
 static void
 verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
@@ -176,7 +194,7 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	r->key_id = key_id;
 	if (!enr_parse_timestamp(TXT(req->ts), &ts))
 		FAIL(r, VERIFY_INVALID_TIMESTAMP, 401);
-	if (!enr_nonce_is_valid(TXT(req->nonce)))
+	if (!nonce_is_valid(req->nonce))
 		FAIL(r, VERIFY_INVALID_NONCE, 401);
 	if (!enr_parse_signature(TXT(req->signature), presented))
 		FAIL(r, VERIFY_MALFORMED_SIGNATURE, 401);

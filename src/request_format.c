@@ -67,15 +67,22 @@ enr_parse_timestamp(const char *s, size_t len, int64_t *ts)
 }
 
 /*
- * A nonce is 1 to 128 characters.  Control characters (NUL, newline, ...)
- * are refused: a newline would make the signing string ambiguous.
+ * A nonce is 1 to 128 characters, and never more than 512 bytes.  Control
+ * characters are refused: C0 (NUL, newline, ...) and DEL always, and when
+ * utf8, the C1 range U+0080..U+009F too (bytes C2 80..C2 9F).  A newline
+ * would make the signing string ambiguous.
+ *
+ * With utf8 the characters are counted here (every byte that is not a
+ * continuation byte).  Without it (a database encoding other than UTF-8
+ * and SQL_ASCII) only the bytes are checked, and the caller counts the
+ * characters in the database's encoding.
  */
 bool
-enr_nonce_is_valid(const char *s, size_t len)
+enr_nonce_is_valid(const char *s, size_t len, bool utf8)
 {
 	size_t		chars = 0;
 
-	if (len < 1)
+	if (len < 1 || len > API_NONCE_MAX_BYTES)
 		return false;
 	for (size_t i = 0; i < len; i++)
 	{
@@ -83,11 +90,15 @@ enr_nonce_is_valid(const char *s, size_t len)
 
 		if (c < 0x20 || c == 0x7f)
 			return false;
-		/* count UTF-8 characters: every byte that is not a continuation byte */
+		if (!utf8)
+			continue;
+		if (c == 0xc2 && i + 1 < len &&
+			(unsigned char) s[i + 1] >= 0x80 && (unsigned char) s[i + 1] <= 0x9f)
+			return false;
 		if ((c & 0xc0) != 0x80)
 			chars++;
 	}
-	return chars <= API_NONCE_MAX;
+	return !utf8 || (chars >= 1 && chars <= API_NONCE_MAX);
 }
 
 /* "sha256=" and 64 hex digits (either case) into 32 bytes */

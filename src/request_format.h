@@ -25,7 +25,8 @@
 #include <stdint.h>
 
 #define API_KEY_ID_LEN			16		/* hex digits */
-#define API_NONCE_MAX			128		/* characters (bytes: ASCII expected) */
+#define API_NONCE_MAX			128		/* characters */
+#define API_NONCE_MAX_BYTES		(4 * API_NONCE_MAX) /* whatever the encoding */
 #define API_SIGNATURE_PREFIX	"sha256="
 #define API_SIGNATURE_LEN		(7 + 64)
 #define API_TIMESTAMP_MAX_DIGITS 15
@@ -43,7 +44,7 @@ typedef enum RequestCheck
 
 extern bool enr_parse_key_id(const char *s, size_t len, uint64_t *key_id);
 extern bool enr_parse_timestamp(const char *s, size_t len, int64_t *ts);
-extern bool enr_nonce_is_valid(const char *s, size_t len);
+extern bool enr_nonce_is_valid(const char *s, size_t len, bool utf8);
 extern bool enr_parse_signature(const char *s, size_t len, uint8_t mac[32]);
 extern size_t enr_signing_string_len(size_t method_len, size_t path_len,
 									 size_t ts_len, size_t nonce_len);

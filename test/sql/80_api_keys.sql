@@ -108,7 +108,14 @@ INSERT INTO cases VALUES
  (25, '128-char nonce',   'GET', '/e', :'kid', :'t3', repeat('n', 128),
                             oracle_sig(:'sec', 'GET', '/e', :'t3', repeat('n', 128), ''), '', NULL),
  (26, 'body signed',      'PUT', '/e', :'kid', :'t3', 'n-26',
-                            oracle_sig(:'sec', 'PUT', '/e', :'t3', 'n-26', '\x00ff'::bytea), '\x00ff', NULL);
+                            oracle_sig(:'sec', 'PUT', '/e', :'t3', 'n-26', '\x00ff'::bytea), '\x00ff', NULL),
+ -- the limit counts characters, not bytes; C1 controls are control characters too
+ (27, '128 2-byte chars', 'GET', '/e', :'kid', :'t3', repeat('é', 128),
+                            oracle_sig(:'sec', 'GET', '/e', :'t3', repeat('é', 128), ''), '', NULL),
+ (28, '129 2-byte chars', 'GET', '/e', :'kid', :'t3', repeat('é', 129),
+                            oracle_sig(:'sec', 'GET', '/e', :'t3', repeat('é', 129), ''), '', NULL),
+ (29, 'nonce with U+0085','GET', '/e', :'kid', :'t3', E'a\u0085b',
+                            oracle_sig(:'sec', 'GET', '/e', :'t3', E'a\u0085b', ''), '', NULL);
 UPDATE cases SET sig = replace(sig, 'SHA256=', 'sha256=') WHERE n = 22;
 SELECT c.n, c.what, v.ok, v.error, v.http_status
   FROM cases c, LATERAL enrollment.verify_request(c.method, c.path, c.key_id, c.ts, c.nonce, c.sig,

@@ -153,6 +153,25 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM outcomes WHERE NOT ok AND 
 	is($node->safe_psql('postgres', $verify), 'nonce_reused', 'its replay is still refused after the sweeps');
 }
 
+# In a database whose encoding is not UTF-8 the nonce's characters are
+# counted in that encoding: in LATIN1 the degree sign is one byte (0xB0), which
+# read as UTF-8 would be a continuation byte and count as no character at all.
+$node->safe_psql('postgres',
+	"CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+$node->safe_psql('latin', 'CREATE EXTENSION enrollment CASCADE');
+my ($lkid, $lsecret) = split / /, $node->safe_psql('latin',
+	"SELECT key_id || ' ' || hmac_secret FROM enrollment.create_api_key('latin', ARRAY['events:read'])");
+foreach my $case ([ 128, 'true|' ], [ 129, 'false|invalid_nonce' ])
+{
+	my ($n, $want) = @$case;
+	is( $node->safe_psql('latin',
+			"SELECT v.ok || '|' || coalesce(v.error, '') FROM enrollment.verify_request('GET', '/l',"
+			  . " enrollment.sign_request('GET', '/l', '$lkid', '$lsecret', nonce => repeat(chr(176), $n))) v"),
+		$want,
+		"LATIN1 database: a nonce of $n one-byte characters above 0x7F is "
+		  . ($n <= 128 ? 'accepted' : 'refused'));
+}
+
 $node->stop;
 
 # A cluster with the extension and one API key, preloaded with the given
