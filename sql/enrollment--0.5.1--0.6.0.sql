@@ -235,5 +235,14 @@ $$;
 COMMENT ON FUNCTION enrollment.purge_audit(interval) IS
     'Retention: delete sealed audit events older than the given age (at least a day); the purge itself is audited';
 
--- the view that reads it runs as its owner: nobody else needs it
+-- any role could read the last use of any tenant's key; the api_keys view
+-- calls it with its reader's privileges, so who lists keys is granted it
 REVOKE ALL ON FUNCTION enrollment.key_last_used(bigint) FROM PUBLIC;
+
+-- the small listings are security barriers: a caller's own function in
+-- WHERE, costed cheaper than the tenant filter, would otherwise see every
+-- tenant's rows before the view's filter dropped them
+ALTER VIEW enrollment.members SET (security_barrier);
+ALTER VIEW enrollment.api_tokens SET (security_barrier);
+ALTER VIEW enrollment.tenant_stats SET (security_barrier);
+ALTER VIEW enrollment.api_keys SET (security_barrier);

@@ -993,7 +993,7 @@ $$;
 COMMENT ON FUNCTION enrollment.purge_audit(interval) IS
     'Retention: delete sealed audit events older than the given age (at least a day); the purge itself is audited';
 
-CREATE VIEW enrollment.members AS
+CREATE VIEW enrollment.members WITH (security_barrier) AS
 SELECT m.identity, m.role, m.added_at, m.added_by
   FROM enrollment.member AS m
  WHERE m.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()
@@ -1001,7 +1001,7 @@ SELECT m.identity, m.role, m.added_at, m.added_by
 COMMENT ON VIEW enrollment.members IS 'Members of the current tenant and their roles (admin and above)';
 
 -- Owners and admins see every API token of the tenant, operators their own
-CREATE VIEW enrollment.api_tokens AS
+CREATE VIEW enrollment.api_tokens WITH (security_barrier) AS
 SELECT a.token_id,
        a.label,
        a.prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(a.public_id), 16, '0') AS prefix,
@@ -1024,7 +1024,7 @@ REVOKE ALL ON enrollment.members, enrollment.api_tokens FROM PUBLIC;
 
 -- A tenant's own figures, computed from its rows (enrollment.stats is
 -- server-wide and for DBAs only); analyst and above
-CREATE VIEW enrollment.tenant_stats AS
+CREATE VIEW enrollment.tenant_stats WITH (security_barrier) AS
 WITH t AS (SELECT enrollment.current_tenant() AS tenant
             WHERE (SELECT enrollment.require_role('analyst', 'read tenant statistics')))
 SELECT 'tokens' AS area, s.status AS counter, pg_catalog.count(k.status) AS value
@@ -1140,6 +1140,13 @@ REVOKE ALL ON FUNCTION enrollment.fold_token_uses(integer) FROM PUBLIC;
 
 --------------------------------------------------------------------------
 -- Views (the listing interface)
+--
+-- tokens, nodes and audit_log are not security barriers: a barrier view is
+-- planned apart from the query around it, so a page of a large tenant
+-- ("ORDER BY created_at DESC LIMIT 50") would sort all its rows instead of
+-- reading 50 from the index.  The small listings (members, api_tokens,
+-- api_keys, tenant_stats) are.  See "Privileges" in the README: readers of
+-- these three views must not be able to create functions.
 --------------------------------------------------------------------------
 
 CREATE VIEW enrollment.tokens AS
@@ -1210,7 +1217,7 @@ SELECT a.event_id, a.tenant, a.occurred_at, a.actor, a.action, a.token_id, a.nod
    AND (SELECT enrollment.may_read_audit());
 COMMENT ON VIEW enrollment.audit_log IS 'Append-only record of every change: who, what, when, which token or node';
 
-CREATE VIEW enrollment.api_keys AS
+CREATE VIEW enrollment.api_keys WITH (security_barrier) AS
 SELECT pg_catalog.lpad(pg_catalog.to_hex(k.key_id), 16, '0') AS key_id,
        k.tenant,
        k.label,
