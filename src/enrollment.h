@@ -122,7 +122,8 @@ typedef enum NonceVerdict
 {
 	NONCE_ACCEPTED,
 	NONCE_REUSED,
-	NONCE_CACHE_FULL
+	NONCE_CACHE_FULL,
+	NONCE_FORGOTTEN				/* older than what a sweep forgot: stale */
 } NonceVerdict;
 
 /* counters shown by enrollment.stats; the reason lists are fixed */

@@ -242,6 +242,8 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 		FAIL(r, VERIFY_NONCE_REUSED, 401);
 	if (nv == NONCE_CACHE_FULL)
 		FAIL(r, VERIFY_NONCE_CACHE_FULL, 503);
+	if (nv == NONCE_FORGOTTEN)
+		FAIL(r, VERIFY_STALE_TIMESTAMP, 401);
 
 	enr_last_used_note(key_id, GetCurrentTimestamp());
 

@@ -124,6 +124,14 @@ typedef struct EnrShared
 	 * nothing while this is still inside the window
 	 */
 	int64		oldest_ts[NONCE_PARTITIONS_MAX];
+	/*
+	 * per nonce partition, under its lock: a sweep forgot nonces older than
+	 * this, so a request with an older timestamp could be a replay the
+	 * cache no longer knows.  It is refused as stale, whatever the window
+	 * says now: a window raised by a reload, or a sweep by a process whose
+	 * clock read a second later, would otherwise let such a replay in.
+	 */
+	int64		forgotten_below[NONCE_PARTITIONS_MAX];
 } EnrShared;
 
 int			enrollment_max_nonces = 100000;
@@ -296,7 +304,10 @@ enr_shmem_startup(void)
 		enr_shared->started_as_standby = (stat(STANDBY_SIGNAL_FILE, &st) == 0);
 		enr_shared->promotion_handled = false;
 		for (int p = 0; p < enr_nonce_partitions(); p++)
+		{
 			enr_shared->oldest_ts[p] = PG_INT64_MAX;
+			enr_shared->forgotten_below[p] = PG_INT64_MIN;
+		}
 		enr_counters_init(&enr_shared->counters, GetCurrentTimestamp());
 	}
 
@@ -443,12 +454,16 @@ sweep_partition(int p, int64 oldest_valid)
 			oldest_kept = e->ts;
 	}
 	enr_shared->oldest_ts[p] = oldest_kept;
+	if (removed > 0 && oldest_valid > enr_shared->forgotten_below[p])
+		enr_shared->forgotten_below[p] = oldest_valid;
 	return removed;
 }
 
 /*
  * Accept (key_id, nonce) with timestamp ts, or say why not.  The caller has
- * already checked the window and the signature.
+ * already checked the window and the signature.  A timestamp older than what
+ * a sweep of the nonce's partition forgot is NONCE_FORGOTTEN (see
+ * forgotten_below).
  */
 NonceVerdict
 enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
@@ -473,6 +488,11 @@ enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
 	enr_replay_horizon_cover(ts, now);
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
+	if (ts < enr_shared->forgotten_below[p])
+	{
+		LWLockRelease(lock);
+		return NONCE_FORGOTTEN;
+	}
 	e = hash_search(nonce_tables[p], &key, HASH_ENTER_NULL, &found);
 	if (e == NULL && enr_shared->oldest_ts[p] < now - window)
 	{
