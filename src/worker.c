@@ -730,6 +730,12 @@ enrollment_worker_main(Datum main_arg pg_attribute_unused())
 		run_round(dbname, &said_missing);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(round_cxt);
+		/*
+		 * A worker's table statistics stay its own until flushed: without
+		 * this, autovacuum would not see the round's updates and deletions
+		 * before the worker exits.
+		 */
+		pgstat_report_stat(true);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 enrollment_worker_interval * 1000L, PG_WAIT_EXTENSION);

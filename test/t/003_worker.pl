@@ -81,6 +81,9 @@ ok( $node->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM enrollment.enrollment_token WHERE token_id = '$tid' "
 		  . "OR status = 'used'"),
 	'used and expired tokens are purged after the retention period');
+ok( $node->poll_query_until('postgres',
+		"SELECT n_tup_del > 0 FROM pg_stat_user_tables WHERE relid = 'enrollment.enrollment_token'::regclass"),
+	"the worker's deletions reach the statistics autovacuum reads");
 is($node->safe_psql('postgres',
 		"SELECT count(*) > 0 FROM enrollment.audit_log WHERE token_id = '$tid'"),
 	't', 'their audit events remain');
