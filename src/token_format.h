@@ -8,7 +8,8 @@
  *
  *		<prefix><public id>.<secret><checksum>
  *
- *	  prefix	 1..16 characters [a-z0-9-] ending in '_' (e.g. "enr_")
+ *	  prefix	 2..16 characters: a lowercase letter, then [a-z0-9-], ending
+ *				 in '_' (e.g. "enr_")
  *	  public id	 16 lowercase hex digits (64 bits: random, or the issue time
  *				 in seconds and 32 random bits; credential.c); the lookup key
  *	  secret	 43 characters of unpadded URL-safe base64 (32 random bytes)

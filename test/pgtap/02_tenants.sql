@@ -2,7 +2,7 @@
 -- isolation, the cascade of removing a member, API tokens and their
 -- permissions after a demotion, and the audit hash chain.
 BEGIN;
-SELECT plan(145);
+SELECT plan(146);
 
 -- the SQLSTATE a statement ends with, or 'ok'
 CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text LANGUAGE plpgsql AS $$
@@ -225,6 +225,19 @@ SELECT is(pg_temp.outcome($$SELECT count(*) FROM enrollment.audit_log WHERE acti
 SELECT pg_temp.act('siem-backend', 'globex');
 SELECT is(pg_temp.outcome($$SELECT count(*) FROM enrollment.audit_log$$), '42501',
           'but only its own tenant''s');
+
+-- a prefix written past the table's CHECK (a superuser dropped it) is refused
+-- before it reaches the credential's fixed-size buffer
+SAVEPOINT long_prefix;
+SELECT pg_temp.act(NULL);
+ALTER TABLE enrollment.tenant_setting DROP CONSTRAINT tenant_setting_api_token_prefix_check;
+INSERT INTO enrollment.tenant_setting VALUES ('acme', repeat('a', 40) || '_')
+    ON CONFLICT (tenant) DO UPDATE SET api_token_prefix = excluded.api_token_prefix;
+SELECT enrollment.add_member('prefix@acme', 'operator');
+SELECT pg_temp.act('prefix@acme');
+SELECT is(pg_temp.outcome($$SELECT enrollment.create_api_token('long prefix')$$), '22023',
+          'a tenant prefix too long for a credential is refused');
+ROLLBACK TO SAVEPOINT long_prefix;
 
 SELECT * FROM finish();
 ROLLBACK;
