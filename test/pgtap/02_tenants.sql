@@ -2,7 +2,7 @@
 -- isolation, the cascade of removing a member, API tokens and their
 -- permissions after a demotion, and the audit hash chain.
 BEGIN;
-SELECT plan(146);
+SELECT plan(166);
 
 -- the SQLSTATE a statement ends with, or 'ok'
 CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text LANGUAGE plpgsql AS $$
@@ -225,6 +225,72 @@ SELECT is(pg_temp.outcome($$SELECT count(*) FROM enrollment.audit_log WHERE acti
 SELECT pg_temp.act('siem-backend', 'globex');
 SELECT is(pg_temp.outcome($$SELECT count(*) FROM enrollment.audit_log$$), '42501',
           'but only its own tenant''s');
+
+-- Operators manage their own API tokens only; admins every token of the
+-- tenant; nobody anything of another tenant; admins make and unmake no owner
+SELECT pg_temp.act(NULL);
+SELECT enrollment.add_member(m, r)
+  FROM (VALUES ('r-op1@acme', 'operator'), ('r-op2@acme', 'operator'), ('r-adm@acme', 'admin'),
+               ('r-own@acme', 'owner')) AS v(m, r);
+SELECT pg_temp.act(NULL, 'globex');
+SELECT enrollment.add_member('r-op@globex', 'admin');
+SELECT pg_temp.act('r-op@globex', 'globex');
+CREATE TEMP TABLE r_globex AS
+SELECT (SELECT token_id FROM enrollment.create_api_token('globex token')) AS api_token,
+       (SELECT key_id FROM enrollment.create_api_key('globex key', ARRAY['events:read'])) AS key_id;
+SELECT pg_temp.act('r-op1@acme');
+CREATE TEMP TABLE r_tok AS
+SELECT 1 AS n, token_id FROM enrollment.create_api_token('op1 token');
+SELECT pg_temp.act('r-op2@acme');
+INSERT INTO r_tok SELECT 2, token_id FROM enrollment.create_api_token('op2 token');
+INSERT INTO r_tok SELECT 3, token_id FROM enrollment.create_api_token('op2 second token');
+SELECT pg_temp.act('r-op1@acme');
+SELECT is(pg_temp.outcome(format('SELECT enrollment.revoke_api_token(%L)', (SELECT token_id FROM r_tok WHERE n = 2))),
+          'NR001', 'an operator may not revoke another operator''s API token');
+SELECT is(pg_temp.outcome(format('SELECT enrollment.delete_api_token(%L)', (SELECT token_id FROM r_tok WHERE n = 2))),
+          'NR001', 'nor delete it');
+SELECT is(pg_temp.outcome(format('SELECT enrollment.reassign_api_token(%L, %L)', (SELECT token_id FROM r_tok WHERE n = 2), 'r-op1@acme')),
+          '42501', 'nor take it over (reassigning is an admin''s)');
+SELECT is((SELECT count(*) FROM enrollment.api_tokens WHERE owner <> 'r-op1@acme'), 0::bigint,
+          'an operator lists their own API tokens only');
+SELECT is(pg_temp.outcome(format('SELECT enrollment.revoke_api_token(%L)', (SELECT token_id FROM r_tok WHERE n = 1))),
+          'ok', 'an operator revokes their own API token');
+SELECT pg_temp.act('r-adm@acme');
+SELECT is(pg_temp.outcome(format('SELECT enrollment.revoke_api_token(%L)', (SELECT token_id FROM r_tok WHERE n = 2))),
+          'ok', 'an admin revokes any API token of the tenant');
+SELECT is(pg_temp.outcome(format('SELECT enrollment.reassign_api_token(%L, %L)', (SELECT token_id FROM r_tok WHERE n = 3), 'r-op1@acme')),
+          'ok', 'and reassigns one');
+SELECT is((SELECT count(DISTINCT owner) FROM enrollment.api_tokens WHERE owner LIKE 'r-op_@acme'), 2::bigint,
+          'an admin lists every owner''s API tokens');
+SELECT is((SELECT owner FROM enrollment.api_tokens WHERE token_id = (SELECT token_id FROM r_tok WHERE n = 3)),
+          'r-op1@acme', 'the reassigned token has its new owner');
+-- another tenant's objects, by id or name, from acme's admin
+SELECT is(pg_temp.outcome(format('SELECT enrollment.revoke_api_token(%L)', (SELECT api_token FROM r_globex))),
+          'NR001', 'another tenant''s API token cannot be revoked');
+SELECT is(pg_temp.outcome(format('SELECT enrollment.delete_api_token(%L)', (SELECT api_token FROM r_globex))),
+          'NR001', 'nor deleted');
+SELECT is(pg_temp.outcome(format('SELECT enrollment.revoke_api_key(%L)', (SELECT key_id FROM r_globex))),
+          'NR010', 'another tenant''s API key cannot be revoked');
+SELECT is(pg_temp.outcome($$SELECT enrollment.set_member_role('r-op@globex', 'viewer')$$),
+          'NR020', 'another tenant''s member''s role cannot be changed');
+SELECT is(pg_temp.outcome($$SELECT enrollment.remove_member('r-op@globex')$$),
+          'NR020', 'nor the member removed');
+SELECT pg_temp.act('r-op@globex', 'globex');
+SELECT is((SELECT status FROM enrollment.api_tokens WHERE token_id = (SELECT api_token FROM r_globex)), 'active',
+          'the other tenant''s API token is untouched');
+-- owners are an owner's business
+SELECT pg_temp.act('r-adm@acme');
+SELECT is(pg_temp.outcome($$SELECT enrollment.add_member('r-new@acme', 'owner')$$), '42501',
+          'an admin may not add an owner');
+SELECT is(pg_temp.outcome($$SELECT enrollment.set_member_role('r-op1@acme', 'owner')$$), '42501',
+          'nor make a member owner');
+SELECT is(pg_temp.outcome($$SELECT enrollment.set_member_role('r-own@acme', 'viewer')$$), '42501',
+          'nor demote an owner');
+SELECT is(pg_temp.outcome($$SELECT enrollment.remove_member('r-own@acme')$$), '42501',
+          'nor remove one');
+SELECT pg_temp.act('r-own@acme');
+SELECT is(pg_temp.outcome($$SELECT enrollment.set_member_role('r-op1@acme', 'owner')$$), 'ok',
+          'an owner makes an owner');
 
 -- a prefix written past the table's CHECK (a superuser dropped it) is refused
 -- before it reaches the credential's fixed-size buffer
