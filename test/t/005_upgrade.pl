@@ -40,6 +40,7 @@ SELECT p.oid::pg_catalog.regprocedure || ' returns ' || pg_catalog.pg_get_functi
        || ' secdef=' || p.prosecdef || ' vol=' || p.provolatile::text
        || ' config=' || coalesce(pg_catalog.array_to_string(p.proconfig, ','), '')
        || ' acl=' || coalesce(p.proacl::text, '')
+       || ' body=' || pg_catalog.md5(p.prosrc)
   FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'enrollment'::pg_catalog.regnamespace
 UNION ALL
 SELECT c.oid::pg_catalog.regclass || ' ' || c.relkind::text || ' acl=' || coalesce(c.relacl::text, '')
