@@ -169,6 +169,25 @@ enr_counters_init(EnrCounters *c, TimestampTz now)
 }
 
 /*
+ * Zero the counters while other backends may be adding to them: a write,
+ * not an init (which, where 64-bit atomics are emulated, would re-create
+ * the lock under a backend holding it).
+ */
+static void
+enr_counters_zero(EnrCounters *c, TimestampTz now)
+{
+	for (int i = 0; i < ENROLL_NUM_OUTCOMES; i++)
+		pg_atomic_write_u64(&c->enroll[i], 0);
+	for (int i = 0; i < VERIFY_NUM_OUTCOMES; i++)
+		pg_atomic_write_u64(&c->verify[i], 0);
+	for (int i = 0; i < WORKER_NUM_COUNTERS; i++)
+		pg_atomic_write_u64(&c->worker[i], 0);
+	pg_atomic_write_u64(&c->last_run_end, 0);
+	pg_atomic_write_u64(&c->last_run_duration_us, 0);
+	pg_atomic_write_u64(&c->reset_at, (uint64) now);
+}
+
+/*
  * How many partitions the nonce cache has: a function of max_nonces alone,
  * which is fixed at server start, so every process computes the same, once.
  */
@@ -662,7 +681,7 @@ enr_counters_read(uint64 *enroll, uint64 *verify, uint64 *worker,
 void
 enr_counters_reset(void)
 {
-	enr_counters_init(&enr_shared->counters, GetCurrentTimestamp());
+	enr_counters_zero(&enr_shared->counters, GetCurrentTimestamp());
 }
 
 /* Forget every nonce whose timestamp is older than oldest_valid; returns how many */
