@@ -52,6 +52,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "tcop/utility.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
@@ -70,6 +71,7 @@ PGDLLEXPORT void enrollment_launcher_main(Datum main_arg);
 #define MAX_DATABASES		64
 
 #define WORKER_ACTOR		"enrollment worker"
+#define WORKER_LOCK_KEY		INT64CONST(0x656e726f6c6c776b)	/* advisory lock id */
 #define MAX_STAMPS_PER_ROUND 10000
 
 char	   *enrollment_database_names = NULL;
@@ -696,6 +698,27 @@ run_round(const char *dbname, bool *said_missing)
 	enr_note_worker_run(GetCurrentTimestamp(), GetCurrentTimestamp() - start);
 }
 
+/*
+ * One worker per database: a session advisory lock of this database, held
+ * until the process exits.  A launcher restarted while its workers run
+ * (they outlive it) starts a second one for each database; that one waits
+ * here, taking over when the first exits, instead of running the rounds
+ * twice (two announcements of every enrollment, two sweeps at once).
+ */
+static void
+wait_to_be_the_only_worker(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (WORKER_LOCK_KEY >> 32),
+						 (uint32) WORKER_LOCK_KEY, 1);
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, "enrollment: waiting for the other worker of this database");
+	(void) LockAcquire(&tag, ExclusiveLock, true, false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	CommitTransactionCommand();
+}
+
 /* Entry point of the worker process */
 void
 enrollment_worker_main(Datum main_arg pg_attribute_unused())
@@ -712,6 +735,7 @@ enrollment_worker_main(Datum main_arg pg_attribute_unused())
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
 	pgstat_report_appname("enrollment worker");
 	ereport(LOG, (errmsg("enrollment worker started for database \"%s\"", dbname)));
+	wait_to_be_the_only_worker();
 
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "enrollment worker round",
 									  ALLOCSET_DEFAULT_SIZES);

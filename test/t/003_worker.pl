@@ -262,6 +262,26 @@ my $mem_after = worker_memory();
 ok($mem_after - $mem_before < 100 * 1024,
 	"the worker's memory does not grow with its rounds ($mem_before bytes, then $mem_after)");
 
+# a launcher restarted while its workers run does not double them: the
+# second worker of a database waits for the first, and takes over when it exits
+my $workers = "SELECT count(*) FILTER (WHERE wait_event_type IS DISTINCT FROM 'Lock') || ' ' "
+  . "|| count(*) FILTER (WHERE wait_event_type = 'Lock') FROM pg_stat_activity "
+  . "WHERE backend_type = 'enrollment worker' AND datname = 'postgres'";
+my $first = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'enrollment worker' AND datname = 'postgres'");
+my $launcher = $node->safe_psql('postgres',
+	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'enrollment launcher'");
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($launcher)");
+ok($node->poll_query_until('postgres', $workers, '1 1'),
+	'after a launcher restart: one worker runs, the second waits for it');
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($first)");
+ok($node->poll_query_until('postgres', "$workers AND pid <> $first", '1 0'),
+	'and takes over when the first exits');
+$r0 = worker_rounds();
+ok($node->poll_query_until('postgres',
+		"SELECT value >= $r0 + 4 FROM enrollment.stats WHERE area = 'worker' AND counter = 'runs'"),
+	'rounds go on');
+
 # a reload changes the interval without a restart
 $node->append_conf('postgresql.conf', 'enrollment.worker_interval = 2');
 $node->reload;
