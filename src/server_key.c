@@ -117,6 +117,47 @@ write_key_file(const char *path, const ServerKey *keys, int nkeys, bool exclusiv
 		durable_rename(tmp, path, ERROR);
 }
 
+#define SERVER_KEY_VERSION_MAX	999999999	/* 9 digits: version + 1 cannot overflow */
+
+/*
+ * One line of the key file: a version (1 to 999999999, decimal), blanks,
+ * 64 hex digits, optional trailing blanks, then the end of the line.  The
+ * key goes to key; false for anything else.  line is NUL-terminated and
+ * holds its newline unless it is the file's last line.
+ */
+static bool
+parse_key_line(const char *line, int *version, uint8 key[ENR_AEAD_KEY_LEN])
+{
+	const char *p = line;
+	int64		v = 0;
+	int			digits = 0;
+
+	while (*p >= '0' && *p <= '9')
+	{
+		if (++digits > 9)
+			return false;
+		v = v * 10 + (*p++ - '0');
+	}
+	if (digits == 0 || v < 1 || v > SERVER_KEY_VERSION_MAX || (*p != ' ' && *p != '\t'))
+		return false;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	for (int i = 0; i < 2 * ENR_AEAD_KEY_LEN; i++)
+		if (p[i] == '\0')
+			return false;
+	if (!enr_hex_decode(p, 2 * ENR_AEAD_KEY_LEN, key))
+		return false;
+	p += 2 * ENR_AEAD_KEY_LEN;
+	while (*p == ' ' || *p == '\t' || *p == '\r')
+		p++;
+	if (*p == '\n')
+		p++;
+	if (*p != '\0')
+		return false;
+	*version = (int) v;
+	return true;
+}
+
 /* Parse the key file into the cache; false if it does not exist */
 static bool
 load_key_file(void)
@@ -159,29 +200,45 @@ load_key_file(void)
 	keys = MemoryContextAllocZero(TopMemoryContext, sizeof(ServerKey) * SERVER_KEY_MAX_VERSIONS);
 	while (fgets(line, sizeof(line), f) != NULL)
 	{
-		int			version;
-		char		hex[2 * ENR_AEAD_KEY_LEN + 2];
+		int			version = 0;
+		bool		ok;
+		bool		duplicate = false;
+		size_t		len = strlen(line);
 
 		lineno++;
 		if (line[0] == '#' || line[0] == '\n')
+		{
+			/* a comment longer than the buffer goes on in the next read */
+			while (len == sizeof(line) - 1 && line[len - 1] != '\n' &&
+				   fgets(line, sizeof(line), f) != NULL)
+				len = strlen(line);
 			continue;
-		if (nkeys >= SERVER_KEY_MAX_VERSIONS ||
-			sscanf(line, "%d %65s", &version, hex) != 2 || version < 1 ||
-			strlen(hex) != 2 * ENR_AEAD_KEY_LEN ||
-			!enr_hex_decode(hex, 2 * ENR_AEAD_KEY_LEN, keys[nkeys].key))
+		}
+		/* a line the buffer could not hold whole is malformed too */
+		ok = nkeys < SERVER_KEY_MAX_VERSIONS &&
+			!(len == sizeof(line) - 1 && line[len - 1] != '\n') &&
+			parse_key_line(line, &version, keys[nkeys].key);
+		for (int i = 0; ok && i < nkeys; i++)
+			duplicate |= (keys[i].version == version);
+		if (!ok || duplicate)
 		{
 			enr_secure_zero(line, sizeof(line));
-			enr_secure_zero(hex, sizeof(hex));
 			enr_secure_zero(keys, sizeof(ServerKey) * SERVER_KEY_MAX_VERSIONS);
 			pfree(keys);
 			FreeFile(f);
+			if (duplicate)
+				ereport(ERROR,
+						(errcode(ERRCODE_CONFIG_FILE_ERROR),
+						 errmsg("server key file \"%s\" gives version %d twice (line %d)",
+								path, version, lineno),
+						 errdetail("Each version of the server key appears once.")));
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIG_FILE_ERROR),
 					 errmsg("server key file \"%s\" is malformed at line %d", path, lineno),
-					 errdetail("Each line is a version number and 64 hex digits.")));
+					 errdetail("Each line is a version number from 1 to %d, blanks and 64 hex digits; lines starting with # are comments.",
+							   SERVER_KEY_VERSION_MAX)));
 		}
 		keys[nkeys].version = version;
-		enr_secure_zero(hex, sizeof(hex));
 		nkeys++;
 	}
 	enr_secure_zero(line, sizeof(line));
@@ -262,7 +319,7 @@ enr_server_key_rotate(void)
 	int			n = cached_nkeys;
 	int			version = cur->version + 1;
 
-	if (n >= SERVER_KEY_MAX_VERSIONS)
+	if (n >= SERVER_KEY_MAX_VERSIONS || version > SERVER_KEY_VERSION_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("server key file holds too many versions"),
