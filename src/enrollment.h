@@ -123,7 +123,8 @@ typedef enum NonceVerdict
 	NONCE_ACCEPTED,
 	NONCE_REUSED,
 	NONCE_CACHE_FULL,
-	NONCE_FORGOTTEN				/* older than what a sweep forgot: stale */
+	NONCE_STALE					/* a sweep forgot nonces of that age, or another
+								 * server start may have accepted it: stale */
 } NonceVerdict;
 
 /* counters shown by enrollment.stats; the reason lists are fixed */
@@ -192,7 +193,7 @@ extern uint64 enr_server_instance(void);
 /* replay_horizon.c: the horizon replicated through a row of each database */
 #define ENR_REPLAY_HORIZON_STEP 5	/* seconds reserved ahead per write */
 extern void enr_replay_horizon_absorb(void);
-extern void enr_replay_horizon_cover(int64 ts, int64 now);
+extern bool enr_replay_horizon_cover(int64 ts, int64 now);
 extern NonceVerdict enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
 												 int64 ts, int64 now, int window);
 extern int64 enr_nonces_held(void);

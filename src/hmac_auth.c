@@ -242,7 +242,7 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 		FAIL(r, VERIFY_NONCE_REUSED, 401);
 	if (nv == NONCE_CACHE_FULL)
 		FAIL(r, VERIFY_NONCE_CACHE_FULL, 503);
-	if (nv == NONCE_FORGOTTEN)
+	if (nv == NONCE_STALE)
 		FAIL(r, VERIFY_STALE_TIMESTAMP, 401);
 
 	enr_last_used_note(key_id, GetCurrentTimestamp());

@@ -161,8 +161,15 @@ enr_replay_horizon_absorb(void)
  * Before a request dated ts is accepted on a primary: make this database's
  * row cover ts, durably (and on a synchronous standby, when one is
  * configured) before returning.
+ *
+ * Returns false when ts may no longer be accepted: the row was written by
+ * another server start that this backend had not absorbed (a verification
+ * that began before a promotion and reaches this step after it, when the
+ * absorb step was skipped in recovery).  The floor is raised above that
+ * start's horizon here, as the absorb step would have done, and a request
+ * dated at or before it could be one that start accepted.
  */
-void
+bool
 enr_replay_horizon_cover(int64 ts, int64 now)
 {
 	Relation	rel;
@@ -170,12 +177,13 @@ enr_replay_horizon_cover(int64 ts, int64 now)
 	void	   *state;
 	FormData_replay_horizon *row;
 	int64		h;
+	bool		acceptable = true;
 
 	if (ts <= covered || RecoveryInProgress())
-		return;
+		return true;
 	rel = open_horizon_table(RowExclusiveLock);
 	if (rel == NULL)
-		return;
+		return true;
 
 	/* finds the row and locks it against concurrent in-place writers */
 	systable_inplace_update_begin(rel, InvalidOid, false, NULL, 0, NULL, &tup, &state);
@@ -190,6 +198,12 @@ enr_replay_horizon_cover(int64 ts, int64 now)
 	}
 	else
 	{
+		if ((uint64) row->instance != enr_server_instance())
+		{
+			enr_replay_floor_raise(row->horizon + 1);
+			absorbed = true;
+			acceptable = ts > row->horizon;
+		}
 		/* never lower it: an earlier start may have gone further ahead */
 		h = Max(row->horizon, Max(ts, now) + ENR_REPLAY_HORIZON_STEP);
 		row->instance = (int64) enr_server_instance();
@@ -202,4 +216,5 @@ enr_replay_horizon_cover(int64 ts, int64 now)
 	heap_freetuple(tup);
 	table_close(rel, NoLock);
 	covered = h;
+	return acceptable;
 }

@@ -480,9 +480,10 @@ sweep_partition(int p, int64 oldest_valid)
 
 /*
  * Accept (key_id, nonce) with timestamp ts, or say why not.  The caller has
- * already checked the window and the signature.  A timestamp older than what
- * a sweep of the nonce's partition forgot is NONCE_FORGOTTEN (see
- * forgotten_below).
+ * already checked the window and the signature.  NONCE_STALE: a sweep of
+ * the nonce's partition forgot nonces as old (see forgotten_below), or the
+ * database's replicated horizon shows another server start that may have
+ * accepted it (replay_horizon.c).
  */
 NonceVerdict
 enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
@@ -504,13 +505,14 @@ enr_nonce_check_and_remember(uint64 key_id, const char *nonce, size_t nonce_len,
 
 	reserve_horizon(ts, now);
 	/* and by this database's replicated copy (a no-op on a standby) */
-	enr_replay_horizon_cover(ts, now);
+	if (!enr_replay_horizon_cover(ts, now))
+		return NONCE_STALE;
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	if (ts < enr_shared->forgotten_below[p])
 	{
 		LWLockRelease(lock);
-		return NONCE_FORGOTTEN;
+		return NONCE_STALE;
 	}
 	e = hash_search(nonce_tables[p], &key, HASH_ENTER_NULL, &found);
 	if (e == NULL && enr_shared->oldest_ts[p] < now - window)

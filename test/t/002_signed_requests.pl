@@ -172,6 +172,31 @@ foreach my $case ([ 128, 'true|' ], [ 129, 'false|invalid_nonce' ])
 		  . ($n <= 128 ? 'accepted' : 'refused'));
 }
 
+# A verification that reaches the horizon step only after a promotion (its
+# backend read no row in recovery) finds the row written by another server
+# start: that step raises the floor above the other start's horizon, as the
+# first verification out of recovery does.  Simulated on this server: after
+# a backend's first verification the row is made to look written by another
+# start, 200 s ahead (the floor then stays up for 200 s: last on this node).
+{
+	my ($hkid, $hsecret) = create_key('horizon', "ARRAY['events:read']");
+	my $b = $node->background_psql('postgres');
+	my $at = sub {
+		my ($ahead, $nonce) = @_;
+		return $b->query_safe(
+			"SELECT coalesce(error, 'ok') FROM enrollment.verify_request('GET', '/h', "
+			  . "enrollment.sign_request('GET', '/h', '$hkid', '$hsecret', "
+			  . "ts => extract(epoch from now())::bigint + $ahead, nonce => '$nonce'))");
+	};
+	is($at->(0, 'h-1'), 'ok', 'horizon: a request now is accepted');
+	$node->safe_psql('postgres',
+		'UPDATE enrollment.replay_horizon SET instance = 12345, horizon = extract(epoch from now())::bigint + 200');
+	is($at->(100, 'h-2'), 'stale_timestamp',
+		"horizon: one dated inside another start's horizon is refused by a backend that had not read it");
+	is($at->(250, 'h-3'), 'ok', 'horizon: one dated after it is accepted');
+	$b->quit;
+}
+
 $node->stop;
 
 # A cluster with the extension and one API key, preloaded with the given
