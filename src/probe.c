@@ -225,7 +225,12 @@ resolve(EnrProbeTable *t)
 		found = idx->rd_index->indkey.values[k] == t->attnums[k];
 	index_close(idx, NoLock);
 	if (!found)
-		schema_missing();
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index \"%s\" of extension \"enrollment\" cannot be used", t->indexname),
+				 errdetail("The lookups of %s need a unique B-tree index on its key, not deferrable, without a predicate.",
+						   t->relname),
+				 errhint("Re-create the index as the extension's script does, or the extension.")));
 
 	/* hints only where the key is one bigint and the table is heap */
 	if (nkeys(t) == 1 && t->eqproc == F_INT8EQ && is_heap)

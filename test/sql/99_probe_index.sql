@@ -14,7 +14,7 @@ ALTER TABLE enrollment.enrollment_token DROP CONSTRAINT enrollment_token_public_
     ADD CONSTRAINT enrollment_token_public_id_key UNIQUE (public_id);
 SELECT ok, error FROM enrollment.check_token(:'tok');
 ROLLBACK;
--- deferrable: refused with the missing-table error
+-- deferrable: refused, naming the index
 BEGIN;
 ALTER TABLE enrollment.enrollment_token DROP CONSTRAINT enrollment_token_public_id_key,
     ADD CONSTRAINT enrollment_token_public_id_key UNIQUE (public_id) DEFERRABLE INITIALLY IMMEDIATE;
