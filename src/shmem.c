@@ -38,8 +38,10 @@
  * 16, so that the first partition to fill is close to the whole capacity.
  *
  * Locking: the named tranche "enrollment" holds 2 + enr_nonce_partitions() locks.
- *	  lock 0 (state lock)	protects floor, horizon and the promotion flags;
- *							the horizon is also readable lock-free (atomic)
+ *	  lock 0 (state lock)	serializes writes of the horizon (file and
+ *							atomic) and the promotion flags; the floor and
+ *							the horizon are read lock-free (atomics), so a
+ *							verification never waits for the file's fsync
  *	  lock 1 (last-used)	shared to update an existing stamp (atomically),
  *							exclusive to add or remove a key
  *	  counters				atomics, no lock
@@ -113,7 +115,7 @@ typedef struct EnrShared
 {
 	LWLockPadded *locks;
 	EnrCounters counters;		/* atomics only: no lock */
-	int64		floor;			/* refuse requests with ts < floor */
+	pg_atomic_uint64 floor;		/* refuse requests with ts < floor (int64) */
 	pg_atomic_uint64 horizon;	/* every accepted ts <= horizon (persisted) */
 	uint64		instance;		/* random id of this server start */
 	bool		started_as_standby;
@@ -315,7 +317,7 @@ enr_shmem_startup(void)
 		struct stat st;
 
 		enr_shared->locks = GetNamedLWLockTranche("enrollment");
-		enr_shared->floor = Max(now, horizon + 1);
+		pg_atomic_init_u64(&enr_shared->floor, (uint64) Max(now, horizon + 1));
 		pg_atomic_init_u64(&enr_shared->horizon, (uint64) Max(horizon, 0));
 		/* tells this start's replay_horizon rows from any other's */
 		if (!pg_strong_random(&enr_shared->instance, sizeof(enr_shared->instance)))
@@ -397,24 +399,30 @@ enr_replay_floor(void)
 		LWLockAcquire(&enr_shared->locks[0].lock, LW_EXCLUSIVE);
 		if (!enr_shared->promotion_handled)
 		{
-			enr_shared->floor = Max(enr_shared->floor, (int64) time(NULL));
+			enr_replay_floor_raise((int64) time(NULL));
 			enr_shared->promotion_handled = true;
 		}
 		LWLockRelease(&enr_shared->locks[0].lock);
 	}
-	LWLockAcquire(&enr_shared->locks[0].lock, LW_SHARED);
-	floor = enr_shared->floor;
-	LWLockRelease(&enr_shared->locks[0].lock);
+	floor = (int64) pg_atomic_read_u64(&enr_shared->floor);
 	return floor;
 }
 
-/* Refuse, from now on, every request dated before f */
+/*
+ * Refuse, from now on, every request dated before f.  The floor only rises:
+ * a compare-and-swap loop, so that no raise is lost to a concurrent one.
+ * Timestamps here are never negative, so their unsigned order is theirs.
+ */
 void
 enr_replay_floor_raise(int64 f)
 {
-	LWLockAcquire(&enr_shared->locks[0].lock, LW_EXCLUSIVE);
-	enr_shared->floor = Max(enr_shared->floor, f);
-	LWLockRelease(&enr_shared->locks[0].lock);
+	uint64		old = pg_atomic_read_u64(&enr_shared->floor);
+
+	if (f < 0)
+		return;
+	while ((int64) old < f &&
+		   !pg_atomic_compare_exchange_u64(&enr_shared->floor, &old, (uint64) f))
+		;
 }
 
 /* The random id of this server start (replay_horizon.c) */
