@@ -104,31 +104,30 @@ CREATE FUNCTION public.peek(text) RETURNS boolean LANGUAGE plpgsql COST 0.000000
 $$BEGIN RAISE NOTICE 'peek: %', $1; RETURN true; END$$;
 GRANT EXECUTE ON FUNCTION public.peek(text) TO console;
 });
-foreach my $q ([ 'api_keys', 'label' ], [ 'api_tokens', 'label' ], [ 'members', 'identity' ])
+# what the cheap function was shown by console, acting as acme's admin,
+# reading view with the function on column in WHERE
+sub peeked
 {
-	my ($view, $col) = @$q;
+	my ($view, $col) = @_;
 	my ($out, $err);
 	$node->psql('postgres',
 		"SET enrollment.tenant = 'acme'; SET enrollment.actor = 'adm\@acme';"
 		  . " SET enable_indexscan = off; SET enable_bitmapscan = off;"
 		  . " SELECT count(*) FROM enrollment.$view WHERE public.peek($col)",
 		stdout => \$out, stderr => \$err, extra_params => [ '-U', 'console' ]);
-	my @seen = $err =~ /peek: (\S+)/g;
+	return $err =~ /peek: (\S+)/g;
+}
+foreach my $q ([ 'api_keys', 'label' ], [ 'api_tokens', 'label' ], [ 'members', 'identity' ])
+{
+	my @seen = peeked(@$q);
 	ok(@seen > 0 && !grep({ /OTHER|other/ } @seen),
-		"$view: the cheap function sees acme's rows only (" . join(',', @seen) . ')');
+		"$q->[0]: the cheap function sees acme's rows only (" . join(',', @seen) . ')');
 }
 
 # the test above can fail: without the barrier the function sees other tenants
 $node->safe_psql('postgres', 'ALTER VIEW enrollment.api_keys RESET (security_barrier)');
-{
-	my ($out, $err);
-	$node->psql('postgres',
-		"SET enrollment.tenant = 'acme'; SET enrollment.actor = 'adm\@acme';"
-		  . " SET enable_indexscan = off; SET enable_bitmapscan = off;"
-		  . " SELECT count(*) FROM enrollment.api_keys WHERE public.peek(label)",
-		stdout => \$out, stderr => \$err, extra_params => [ '-U', 'console' ]);
-	like($err, qr/peek: OTHER-KEY/, 'control: without the barrier the function sees the other tenant');
-}
+ok(grep({ $_ eq 'OTHER-KEY' } peeked('api_keys', 'label')),
+	'control: without the barrier the function sees the other tenant');
 
 $node->stop;
 done_testing();
