@@ -704,19 +704,43 @@ run_round(const char *dbname, bool *said_missing)
  * (they outlive it) starts a second one for each database; that one waits
  * here, taking over when the first exits, instead of running the rounds
  * twice (two announcements of every enrollment, two sweeps at once).
+ *
+ * It tries once a second rather than queueing for the lock: a wait inside
+ * a transaction would show as a transaction in progress, which holds back
+ * where the other worker's expiry scans start (oldest_transaction_start).
  */
 static void
-wait_to_be_the_only_worker(void)
+wait_to_be_the_only_worker(const char *dbname)
 {
 	LOCKTAG		tag;
+	bool		said = false;
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (WORKER_LOCK_KEY >> 32),
 						 (uint32) WORKER_LOCK_KEY, 1);
-	StartTransactionCommand();
-	pgstat_report_activity(STATE_RUNNING, "enrollment: waiting for the other worker of this database");
-	(void) LockAcquire(&tag, ExclusiveLock, true, false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-	CommitTransactionCommand();
+	for (;;)
+	{
+		LockAcquireResult got;
+
+		StartTransactionCommand();
+		got = LockAcquire(&tag, ExclusiveLock, true, true);
+		CommitTransactionCommand();
+		if (got != LOCKACQUIRE_NOT_AVAIL)
+			break;
+		if (!said)
+		{
+			ereport(LOG,
+					(errmsg("enrollment worker: another worker serves database \"%s\"; waiting until it exits",
+							dbname)));
+			pgstat_report_activity(STATE_RUNNING, "enrollment: waiting for the other worker of this database");
+			said = true;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (said)
+		pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 /* Entry point of the worker process */
@@ -735,7 +759,7 @@ enrollment_worker_main(Datum main_arg pg_attribute_unused())
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
 	pgstat_report_appname("enrollment worker");
 	ereport(LOG, (errmsg("enrollment worker started for database \"%s\"", dbname)));
-	wait_to_be_the_only_worker();
+	wait_to_be_the_only_worker(dbname);
 
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "enrollment worker round",
 									  ALLOCSET_DEFAULT_SIZES);

@@ -264,8 +264,8 @@ ok($mem_after - $mem_before < 100 * 1024,
 
 # a launcher restarted while its workers run does not double them: the
 # second worker of a database waits for the first, and takes over when it exits
-my $workers = "SELECT count(*) FILTER (WHERE wait_event_type IS DISTINCT FROM 'Lock') || ' ' "
-  . "|| count(*) FILTER (WHERE wait_event_type = 'Lock') FROM pg_stat_activity "
+my $workers = "SELECT count(*) FILTER (WHERE query NOT LIKE '%waiting for the other worker%') || ' ' "
+  . "|| count(*) FILTER (WHERE query LIKE '%waiting for the other worker%') FROM pg_stat_activity "
   . "WHERE backend_type = 'enrollment worker' AND datname = 'postgres'";
 my $first = $node->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE backend_type = 'enrollment worker' AND datname = 'postgres'");
