@@ -404,6 +404,8 @@ enr_replay_floor(void)
 		}
 		LWLockRelease(&enr_shared->locks[0].lock);
 	}
+	/* a raise seen through promotion_handled is seen in the floor too */
+	pg_read_barrier();
 	floor = (int64) pg_atomic_read_u64(&enr_shared->floor);
 	return floor;
 }

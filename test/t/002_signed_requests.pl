@@ -244,7 +244,7 @@ sub signed_outcomes
 # Raising the window by a reload does not bring back what a sweep forgot: a
 # request whose nonce was swept is refused as stale even inside the new window.
 {
-	my ($rw, $rkid2, $rsec2) = cache_node('raised_window', "enrollment.hmac_window = 2\nenrollment.worker_interval = 1");
+	my ($rw, $rkid2, $rsec2) = cache_node('raised_window', "enrollment.hmac_window = 5\nenrollment.worker_interval = 1");
 	my $ts0 = $rw->safe_psql('postgres', 'SELECT extract(epoch from now())::bigint');
 	my $headers = $rw->safe_psql('postgres',
 		"SELECT enrollment.sign_request('GET', '/w', '$rkid2', '$rsec2', ts => $ts0, nonce => 'once-only')");
@@ -252,7 +252,7 @@ sub signed_outcomes
 	is($rw->safe_psql('postgres', $check), 'ok', 'raised window: the request is accepted');
 	ok($rw->poll_query_until('postgres',
 			"SELECT value = 0 FROM enrollment.stats WHERE area = 'nonces' AND counter = 'held'"),
-		'raised window: the worker forgets its nonce once it left the 2 s window');
+		'raised window: the worker forgets its nonce once it left the 5 s window');
 	$rw->safe_psql('postgres', 'ALTER SYSTEM SET enrollment.hmac_window = 3600');
 	$rw->reload;
 	ok($rw->poll_query_until('postgres', "SELECT current_setting('enrollment.hmac_window') = '1h'"),
