@@ -224,6 +224,18 @@ enrollment_create_api_token(PG_FUNCTION_ARGS)
 				prefix = TextDatumGetCString(p);
 		}
 	}
+
+	/*
+	 * The settings' prefixes pass their check hooks; this one only the
+	 * table's CHECK, which a superuser could drop.  A credential has room
+	 * for a valid prefix only.
+	 */
+	if (!enr_token_prefix_is_valid(prefix, strlen(prefix)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid API token prefix \"%s\" for tenant \"%s\"", prefix, tenant),
+				 errdetail("A prefix is 2 to 16 characters: a lowercase letter, then lowercase letters, digits or '-', ending in '_'."),
+				 errhint("Fix the tenant's prefix with enrollment.set_api_token_prefix.")));
 	enr_issue_credential(prefix, false, &cred);
 
 	args[0] = CStringGetTextDatum(tenant);

@@ -44,17 +44,6 @@ enr_issue_credential(const char *prefix, bool time_ordered, IssuedCredential *cr
 	uint64		public_id;
 	size_t		len;
 
-	/*
-	 * The prefix comes from a setting or a table whose CHECK constraint a
-	 * superuser could drop: cred->text has room for a valid one only.
-	 */
-	if (!enr_token_prefix_is_valid(prefix, strlen(prefix)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid credential prefix \"%s\"", prefix),
-				 errdetail("A prefix is 2 to 16 characters: a lowercase letter, then lowercase letters, digits or '-', ending in '_'."),
-				 errhint("Fix the tenant's prefix with enrollment.set_api_token_prefix.")));
-
 	/* one call to the CSPRNG: each call costs about as much as the whole draw */
 	enr_random_bytes(rnd, sizeof(rnd));
 	memcpy(&public_id, rnd, sizeof(public_id));
