@@ -37,6 +37,10 @@
  * A re-enrollment token (bound to a node) locks the token first and then
  * the node, so two re-enrollments of one node apply one after the other.
  *
+ * An enrollment that creates a node checks the tenant's node limit before
+ * it writes or locks anything else (node_limit.c): a tenant with a limit
+ * has its setting row locked first, then the token.
+ *
  * src/enroll.c
  *
  *-------------------------------------------------------------------------
@@ -880,6 +884,9 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 
 		if (tok.unbound)
 		{
+			/* a new node: the tenant's license node limit first (node_limit.c) */
+			enr_check_node_limit(tok.tenant, tok.public_prefix);
+
 			if (enrollment_direct_writes &&
 				enroll_direct(&token_tid, public_id, digest, now, node_name, node_role,
 							  cluster_id, &cred, &tok, &node_id, &node_status))

@@ -30,6 +30,7 @@
 #define ERRCODE_ENR_TOKEN_EXHAUSTED		MAKE_SQLSTATE('N','R','0','0','4')	/* token_exhausted */
 #define ERRCODE_ENR_CLUSTER_MISMATCH	MAKE_SQLSTATE('N','R','0','0','5')	/* cluster_mismatch */
 #define ERRCODE_ENR_NODE_MISMATCH		MAKE_SQLSTATE('N','R','0','0','6')	/* node_mismatch */
+#define ERRCODE_ENR_NODE_LIMIT_EXCEEDED	MAKE_SQLSTATE('N','R','0','0','7')	/* node_limit_exceeded */
 #define ERRCODE_ENR_API_KEY_NOT_FOUND	MAKE_SQLSTATE('N','R','0','1','0')	/* invalid_key */
 
 /* Channel of NOTIFY payloads for state changes */
@@ -104,6 +105,10 @@ extern TokenParseResult enr_parse_presented(text *presented, int64 *public_id,
 extern bytea *enr_digest_bytea(const uint8 digest[ENR_DIGEST_LEN]);
 extern bool enr_digest_matches(bytea *stored, const uint8 digest[ENR_DIGEST_LEN]);
 
+/* node_limit.c: a tenant's license node limit */
+extern void enr_check_node_limit(Datum tenant, const char *token_public_part);
+extern void enr_warn_node_capacity(Datum tenant);
+
 /* identity.c: who is acting, for which tenant */
 extern char *enr_current_actor(void);
 extern char *enr_current_tenant(void);
@@ -137,6 +142,7 @@ typedef enum EnrollOutcome
 	ENROLL_TOKEN_EXHAUSTED,
 	ENROLL_CLUSTER_MISMATCH,
 	ENROLL_NODE_MISMATCH,
+	ENROLL_NODE_LIMIT_EXCEEDED,
 	ENROLL_WRITTEN_DIRECTLY,	/* not an outcome: of the ok ones, how many without SQL */
 	ENROLL_NUM_OUTCOMES
 } EnrollOutcome;
@@ -234,6 +240,7 @@ typedef struct EnrPlan
 	SPIPlanPtr	plan;			/* prepared on first use, kept for the backend's life */
 } EnrPlan;
 
+extern SPIPlanPtr enr_prepare(EnrPlan *p);
 extern int	enr_execute(EnrPlan *p, Datum *values, const char *nulls, bool read_only, long count);
 extern TupleDesc enr_result_tupdesc(FunctionCallInfo fcinfo);
 extern Datum enr_getattr(int row, int col, bool *isnull);

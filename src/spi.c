@@ -26,16 +26,10 @@
 
 #include "enrollment.h"
 
-/*
- * Execute a saved plan, preparing it on first use.  Returns SPI's result
- * code; the caller checks it against the expected one.  Must be called
- * between SPI_connect and SPI_finish.
- */
-int
-enr_execute(EnrPlan *p, Datum *values, const char *nulls, bool read_only, long count)
+/* A saved plan, prepared on first use and kept for the backend's life */
+SPIPlanPtr
+enr_prepare(EnrPlan *p)
 {
-	int			rc;
-
 	if (p->plan == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
@@ -46,7 +40,20 @@ enr_execute(EnrPlan *p, Datum *values, const char *nulls, bool read_only, long c
 			elog(ERROR, "SPI_keepplan failed");
 		p->plan = plan;
 	}
-	rc = SPI_execute_plan(p->plan, values, nulls, read_only, count);
+	return p->plan;
+}
+
+/*
+ * Execute a saved plan, preparing it on first use.  Returns SPI's result
+ * code; the caller checks it against the expected one.  Must be called
+ * between SPI_connect and SPI_finish.
+ */
+int
+enr_execute(EnrPlan *p, Datum *values, const char *nulls, bool read_only, long count)
+{
+	int			rc;
+
+	rc = SPI_execute_plan(enr_prepare(p), values, nulls, read_only, count);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 	return rc;

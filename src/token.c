@@ -386,6 +386,10 @@ create_token_impl(FunctionCallInfo fcinfo)
 	result = heap_form_tuple(tupdesc, out, outnulls);
 	enr_wipe_credential(&cred);
 
+	/* a token for new nodes: warn when the license is (nearly) used up */
+	if (!node_id)
+		enr_warn_node_capacity(args[0]);
+
 	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(result));
 }

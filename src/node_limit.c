@@ -1,0 +1,196 @@
+/*-------------------------------------------------------------------------
+ *
+ * node_limit.c
+ *	  A tenant's license node limit (enrollment.set_node_limit, 0.7.0):
+ *	  an enrollment that would create a node beyond it is refused with
+ *	  node_limit_exceeded.
+ *
+ * The limit counts the tenant's nodes that are not removed (active and
+ * pending_approval).  A re-enrollment creates no node and is not limited.
+ *
+ * Exactness.  Enrollments that create a node in a tenant with a limit lock
+ * the tenant's tenant_setting row (FOR UPDATE) and then count its nodes
+ * under the newest snapshot, not the transaction's: the lock is held until
+ * the commit, so whoever counts next sees the node the previous holder
+ * wrote, at any isolation level.  N concurrent enrollments against a limit
+ * leaving K free slots therefore succeed exactly min(N, K) times.  Those
+ * enrollments queue for each other, from the count to the commit; that is
+ * the price of an exact limit, and only a tenant that sets one pays it.
+ *
+ * Every other enrollment pays one unlocked probe of tenant_setting by its
+ * primary key, which finds no row or a NULL limit, and takes no lock.  An
+ * enrollment that had already passed that probe when a limit was set is
+ * not held to it (it is ordered before the setting).
+ *
+ * Creating a token that would enroll new nodes warns (capacity_warning)
+ * when the tenant is at 90 % of its limit or above; the token is created
+ * all the same, as a license may be raised before it is used.
+ *
+ * Before ALTER EXTENSION UPDATE to 0.7.0 the table has no node_limit
+ * column and nothing is checked.
+ *
+ * src/node_limit.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+
+#include "enrollment.h"
+#include "probe.h"
+
+/* does tenant_setting have node_limit?  -1: not known yet */
+static int	has_node_limit = -1;
+static Oid	setting_relid = InvalidOid;
+static bool callback_registered = false;
+
+static EnrProbeTable setting_by_tenant = {
+	.relname = "tenant_setting",
+	.indexname = "tenant_setting_pkey",
+	.eqproc = F_TEXTEQ,
+	.ncols = 2,
+	.cols = {"tenant", "node_limit"}
+};
+
+/* the limit again, under the row lock */
+static EnrPlan lock_setting_plan = {
+	.sql = "SELECT s.node_limit FROM enrollment.tenant_setting AS s"
+	" WHERE s.tenant = $1 FOR UPDATE",
+	.nargs = 1,
+	.argtypes = {TEXTOID}
+};
+
+/* run under the newest snapshot: see the header */
+static EnrPlan count_nodes_plan = {
+	.sql = "SELECT pg_catalog.count(*) FROM enrollment.node_record AS n"
+	" WHERE n.tenant = $1 AND n.status <> 'removed'",
+	.nargs = 1,
+	.argtypes = {TEXTOID}
+};
+
+static void
+setting_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+{
+	if (relid == InvalidOid || relid == setting_relid)
+		has_node_limit = -1;
+}
+
+/* Has this database's tenant_setting the node_limit column of 0.7.0? */
+static bool
+node_limit_column_exists(void)
+{
+	if (has_node_limit < 0)
+	{
+		Oid			nsp = get_namespace_oid("enrollment", true);
+		Oid			relid = OidIsValid(nsp) ? get_relname_relid("tenant_setting", nsp) : InvalidOid;
+
+		if (!callback_registered)
+		{
+			CacheRegisterRelcacheCallback(setting_relcache_callback, (Datum) 0);
+			callback_registered = true;
+		}
+		setting_relid = relid;
+		has_node_limit = OidIsValid(relid) &&
+			get_attnum(relid, "node_limit") != InvalidAttrNumber;
+	}
+	return has_node_limit == 1;
+}
+
+/* The tenant's nodes that are not removed, under the given snapshot */
+static int64
+count_nodes(Datum tenant, Snapshot snapshot)
+{
+	Datum		a[1] = {tenant};
+	bool		isnull;
+	int			rc;
+
+	rc = SPI_execute_snapshot(enr_prepare(&count_nodes_plan), a, NULL,
+							  snapshot, InvalidSnapshot, true, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not count the nodes of the tenant");
+	return DatumGetInt64(enr_getattr(0, 1, &isnull));
+}
+
+/*
+ * Before an enrollment writes a new node of the tenant: if the tenant has
+ * a node limit, lock its setting row, count its nodes and raise
+ * node_limit_exceeded when no slot is free.  Must be called between
+ * SPI_connect and SPI_finish, before anything of the enrollment is written.
+ */
+void
+enr_check_node_limit(Datum tenant, const char *token_public_part)
+{
+	Datum		v[2];
+	bool		n[2];
+	Datum		a[1] = {tenant};
+	bool		isnull;
+	int32		limit;
+	int64		nodes;
+
+	if (!node_limit_column_exists() ||
+		!enr_probe(&setting_by_tenant, tenant, v, n) || n[1])
+		return;
+
+	enr_execute(&lock_setting_plan, a, NULL, false, 1);
+	if (SPI_processed != 1)
+		return;					/* deleted meanwhile */
+	limit = DatumGetInt32(enr_getattr(0, 1, &isnull));
+	if (isnull)
+		return;					/* lifted meanwhile */
+
+	/* the committed nodes of whoever held the lock before, at any isolation */
+	CommandCounterIncrement();
+	nodes = count_nodes(tenant, GetLatestSnapshot());
+
+	if (nodes >= limit)
+	{
+		enr_count_enroll(ENROLL_NODE_LIMIT_EXCEEDED);
+		ereport(ERROR,
+				(errcode(ERRCODE_ENR_NODE_LIMIT_EXCEEDED),
+				 errmsg("node_limit_exceeded"),
+				 errdetail("The tenant's license allows %d nodes and has " INT64_FORMAT
+						   " that are not removed; token %s enrolled nothing.",
+						   limit, nodes, token_public_part),
+				 errhint("Remove nodes that are gone, or ask for a larger license (enrollment.set_node_limit).")));
+	}
+}
+
+/*
+ * After a token that enrolls new nodes was created: warn when the tenant
+ * has 90 % of its node limit or more.  Must be called between SPI_connect
+ * and SPI_finish.
+ */
+void
+enr_warn_node_capacity(Datum tenant)
+{
+	Datum		v[2];
+	bool		n[2];
+	int32		limit;
+	int64		nodes;
+
+	if (!node_limit_column_exists() ||
+		!enr_probe(&setting_by_tenant, tenant, v, n) || n[1])
+		return;
+	limit = DatumGetInt32(v[1]);
+	nodes = count_nodes(tenant, GetActiveSnapshot());
+	if (nodes * 10 < (int64) limit * 9)
+		return;
+	ereport(WARNING,
+			(errcode(ERRCODE_WARNING),
+			 errmsg("capacity_warning"),
+			 nodes >= limit
+			 ? errdetail("The tenant has " INT64_FORMAT " nodes and its license allows %d: "
+						 "enrollments through this token will fail with node_limit_exceeded.",
+						 nodes, limit)
+			 : errdetail("The tenant has " INT64_FORMAT " nodes and its license allows %d: "
+						 INT64_FORMAT " more may enroll.",
+						 nodes, limit, (int64) limit - nodes),
+			 errhint("Remove nodes that are gone, or ask for a larger license (enrollment.set_node_limit).")));
+}

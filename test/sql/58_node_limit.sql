@@ -1,0 +1,99 @@
+-- a tenant's license node limit (0.7.0): an enrollment that would create a
+-- node beyond it is refused with node_limit_exceeded, and changes no row
+\set VERBOSITY terse
+SET enrollment.tenant = 'licensed';
+SELECT value AS refused_before FROM enrollment.stats
+ WHERE area = 'enroll' AND counter = 'node_limit_exceeded' \gset
+
+-- without a limit nothing is counted; set_node_limit returns the nodes now
+SELECT enrollment.set_node_limit(2) AS nodes_now;
+SELECT node_limit FROM enrollment.tenant_setting WHERE tenant = 'licensed';
+SELECT status FROM enrollment.enroll((SELECT token FROM enrollment.create_token()), 'lic-1');
+SET enrollment.direct_writes = off;
+SELECT node_id AS n2, status FROM enrollment.enroll((SELECT token FROM enrollment.create_token()), 'lic-2') \gset
+RESET enrollment.direct_writes;
+SELECT :'status';
+
+-- the third is refused, by the direct path and by SQL alike, and writes nothing
+SELECT token AS t3, token_id AS t3_id FROM enrollment.create_token() \gset
+SELECT (SELECT count(*) FROM enrollment.node_record) AS nodes_before,
+       (SELECT count(*) FROM enrollment.audit_event) AS events_before \gset
+SELECT err(format('SELECT enrollment.enroll(%L, %L)', :'t3', 'lic-3'));
+SET enrollment.direct_writes = off;
+SELECT err(format('SELECT enrollment.enroll(%L, %L)', :'t3', 'lic-3'));
+RESET enrollment.direct_writes;
+SELECT (SELECT count(*) FROM enrollment.node_record) = :nodes_before AS no_node,
+       (SELECT count(*) FROM enrollment.audit_event) = :events_before AS no_event,
+       (SELECT status || ' ' || use_count FROM enrollment.tokens WHERE token_id = :'t3_id') AS token_left;
+SELECT value - :refused_before AS refused FROM enrollment.stats
+ WHERE area = 'enroll' AND counter = 'node_limit_exceeded';
+
+-- a shared token too, before and after its first use (its uses are appended)
+SELECT token AS ct FROM enrollment.create_token('cluster', cluster_id => 'zone-l') \gset
+SELECT err(format('SELECT enrollment.enroll(%L, %L, %L)', :'ct', 'lic-c1', 'zone-l'));
+
+-- a re-enrollment creates no node: it works at the limit
+SELECT reenrolled, status FROM enrollment.enroll((SELECT token FROM enrollment.create_token(node_id => :'n2')), 'lic-2');
+
+-- a removed node frees its slot; pending_approval nodes count like active ones
+UPDATE enrollment.node_record SET status = 'removed', removed_at = now() WHERE node_id = :'n2';
+SELECT status FROM enrollment.enroll(:'t3', 'lic-3');
+SELECT err(format('SELECT enrollment.enroll(%L, %L, %L)', :'ct', 'lic-c1', 'zone-l'));
+UPDATE enrollment.node_record SET status = 'pending_approval' WHERE tenant = 'licensed' AND name = 'lic-3';
+SELECT err(format('SELECT enrollment.enroll(%L, %L, %L)', :'ct', 'lic-c1', 'zone-l'));
+
+-- raised, the shared token enrolls; its second use (appended) is limited too
+SELECT enrollment.set_node_limit(3) AS nodes_now;
+SELECT status FROM enrollment.enroll(:'ct', 'lic-c1', 'zone-l');
+SELECT err(format('SELECT enrollment.enroll(%L, %L, %L)', :'ct', 'lic-c2', 'zone-l'));
+SELECT enrollment.set_node_limit(4) AS nodes_now;
+SELECT status FROM enrollment.enroll(:'ct', 'lic-c2', 'zone-l');
+SELECT err(format('SELECT enrollment.enroll(%L, %L, %L)', :'ct', 'lic-c3', 'zone-l'));
+
+-- lowered below what the tenant has: nothing is removed, nothing new enrolls
+SELECT enrollment.set_node_limit(1) AS nodes_now;
+SELECT count(*) AS still_there FROM enrollment.nodes WHERE status <> 'removed';
+SELECT err('SELECT enrollment.enroll((SELECT token FROM enrollment.create_token()), ''lic-5'')');
+-- 0: no node at all
+SELECT enrollment.set_node_limit(0) AS nodes_now;
+SELECT err('SELECT enrollment.enroll((SELECT token FROM enrollment.create_token()), ''lic-5'')');
+
+-- another tenant is not held to it
+SET enrollment.tenant = 'unlicensed';
+SELECT status FROM enrollment.enroll((SELECT token FROM enrollment.create_token()), 'free-1');
+SET enrollment.tenant = 'licensed';
+
+-- NULL lifts it
+SELECT enrollment.set_node_limit(NULL) AS nodes_now;
+SELECT status FROM enrollment.enroll((SELECT token FROM enrollment.create_token()), 'lic-5');
+
+-- creating a token for new nodes warns from 90 % of the limit on
+-- (capacity_warning), and is created all the same
+SELECT token AS rt FROM enrollment.create_token('reusable') \gset
+SELECT count(*) AS enrolled FROM generate_series(6, 9) AS i, enrollment.enroll(:'rt', 'lic-' || i);
+SELECT enrollment.set_node_limit(11) AS nodes_now;
+SELECT kind FROM enrollment.create_token();
+SELECT enrollment.set_node_limit(10) AS nodes_now;
+\set VERBOSITY default
+SELECT kind FROM enrollment.create_token('reusable');
+SELECT enrollment.set_node_limit(9) AS nodes_now;
+SELECT kind FROM enrollment.create_token('cluster', cluster_id => 'zone-l');
+\set VERBOSITY terse
+-- a re-enrollment token creates no node: no warning
+SELECT kind FROM enrollment.create_token(node_id => (SELECT node_id FROM enrollment.nodes WHERE name = 'lic-5'));
+SELECT enrollment.set_node_limit(NULL) AS nodes_now;
+
+-- bad input and callers who are not DBAs
+SELECT err('SELECT enrollment.set_node_limit(-1)');
+SET enrollment.actor = 'someone';
+SELECT err('SELECT enrollment.set_node_limit(100)');
+RESET enrollment.actor;
+SELECT node_limit IS NULL AS unchanged FROM enrollment.tenant_setting WHERE tenant = 'licensed';
+
+-- every change is audited
+SELECT action, object_type, object_id, details FROM enrollment.audit_event
+ WHERE tenant = 'licensed' AND action = 'node_limit_set' ORDER BY event_id;
+
+DELETE FROM enrollment.node_record WHERE tenant IN ('licensed', 'unlicensed');
+DELETE FROM enrollment.tenant_setting WHERE tenant = 'licensed';
+RESET enrollment.tenant;
