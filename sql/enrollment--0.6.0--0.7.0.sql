@@ -2,8 +2,10 @@
 \echo Use "ALTER EXTENSION enrollment UPDATE TO '0.7.0'" to load this file. \quit
 
 -- 0.7.0: a tenant's license node limit.  An enrollment that would create a
--- node beyond it is refused with node_limit_exceeded (SQLSTATE NR007).  The
--- library checks nothing until this update has added the column.
+-- node beyond it is refused with node_limit_exceeded (SQLSTATE NR007).  And
+-- a reusable token's limit of enrollments per hour, refused with
+-- rate_limited (NR008).  The library checks neither until this update has
+-- added the column and the table.
 
 ALTER TABLE enrollment.tenant_setting
     ADD COLUMN node_limit integer CHECK (node_limit OPERATOR(pg_catalog.>=) 0);
@@ -36,3 +38,117 @@ $$;
 COMMENT ON FUNCTION enrollment.set_node_limit(integer) IS
     'License node limit of the current tenant (NULL: none); returns its nodes not removed (DBA only)';
 REVOKE ALL ON FUNCTION enrollment.set_node_limit(integer) FROM PUBLIC;
+
+DROP INDEX enrollment.node_record_enrolled_by_idx;
+-- (enrolled_by, enrolled_at) since 0.7.0: a token's enrollments of the last
+-- hour are one range of it (src/rate_limit.c)
+CREATE INDEX node_record_enrolled_by_idx ON enrollment.node_record (enrolled_by, enrolled_at);
+
+--------------------------------------------------------------------------
+-- Enrollments per hour of a reusable token (0.7.0).  A token with a row
+-- here enrolls at most max_per_hour nodes in any hour (0: none, a token
+-- switched off without being revoked).  Its enrollments count their use in
+-- the token row under its lock, never appending it, and count the token's
+-- nodes of the last hour under that lock (src/rate_limit.c), so the rate
+-- holds under concurrency.  No foreign key: it would put triggers on
+-- enrollment_token, which would send every enrollment through SQL; the
+-- worker drops the rows of tokens that are gone.
+--------------------------------------------------------------------------
+
+CREATE TABLE enrollment.token_rate (
+    token_id      uuid PRIMARY KEY,
+    max_per_hour  integer NOT NULL CHECK (max_per_hour OPERATOR(pg_catalog.>=) 0)
+);
+COMMENT ON TABLE enrollment.token_rate IS
+    'Enrollments per hour allowed through a reusable token (set_token_rate)';
+SELECT pg_catalog.pg_extension_config_dump('enrollment.token_rate', '');
+REVOKE ALL ON enrollment.token_rate FROM PUBLIC;
+
+-- Set (NULL: lift) a reusable token's limit of enrollments per hour; returns
+-- its enrollments of the last hour.  The token row is locked as an
+-- enrollment's count of its use locks it, so the change waits for the
+-- enrollments in flight and applies to those that start after it.
+CREATE FUNCTION enrollment.set_token_rate(token_id uuid, max_per_hour integer) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    t enrollment.enrollment_token%ROWTYPE;
+    public_part text;
+    n bigint;
+BEGIN
+    PERFORM enrollment.require_role('operator', 'limit the rate of enrollment tokens');
+    IF set_token_rate.token_id IS NULL THEN
+        RAISE EXCEPTION 'token_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF set_token_rate.max_per_hour OPERATOR(pg_catalog.<) 0 THEN
+        RAISE EXCEPTION 'invalid rate' USING ERRCODE = '22023',
+            DETAIL = 'max_per_hour is 0 (no enrollments) or more, or NULL for no limit.';
+    END IF;
+    SELECT * INTO t FROM enrollment.enrollment_token AS e
+     WHERE e.token_id OPERATOR(pg_catalog.=) set_token_rate.token_id
+       AND e.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant() FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invalid_token' USING ERRCODE = 'NR001',
+            DETAIL = pg_catalog.format('No enrollment token has id %s.', set_token_rate.token_id);
+    END IF;
+    public_part := t.prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0');
+    IF t.kind OPERATOR(pg_catalog.<>) 'reusable' THEN
+        RAISE EXCEPTION 'only reusable tokens have a rate' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('Token %s is a %s token.', public_part, t.kind),
+            HINT = 'Cap a cluster token with max_uses; a once token enrolls once.';
+    END IF;
+    IF set_token_rate.max_per_hour IS NULL THEN
+        DELETE FROM enrollment.token_rate AS r WHERE r.token_id OPERATOR(pg_catalog.=) t.token_id;
+    ELSE
+        INSERT INTO enrollment.token_rate AS r (token_id, max_per_hour)
+        VALUES (t.token_id, set_token_rate.max_per_hour)
+        ON CONFLICT ON CONSTRAINT token_rate_pkey DO UPDATE SET max_per_hour = excluded.max_per_hour;
+    END IF;
+    SELECT pg_catalog.count(*) INTO n FROM enrollment.node_record AS r
+     WHERE r.enrolled_by OPERATOR(pg_catalog.=) t.token_id
+       AND r.enrolled_at OPERATOR(pg_catalog.>)
+           (pg_catalog.statement_timestamp() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval);
+    PERFORM enrollment.audit('enrollment_token_rate_set', 'enrollment_token', t.token_id::text,
+        pg_catalog.jsonb_build_object('prefix', public_part, 'max_per_hour', set_token_rate.max_per_hour,
+                                      'last_hour', n),
+        token_id => t.token_id);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION enrollment.set_token_rate(uuid, integer) IS
+    'Most enrollments per hour through a reusable token (0: none, NULL: no limit); returns its enrollments of the last hour';
+REVOKE ALL ON FUNCTION enrollment.set_token_rate(uuid, integer) FROM PUBLIC;
+
+-- the tokens view shows the rate (a column added at the end)
+CREATE OR REPLACE VIEW enrollment.tokens AS
+SELECT t.token_id,
+       t.tenant,
+       t.kind,
+       t.label,
+       t.prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0') AS prefix,
+       CASE WHEN t.status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'active'])
+                 AND t.expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp()
+            THEN 'expired' ELSE t.status END AS status,
+       t.use_count OPERATOR(pg_catalog.+) CASE WHEN t.kind OPERATOR(pg_catalog.<>) 'once'
+            THEN (SELECT pg_catalog.count(*)::integer FROM enrollment.token_use AS u
+                   WHERE u.token_id OPERATOR(pg_catalog.=) t.token_id)
+            ELSE 0 END AS use_count,
+       t.max_uses,
+       t.cluster_id,
+       t.node_id,
+       t.created_by,
+       t.created_at,
+       t.expires_at,
+       t.used_at,
+       CASE WHEN t.kind OPERATOR(pg_catalog.<>) 'once'
+            THEN GREATEST(t.last_used_at, (SELECT pg_catalog.max(u.used_at) FROM enrollment.token_use AS u
+                                            WHERE u.token_id OPERATOR(pg_catalog.=) t.token_id))
+            ELSE t.last_used_at END AS last_used_at,
+       t.revoked_at,
+       CASE WHEN t.kind OPERATOR(pg_catalog.=) 'reusable'
+            THEN (SELECT r.max_per_hour FROM enrollment.token_rate AS r
+                   WHERE r.token_id OPERATOR(pg_catalog.=) t.token_id)
+            END AS max_per_hour
+  FROM enrollment.enrollment_token AS t
+ WHERE t.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()
+   AND (SELECT enrollment.require_role('operator', 'list enrollment tokens'));
+COMMENT ON COLUMN enrollment.tokens.max_per_hour IS 'Most enrollments per hour (reusable tokens, set_token_rate); NULL is no limit';

@@ -39,7 +39,9 @@
  *
  * An enrollment that creates a node checks the tenant's node limit before
  * it writes or locks anything else (node_limit.c): a tenant with a limit
- * has its setting row locked first, then the token.
+ * has its setting row locked first, then the token.  A reusable token with
+ * a rate of enrollments per hour counts its use in its row, and checks the
+ * rate under that row's lock (rate_limit.c).
  *
  * src/enroll.c
  *
@@ -364,6 +366,7 @@ typedef struct TokenRow
 	TimestampTz expires;
 	bool		noexp;
 	char	   *public_prefix;	/* prefix + public id: safe to show */
+	int32		rate;			/* enrollments per hour (rate_limit.c); -1: none */
 } TokenRow;
 
 /*
@@ -644,12 +647,13 @@ direct_count_use(EnrDirectWrite *w, ResultRelInfo *tokens, ItemPointer tid, int6
  * worker can add up later, so concurrent enrollments through it need not
  * queue for its row lock and each other's commits.  A cap is checked
  * against an exact count under that lock, and the first use (use_count 0
- * in the row: no use is appended before it) also sets used_at.
+ * in the row: no use is appended before it) also sets used_at.  So is a
+ * rate (0.7.0): a token with one counts every use under that lock.
  */
 static bool
 appends_use(const TokenRow *t)
 {
-	return strcmp(t->kind, "once") != 0 && t->unbound && t->nomax &&
+	return strcmp(t->kind, "once") != 0 && t->unbound && t->nomax && t->rate < 0 &&
 		strcmp(t->status, "active") == 0 && t->use_count > 0 && enr_has_token_use();
 }
 
@@ -875,6 +879,11 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	if (!tok.nocluster)
 		cluster_id = DatumGetTextPP(tok.cluster);
 
+	/* a reusable token's rate, if it has one; a token switched off stops here */
+	tok.rate = strcmp(tok.kind, "reusable") == 0 ? enr_token_rate(tok.token_id) : -1;
+	if (tok.rate == 0)
+		enr_rate_limited(tok.public_prefix, 0, 0);
+
 	enr_issue_credential(enrollment_node_prefix, false, &cred);
 
 	/* an error from here on must not leave the issued secret in memory */
@@ -936,6 +945,19 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 				/* still usable, and now locked by us (a once token cannot be) */
 				if (strcmp(tok.kind, "once") == 0 || !count_use(tok.token_id, now))
 					elog(ERROR, "could not count the use of token %s", tok.public_prefix);
+			}
+
+			/*
+			 * A rate: the use was counted in the token row, which stays locked
+			 * until the commit; now the last hour's enrollments, this one's
+			 * node included (rate_limit.c).
+			 */
+			if (tok.rate > 0)
+			{
+				int64		last_hour = enr_enrollments_last_hour(tok.token_id, now, true);
+
+				if (last_hour > tok.rate)
+					enr_rate_limited(tok.public_prefix, tok.rate, last_hour - 1);
 			}
 		}
 		else

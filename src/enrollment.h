@@ -31,6 +31,7 @@
 #define ERRCODE_ENR_CLUSTER_MISMATCH	MAKE_SQLSTATE('N','R','0','0','5')	/* cluster_mismatch */
 #define ERRCODE_ENR_NODE_MISMATCH		MAKE_SQLSTATE('N','R','0','0','6')	/* node_mismatch */
 #define ERRCODE_ENR_NODE_LIMIT_EXCEEDED	MAKE_SQLSTATE('N','R','0','0','7')	/* node_limit_exceeded */
+#define ERRCODE_ENR_RATE_LIMITED		MAKE_SQLSTATE('N','R','0','0','8')	/* rate_limited */
 #define ERRCODE_ENR_API_KEY_NOT_FOUND	MAKE_SQLSTATE('N','R','0','1','0')	/* invalid_key */
 
 /* Channel of NOTIFY payloads for state changes */
@@ -108,6 +109,12 @@ extern bool enr_digest_matches(bytea *stored, const uint8 digest[ENR_DIGEST_LEN]
 /* node_limit.c: a tenant's license node limit */
 extern void enr_check_node_limit(Datum tenant, const char *token_public_part);
 extern void enr_warn_node_capacity(Datum tenant);
+extern bool enr_node_limit_reached(Datum tenant);
+
+/* rate_limit.c: enrollments per hour of a reusable token */
+extern int32 enr_token_rate(Datum token_id);
+extern int64 enr_enrollments_last_hour(Datum token_id, TimestampTz now, bool latest);
+extern void enr_rate_limited(const char *token_public_part, int32 rate, int64 recent) pg_attribute_noreturn();
 
 /* identity.c: who is acting, for which tenant */
 extern char *enr_current_actor(void);
@@ -143,6 +150,7 @@ typedef enum EnrollOutcome
 	ENROLL_CLUSTER_MISMATCH,
 	ENROLL_NODE_MISMATCH,
 	ENROLL_NODE_LIMIT_EXCEEDED,
+	ENROLL_RATE_LIMITED,
 	ENROLL_WRITTEN_DIRECTLY,	/* not an outcome: of the ok ones, how many without SQL */
 	ENROLL_NUM_OUTCOMES
 } EnrollOutcome;

@@ -194,3 +194,24 @@ enr_warn_node_capacity(Datum tenant)
 						 nodes, limit, (int64) limit - nodes),
 			 errhint("Remove nodes that are gone, or ask for a larger license (enrollment.set_node_limit).")));
 }
+
+/*
+ * For check_token: has the tenant a node limit that leaves no slot free,
+ * under the statement's snapshot?  Connects to SPI only for a tenant with
+ * a limit.
+ */
+bool
+enr_node_limit_reached(Datum tenant)
+{
+	Datum		v[2];
+	bool		n[2];
+	bool		reached;
+
+	if (!node_limit_column_exists() ||
+		!enr_probe(&setting_by_tenant, tenant, v, n) || n[1])
+		return false;
+	SPI_connect();
+	reached = count_nodes(tenant, GetActiveSnapshot()) >= DatumGetInt32(v[1]);
+	SPI_finish();
+	return reached;
+}

@@ -85,9 +85,9 @@ static EnrProbeTable token_by_public_id = {
 	.relname = "enrollment_token",
 	.indexname = "enrollment_token_public_id_key",
 	.eqproc = F_INT8EQ,
-	.ncols = 10,
+	.ncols = 11,
 	.cols = {"public_id", "token_id", "kind", "status", "token_hash", "use_count",
-	"max_uses", "expires_at", "cluster_id", "tenant"}
+	"max_uses", "expires_at", "cluster_id", "tenant", "node_id"}
 };
 
 static TokenKind
@@ -442,6 +442,32 @@ enrollment_create_self_enrollment_token(PG_FUNCTION_ARGS)
 }
 
 /*
+ * For check_token: the verdict of the limits enroll checks beyond the
+ * token row, in enroll's order (a token switched off, the tenant's node
+ * limit for a token that creates nodes, the token's rate), or NULL.  They
+ * are read under the statement's snapshot, without the locks enroll takes.
+ */
+static const char *
+check_limits(Datum token_id, text *kind, Datum tenant, bool unbound)
+{
+	int32		rate = enr_text_is(kind, "reusable") ? enr_token_rate(token_id) : -1;
+	const char *error = NULL;
+
+	if (rate == 0)
+		return "rate_limited";
+	if (unbound && enr_node_limit_reached(tenant))
+		return "node_limit_exceeded";
+	if (rate > 0)
+	{
+		SPI_connect();
+		if (enr_enrollments_last_hour(token_id, enr_now(), false) >= rate)
+			error = "rate_limited";
+		SPI_finish();
+	}
+	return error;
+}
+
+/*
  * enrollment.check_token(token text, cluster_id text)
  *	RETURNS (ok, error, token_id, kind, status, expires_at, uses_left)
  *
@@ -466,8 +492,8 @@ enrollment_check_token(PG_FUNCTION_ARGS)
 
 	if (error == NULL)
 	{
-		Datum		v[10];
-		bool		n[10];
+		Datum		v[11];
+		bool		n[11];
 
 		/* another tenant's token is as unknown as a made-up one */
 		if (!enr_probe(&token_by_public_id, Int64GetDatum(public_id), v, n) ||
@@ -496,6 +522,8 @@ enrollment_check_token(PG_FUNCTION_ARGS)
 					 (PG_ARGISNULL(1) ||
 					  !enr_text_equal(DatumGetTextPP(v[8]), PG_GETARG_TEXT_PP(1))))
 				error = "cluster_mismatch";	/* none given: enroll refuses it too */
+			else
+				error = check_limits(v[1], DatumGetTextPP(v[2]), v[9], n[10]);
 
 			out[2] = v[1];
 			outnulls[2] = false;

@@ -232,6 +232,16 @@ static EnrPlan fold_plan = {
 	.argtypes = {INT4OID}
 };
 
+/*
+ * Rates of tokens that are gone (0.7.0): token_rate has no foreign key,
+ * which would put triggers on enrollment_token (enrollment.sql)
+ */
+static EnrPlan rate_orphans_plan = {
+	.sql = "DELETE FROM enrollment.token_rate AS r WHERE NOT EXISTS ("
+	" SELECT FROM enrollment.enrollment_token AS t WHERE t.token_id = r.token_id)",
+	.nargs = 0
+};
+
 static EnrPlan last_event_plan = {
 	.sql = "SELECT COALESCE(pg_catalog.max(event_id), 0) FROM enrollment.audit_event",
 	.nargs = 0
@@ -686,6 +696,9 @@ run_round(const char *dbname, bool *said_missing)
 			CHECK_FOR_INTERRUPTS();
 		} while (n == (uint64) enrollment_worker_batch);
 	}
+
+	if (function_available("set_token_rate"))
+		run_batch(&rate_orphans_plan, NULL, "enrollment: dropping the rates of purged tokens");
 
 	if (function_available("seal_audit"))
 		run_batch(&seal_plan, NULL, "enrollment: sealing the audit log");

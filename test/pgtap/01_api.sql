@@ -10,14 +10,14 @@ SELECT functions_are('enrollment', ARRAY[
     'create_api_key', 'verify_request', 'sign_request', 'revoke_api_key',
     'rotate_server_key', 'key_last_used', 'stats', 'stats_reset',
     'current_member_role', 'require_role', 'role_permissions', 'audit', 'add_member',
-    'set_member_role', 'remove_member', 'create_self_enrollment_token', 'create_api_token', 'set_node_limit',
+    'set_member_role', 'remove_member', 'create_self_enrollment_token', 'create_api_token', 'set_node_limit', 'set_token_rate',
     'verify_api_token', 'set_api_token_prefix', 'api_token_for_management', 'revoke_api_token',
     'delete_api_token', 'reassign_api_token', 'audit_canonical', 'seal_audit',
     'verify_audit_chain', 'purge_audit', 'may_read_audit', 'require_dba', 'enrollment_token_rules', 'node_record_rules', 'uuid_v7',
     'fold_token_uses']);
 SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log', 'api_keys', 'stats', 'members', 'api_tokens', 'tenant_stats']);
 SELECT tables_are('enrollment', ARRAY['enrollment_token', 'node_record', 'audit_event', 'api_key',
-    'member', 'tenant_setting', 'api_token', 'audit_chain', 'replay_horizon', 'token_use']);
+    'member', 'tenant_setting', 'api_token', 'audit_chain', 'replay_horizon', 'token_use', 'token_rate']);
 
 SELECT has_function('enrollment', 'create_token',
     ARRAY['text', 'text', 'interval', 'integer', 'text', 'uuid', 'integer']);

@@ -2,7 +2,7 @@
 -- gives its documented error (a SQLSTATE, or the error key of a function
 -- that reports instead of raising) and changes no row of any table.
 BEGIN;
-SELECT plan(252);
+SELECT plan(264);
 
 -- what every table of the extension holds, as one value
 CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
@@ -15,7 +15,8 @@ CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
         (SELECT string_agg(e::text, ',' ORDER BY e.event_id) FROM enrollment.audit_event e),
         (SELECT string_agg(c::text, ',' ORDER BY c.seq) FROM enrollment.audit_chain c),
         (SELECT string_agg(u::text, ',' ORDER BY u::text) FROM enrollment.token_use u),
-        (SELECT string_agg(s::text, ',' ORDER BY s::text) FROM enrollment.tenant_setting s)))
+        (SELECT string_agg(s::text, ',' ORDER BY s::text) FROM enrollment.tenant_setting s),
+        (SELECT string_agg(r::text, ',' ORDER BY r::text) FROM enrollment.token_rate r)))
 $$;
 
 -- run sql; its outcome is the SQLSTATE it raised, or for a reporting function
@@ -99,6 +100,13 @@ INSERT INTO hostile VALUES
 -- revoke_token
   ('revoke_token: NULL', $$SELECT enrollment.revoke_token(NULL)$$, '22004'),
   ('revoke_token: unknown id', $$SELECT enrollment.revoke_token(gen_random_uuid())$$, 'NR001'),
+-- set_token_rate, set_node_limit (0.7.0)
+  ('set_token_rate: NULL token_id', $$SELECT enrollment.set_token_rate(NULL, 5)$$, '22004'),
+  ('set_token_rate: unknown id', $$SELECT enrollment.set_token_rate(gen_random_uuid(), 5)$$, 'NR001'),
+  ('set_token_rate: negative', $$SELECT enrollment.set_token_rate((SELECT token_id FROM enrollment.check_token(current_setting('h.token'))), -1)$$, '22023'),
+  ('set_token_rate: a once token', $$SELECT enrollment.set_token_rate((SELECT token_id FROM enrollment.create_token()), 5)$$, '22023'),
+  ('set_node_limit: negative', $$SELECT enrollment.set_node_limit(-1)$$, '22023'),
+  ('set_node_limit: smallest integer', $$SELECT enrollment.set_node_limit(-2147483648)$$, '22023'),
 -- create_api_key
   ('create_api_key: NULL label', $$SELECT enrollment.create_api_key(NULL, ARRAY['events:read'])$$, '22004'),
   ('create_api_key: NULL scopes', $$SELECT enrollment.create_api_key('k', NULL)$$, '22004'),

@@ -27,6 +27,8 @@ SELECT (SELECT count(*) FROM enrollment.node_record) = :nodes_before AS no_node,
        (SELECT status || ' ' || use_count FROM enrollment.tokens WHERE token_id = :'t3_id') AS token_left;
 SELECT value - :refused_before AS refused FROM enrollment.stats
  WHERE area = 'enroll' AND counter = 'node_limit_exceeded';
+-- check_token gives enroll's verdict
+SELECT ok, error FROM enrollment.check_token(:'t3');
 
 -- a shared token too, before and after its first use (its uses are appended)
 SELECT token AS ct FROM enrollment.create_token('cluster', cluster_id => 'zone-l') \gset
@@ -37,6 +39,7 @@ SELECT reenrolled, status FROM enrollment.enroll((SELECT token FROM enrollment.c
 
 -- a removed node frees its slot; pending_approval nodes count like active ones
 UPDATE enrollment.node_record SET status = 'removed', removed_at = now() WHERE node_id = :'n2';
+SELECT ok, error FROM enrollment.check_token(:'t3');
 SELECT status FROM enrollment.enroll(:'t3', 'lic-3');
 SELECT err(format('SELECT enrollment.enroll(%L, %L, %L)', :'ct', 'lic-c1', 'zone-l'));
 UPDATE enrollment.node_record SET status = 'pending_approval' WHERE tenant = 'licensed' AND name = 'lic-3';

@@ -90,6 +90,19 @@ is($node->safe_psql('postgres',
 is($node->safe_psql('postgres', "SELECT count(*) FROM enrollment.tokens WHERE token_id = '$rid'"),
 	'1', 'a revoked token is kept');
 
+# the rate of a token (0.7.0) is dropped once the token is purged
+my $rated = $node->safe_psql('postgres',
+	"SELECT token_id FROM enrollment.create_token('reusable', ttl => '1 second')");
+is($node->safe_psql('postgres', "SELECT enrollment.set_token_rate('$rated', 10)"),
+	'0', 'a rate is set');
+is($node->safe_psql('postgres', "SELECT count(*) FROM enrollment.token_rate WHERE token_id = '$rated'"),
+	'1', 'and kept while its token is there');
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM enrollment.token_rate WHERE token_id = '$rated'"),
+	'the rate of a purged token is dropped');
+is($node->safe_psql('postgres', "SELECT count(*) FROM enrollment.enrollment_token WHERE token_id = '$rated'"),
+	'0', 'only after its token was purged');
+
 # expiry scans start where the last round left off (0.5.0); a token that
 # commits after later ones were scanned, or that a session held locked
 # while it came due, is still marked expired

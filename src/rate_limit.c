@@ -1,0 +1,145 @@
+/*-------------------------------------------------------------------------
+ *
+ * rate_limit.c
+ *	  Enrollments per hour of a reusable token (enrollment.set_token_rate,
+ *	  0.7.0): an enrollment beyond the token's rate is refused with
+ *	  rate_limited.
+ *
+ * A rate of K admits at most K enrollments through the token in any hour:
+ * its nodes whose enrolled_at lies in the hour before the enrollment's own
+ * time, the new one included, may be at most K.  A rate of 0 switches the
+ * token off without revoking it.
+ *
+ * Exactness.  An enrollment through a token with a rate never appends its
+ * use (enroll.c, appends_use): it counts it in the token row, which it
+ * locks until the commit.  Only then, under that lock, does it count the
+ * token's nodes of the last hour, under the newest snapshot rather than
+ * the transaction's, so it sees the node of whoever held the lock before
+ * it; the node it wrote itself is among them.  N concurrent enrollments
+ * against K free places therefore succeed exactly min(N, K) times.
+ *
+ * The rate is read once, without a lock, when the enrollment starts (one
+ * probe by the token's id, for reusable tokens only).  set_token_rate locks
+ * the token row as a count of its use does, so a change waits for the
+ * enrollments in flight and holds for those that start after it.
+ *
+ * Before ALTER EXTENSION UPDATE to 0.7.0 the table does not exist and no
+ * token has a rate.
+ *
+ * src/rate_limit.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "enrollment.h"
+#include "probe.h"
+
+static EnrProbeTable rate_by_token = {
+	.relname = "token_rate",
+	.indexname = "token_rate_pkey",
+	.eqproc = F_UUID_EQ,
+	.ncols = 2,
+	.cols = {"token_id", "max_per_hour"}
+};
+
+/* $1 token_id, $2 the start of the hour counted (excluded) */
+static EnrPlan count_last_hour_plan = {
+	.sql = "SELECT pg_catalog.count(*) FROM enrollment.node_record AS n"
+	" WHERE n.enrolled_by = $1 AND n.enrolled_at > $2",
+	.nargs = 2,
+	.argtypes = {UUIDOID, TIMESTAMPTZOID}
+};
+
+/*
+ * Has this database the token_rate table of 0.7.0?  Only a table that
+ * exists is remembered (by its name's lookup each time until then), so a
+ * backend sees it as soon as ALTER EXTENSION UPDATE has made it; a dropped
+ * one makes the probe raise, as any missing table of the extension does.
+ */
+static bool
+token_rate_exists(void)
+{
+	static bool found = false;
+
+	if (!found)
+	{
+		Oid			nsp = get_namespace_oid("enrollment", true);
+
+		found = OidIsValid(nsp) && OidIsValid(get_relname_relid("token_rate", nsp));
+	}
+	return found;
+}
+
+/*
+ * The enrollments per hour a token allows, or -1 for no limit.  Only
+ * reusable tokens have one; the caller asks for those alone.
+ */
+int32
+enr_token_rate(Datum token_id)
+{
+	Datum		v[2];
+	bool		n[2];
+
+	if (!token_rate_exists() || !enr_probe(&rate_by_token, token_id, v, n))
+		return -1;
+	return DatumGetInt32(v[1]);
+}
+
+/*
+ * The token's nodes enrolled in the hour before now, under the newest
+ * snapshot (latest: an enrollment holding the token's row lock) or the
+ * transaction's (check_token).  Must be called between SPI_connect and
+ * SPI_finish.
+ */
+int64
+enr_enrollments_last_hour(Datum token_id, TimestampTz now, bool latest)
+{
+	Datum		a[2] = {token_id, TimestampTzGetDatum(now - USECS_PER_HOUR)};
+	bool		isnull;
+	int			rc;
+
+	if (latest)
+	{
+		/* this transaction's own node too */
+		CommandCounterIncrement();
+		rc = SPI_execute_snapshot(enr_prepare(&count_last_hour_plan), a, NULL,
+								  GetLatestSnapshot(), InvalidSnapshot, true, false, 1);
+	}
+	else
+		rc = enr_execute(&count_last_hour_plan, a, NULL, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not count the enrollments of the token");
+	return DatumGetInt64(enr_getattr(0, 1, &isnull));
+}
+
+/*
+ * Raise rate_limited for a token whose rate is used up: recent is the count
+ * of its enrollments in the last hour, this one excluded.
+ */
+void
+enr_rate_limited(const char *token_public_part, int32 rate, int64 recent)
+{
+	enr_count_enroll(ENROLL_RATE_LIMITED);
+	if (rate == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_ENR_RATE_LIMITED),
+				 errmsg("rate_limited"),
+				 errdetail("Token %s is switched off: it allows no enrollments per hour.",
+						   token_public_part),
+				 errhint("Ask an operator to set its rate (enrollment.set_token_rate).")));
+	ereport(ERROR,
+			(errcode(ERRCODE_ENR_RATE_LIMITED),
+			 errmsg("rate_limited"),
+			 errdetail("Token %s allows %d enrollments per hour and enrolled " INT64_FORMAT
+					   " in the last hour.", token_public_part, rate, recent),
+			 errhint("Try again later, or ask an operator to raise its rate (enrollment.set_token_rate).")));
+}
