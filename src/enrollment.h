@@ -111,6 +111,10 @@ extern void enr_check_node_limit(Datum tenant, const char *token_public_part);
 extern void enr_warn_node_capacity(Datum tenant);
 extern bool enr_node_limit_reached(Datum tenant);
 
+/* limits_cache.c: whether any node limit or rate exists, per backend */
+extern bool enr_any_node_limit(void);
+extern bool enr_any_token_rate(void);
+
 /* rate_limit.c: enrollments per hour of a reusable token */
 extern int32 enr_token_rate(Datum token_id);
 extern int64 enr_enrollments_last_hour(Datum token_id, TimestampTz now, bool latest);

@@ -17,10 +17,11 @@
  * enrollments queue for each other, from the count to the commit; that is
  * the price of an exact limit, and only a tenant that sets one pays it.
  *
- * Every other enrollment pays one unlocked probe of tenant_setting by its
- * primary key, which finds no row or a NULL limit, and takes no lock.  An
- * enrollment that had already passed that probe when a limit was set is
- * not held to it (it is ordered before the setting).
+ * Where some tenant has a limit, every other enrollment pays one unlocked
+ * probe of tenant_setting by its primary key, which finds no row or a NULL
+ * limit, and takes no lock; where none has one, not even that
+ * (limits_cache.c).  An enrollment that had already passed that point when
+ * a limit was set is not held to it (it is ordered before the setting).
  *
  * Creating a token that would enroll new nodes warns (capacity_warning)
  * when the tenant is at 90 % of its limit or above; the token is created
@@ -35,21 +36,13 @@
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/inval.h"
-#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
 #include "enrollment.h"
 #include "probe.h"
-
-/* does tenant_setting have node_limit?  -1: not known yet */
-static int	has_node_limit = -1;
-static Oid	setting_relid = InvalidOid;
-static bool callback_registered = false;
 
 static EnrProbeTable setting_by_tenant = {
 	.relname = "tenant_setting",
@@ -74,34 +67,6 @@ static EnrPlan count_nodes_plan = {
 	.nargs = 1,
 	.argtypes = {TEXTOID}
 };
-
-static void
-setting_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
-{
-	if (relid == InvalidOid || relid == setting_relid)
-		has_node_limit = -1;
-}
-
-/* Has this database's tenant_setting the node_limit column of 0.7.0? */
-static bool
-node_limit_column_exists(void)
-{
-	if (has_node_limit < 0)
-	{
-		Oid			nsp = get_namespace_oid("enrollment", true);
-		Oid			relid = OidIsValid(nsp) ? get_relname_relid("tenant_setting", nsp) : InvalidOid;
-
-		if (!callback_registered)
-		{
-			CacheRegisterRelcacheCallback(setting_relcache_callback, (Datum) 0);
-			callback_registered = true;
-		}
-		setting_relid = relid;
-		has_node_limit = OidIsValid(relid) &&
-			get_attnum(relid, "node_limit") != InvalidAttrNumber;
-	}
-	return has_node_limit == 1;
-}
 
 /* The tenant's nodes that are not removed, under the given snapshot */
 static int64
@@ -134,7 +99,7 @@ enr_check_node_limit(Datum tenant, const char *token_public_part)
 	int32		limit;
 	int64		nodes;
 
-	if (!node_limit_column_exists() ||
+	if (!enr_any_node_limit() ||
 		!enr_probe(&setting_by_tenant, tenant, v, n) || n[1])
 		return;
 
@@ -175,7 +140,7 @@ enr_warn_node_capacity(Datum tenant)
 	int32		limit;
 	int64		nodes;
 
-	if (!node_limit_column_exists() ||
+	if (!enr_any_node_limit() ||
 		!enr_probe(&setting_by_tenant, tenant, v, n) || n[1])
 		return;
 	limit = DatumGetInt32(v[1]);
@@ -207,7 +172,7 @@ enr_node_limit_reached(Datum tenant)
 	bool		n[2];
 	bool		reached;
 
-	if (!node_limit_column_exists() ||
+	if (!enr_any_node_limit() ||
 		!enr_probe(&setting_by_tenant, tenant, v, n) || n[1])
 		return false;
 	SPI_connect();

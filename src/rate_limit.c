@@ -19,7 +19,8 @@
  * against K free places therefore succeed exactly min(N, K) times.
  *
  * The rate is read once, without a lock, when the enrollment starts (one
- * probe by the token's id, for reusable tokens only).  set_token_rate locks
+ * probe by the token's id, for reusable tokens only, and only where some
+ * token has a rate: limits_cache.c).  set_token_rate locks
  * the token row as a count of its use does, so a change waits for the
  * enrollments in flight and holds for those that start after it.
  *
@@ -33,10 +34,8 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "utils/fmgroids.h"
-#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -60,26 +59,6 @@ static EnrPlan count_last_hour_plan = {
 };
 
 /*
- * Has this database the token_rate table of 0.7.0?  Only a table that
- * exists is remembered (by its name's lookup each time until then), so a
- * backend sees it as soon as ALTER EXTENSION UPDATE has made it; a dropped
- * one makes the probe raise, as any missing table of the extension does.
- */
-static bool
-token_rate_exists(void)
-{
-	static bool found = false;
-
-	if (!found)
-	{
-		Oid			nsp = get_namespace_oid("enrollment", true);
-
-		found = OidIsValid(nsp) && OidIsValid(get_relname_relid("token_rate", nsp));
-	}
-	return found;
-}
-
-/*
  * The enrollments per hour a token allows, or -1 for no limit.  Only
  * reusable tokens have one; the caller asks for those alone.
  */
@@ -89,7 +68,7 @@ enr_token_rate(Datum token_id)
 	Datum		v[2];
 	bool		n[2];
 
-	if (!token_rate_exists() || !enr_probe(&rate_by_token, token_id, v, n))
+	if (!enr_any_token_rate() || !enr_probe(&rate_by_token, token_id, v, n))
 		return -1;
 	return DatumGetInt32(v[1]);
 }

@@ -10,7 +10,7 @@ SELECT functions_are('enrollment', ARRAY[
     'create_api_key', 'verify_request', 'sign_request', 'revoke_api_key',
     'rotate_server_key', 'key_last_used', 'stats', 'stats_reset',
     'current_member_role', 'require_role', 'role_permissions', 'audit', 'add_member',
-    'set_member_role', 'remove_member', 'create_self_enrollment_token', 'create_api_token', 'set_node_limit', 'set_token_rate',
+    'set_member_role', 'remove_member', 'create_self_enrollment_token', 'create_api_token', 'set_node_limit', 'set_token_rate', 'limits_changed',
     'verify_api_token', 'set_api_token_prefix', 'api_token_for_management', 'revoke_api_token',
     'delete_api_token', 'reassign_api_token', 'audit_canonical', 'seal_audit',
     'verify_audit_chain', 'purge_audit', 'may_read_audit', 'require_dba', 'enrollment_token_rules', 'node_record_rules', 'uuid_v7',

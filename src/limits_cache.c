@@ -1,0 +1,163 @@
+/*-------------------------------------------------------------------------
+ *
+ * limits_cache.c
+ *	  Whether any tenant has a node limit and any token a rate (0.7.0),
+ *	  remembered per backend, so that the per-request paths read
+ *	  tenant_setting and token_rate only where a limit exists.
+ *
+ * Most databases set neither limit.  Without this, every enrollment of a
+ * new node would probe tenant_setting, and every check_token of a reusable
+ * token would also probe token_rate: two relation and index openings,
+ * about 7 k instructions each (bench/README.md).
+ *
+ * What is remembered is cleared by a relcache invalidation of either
+ * table.  Every write to them, however made, fires the statement trigger
+ * enrollment.limits_changed() (ENABLE ALWAYS: also with
+ * session_replication_role = replica and in logical apply), which queues
+ * such an invalidation.  PostgreSQL sends it to every backend of the
+ * database when the writing transaction commits (at COMMIT PREPARED for a
+ * prepared one), after the commit became visible, and a hot standby
+ * replays it with the commit record.  Each question first takes the
+ * invalidations sent so far; a backend that has to look again reads the
+ * tables under a snapshot taken after that, so it sees every commit whose
+ * invalidation it took, and one it did not take yet clears what it learns
+ * at its next question.
+ *
+ * Before ALTER EXTENSION UPDATE to 0.7.0 there is no node_limit column and
+ * no token_rate table: nothing is remembered, and both answers are no.
+ *
+ * src/limits_cache.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "enrollment.h"
+
+PG_FUNCTION_INFO_V1(enrollment_limits_changed);
+
+typedef struct LimitsCache
+{
+	bool		valid;			/* the answers below hold */
+	bool		any_node_limit;
+	bool		any_token_rate;
+	Oid			setting_relid;
+	Oid			rate_relid;
+} LimitsCache;
+
+static LimitsCache cache;
+static bool callback_registered = false;
+
+static void
+limits_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+{
+	if (relid == InvalidOid || relid == cache.setting_relid || relid == cache.rate_relid)
+		cache.valid = false;
+}
+
+/*
+ * Does the table hold a row (with a non-null attnum, unless it is
+ * InvalidAttrNumber) visible to the snapshot?
+ */
+static bool
+has_row(Oid relid, AttrNumber attnum, Snapshot snapshot)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
+	HeapTuple	tuple;
+	bool		found = false;
+
+	while (!found && (tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+		found = attnum == InvalidAttrNumber ||
+			!heap_attisnull(tuple, attnum, RelationGetDescr(rel));
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * Answer both questions again from the tables.  A table the database does
+ * not have yet is looked for again at the next question (ALTER EXTENSION
+ * UPDATE sends no invalidation that says it was made).
+ */
+static void
+fill(void)
+{
+	Oid			nsp = get_namespace_oid("enrollment", true);
+	Oid			setting = OidIsValid(nsp) ? get_relname_relid("tenant_setting", nsp) : InvalidOid;
+	Oid			rate = OidIsValid(nsp) ? get_relname_relid("token_rate", nsp) : InvalidOid;
+	AttrNumber	limit_att = OidIsValid(setting) ? get_attnum(setting, "node_limit") : InvalidAttrNumber;
+	Snapshot	snapshot;
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(limits_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+	cache.setting_relid = setting;
+	cache.rate_relid = rate;
+
+	/* taken after the invalidations: see the header */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	cache.any_node_limit = limit_att != InvalidAttrNumber &&
+		has_row(setting, limit_att, snapshot);
+	cache.any_token_rate = OidIsValid(rate) && has_row(rate, InvalidAttrNumber, snapshot);
+	UnregisterSnapshot(snapshot);
+	cache.valid = limit_att != InvalidAttrNumber && OidIsValid(rate);
+}
+
+static void
+refresh(void)
+{
+	AcceptInvalidationMessages();
+	if (!cache.valid)
+		fill();
+}
+
+/* May some tenant have a node limit?  (No: no tenant has one.) */
+bool
+enr_any_node_limit(void)
+{
+	refresh();
+	return cache.any_node_limit;
+}
+
+/* May some token have a rate?  (No: no token has one.) */
+bool
+enr_any_token_rate(void)
+{
+	refresh();
+	return cache.any_token_rate;
+}
+
+/*
+ * enrollment.limits_changed(): statement trigger of tenant_setting and
+ * token_rate.  Queues a relcache invalidation of the table, which every
+ * backend of the database receives when this transaction commits.
+ */
+Datum
+enrollment_limits_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("enrollment.limits_changed() is a trigger function"),
+				 errdetail("It was called outside a trigger."),
+				 errhint("Leave it to the triggers of enrollment.tenant_setting and enrollment.token_rate.")));
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}
