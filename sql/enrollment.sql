@@ -1194,20 +1194,28 @@ REVOKE ALL ON enrollment.token_rate FROM PUBLIC;
 
 -- Whether any tenant has a node limit or any token a rate is remembered by
 -- each backend, so that enrollments and check_token read these two tables
--- only where a limit exists (src/limits_cache.c).  Every write to either
--- table, also with session_replication_role = replica, tells the other
--- backends at its commit through this trigger.
+-- only where a limit exists (src/limits_cache.c).  Every row written to
+-- either table, and a TRUNCATE, also with session_replication_role =
+-- replica, tells the other backends at the commit through this trigger (per
+-- row, so that a statement that changes nothing, such as the worker's
+-- sweep of the rates of purged tokens, tells nobody).
 CREATE FUNCTION enrollment.limits_changed() RETURNS trigger
     AS 'MODULE_PATHNAME', 'enrollment_limits_changed' LANGUAGE C;
 COMMENT ON FUNCTION enrollment.limits_changed() IS
     'Trigger of tenant_setting and token_rate: the backends forget what they know of node limits and rates at the commit';
 REVOKE ALL ON FUNCTION enrollment.limits_changed() FROM PUBLIC;
-CREATE TRIGGER limits_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON enrollment.tenant_setting
+CREATE TRIGGER limits_changed AFTER INSERT OR UPDATE OR DELETE ON enrollment.tenant_setting
+    FOR EACH ROW EXECUTE FUNCTION enrollment.limits_changed();
+CREATE TRIGGER limits_truncated AFTER TRUNCATE ON enrollment.tenant_setting
     FOR EACH STATEMENT EXECUTE FUNCTION enrollment.limits_changed();
 ALTER TABLE enrollment.tenant_setting ENABLE ALWAYS TRIGGER limits_changed;
-CREATE TRIGGER limits_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON enrollment.token_rate
+ALTER TABLE enrollment.tenant_setting ENABLE ALWAYS TRIGGER limits_truncated;
+CREATE TRIGGER limits_changed AFTER INSERT OR UPDATE OR DELETE ON enrollment.token_rate
+    FOR EACH ROW EXECUTE FUNCTION enrollment.limits_changed();
+CREATE TRIGGER limits_truncated AFTER TRUNCATE ON enrollment.token_rate
     FOR EACH STATEMENT EXECUTE FUNCTION enrollment.limits_changed();
 ALTER TABLE enrollment.token_rate ENABLE ALWAYS TRIGGER limits_changed;
+ALTER TABLE enrollment.token_rate ENABLE ALWAYS TRIGGER limits_truncated;
 
 -- Set (NULL: lift) a reusable token's limit of enrollments per hour; returns
 -- its enrollments of the last hour.  The token row is locked as an

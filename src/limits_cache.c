@@ -11,10 +11,10 @@
  * about 7 k instructions each (bench/README.md).
  *
  * What is remembered is cleared by a relcache invalidation of either
- * table.  Every write to them, however made, fires the statement trigger
- * enrollment.limits_changed() (ENABLE ALWAYS: also with
+ * table.  Every row written to them, however, and a TRUNCATE fire the
+ * trigger enrollment.limits_changed() (ENABLE ALWAYS: also with
  * session_replication_role = replica and in logical apply), which queues
- * such an invalidation.  PostgreSQL sends it to every backend of the
+ * such an invalidation (one per table and transaction, however many rows).  PostgreSQL sends it to every backend of the
  * database when the writing transaction commits (at COMMIT PREPARED for a
  * prepared one), after the commit became visible, and a hot standby
  * replays it with the commit record.  Each question first takes the
@@ -143,9 +143,10 @@ enr_any_token_rate(void)
 }
 
 /*
- * enrollment.limits_changed(): statement trigger of tenant_setting and
- * token_rate.  Queues a relcache invalidation of the table, which every
- * backend of the database receives when this transaction commits.
+ * enrollment.limits_changed(): the row (and TRUNCATE) trigger of
+ * tenant_setting and token_rate.  Queues a relcache invalidation of the
+ * table, which every backend of the database receives when this
+ * transaction commits; PostgreSQL queues one per table and transaction.
  */
 Datum
 enrollment_limits_changed(PG_FUNCTION_ARGS)

@@ -84,6 +84,22 @@ count_nodes(Datum tenant, Snapshot snapshot)
 }
 
 /*
+ * The tenant's limit as read without a lock, if it has one (and false at
+ * once where no tenant has a limit: limits_cache.c)
+ */
+static bool
+tenant_limit(Datum tenant, int32 *limit)
+{
+	Datum		v[2];
+	bool		n[2];
+
+	if (!enr_any_node_limit() || !enr_probe(&setting_by_tenant, tenant, v, n) || n[1])
+		return false;
+	*limit = DatumGetInt32(v[1]);
+	return true;
+}
+
+/*
  * Before an enrollment writes a new node of the tenant: if the tenant has
  * a node limit, lock its setting row, count its nodes and raise
  * node_limit_exceeded when no slot is free.  Must be called between
@@ -92,15 +108,12 @@ count_nodes(Datum tenant, Snapshot snapshot)
 void
 enr_check_node_limit(Datum tenant, const char *token_public_part)
 {
-	Datum		v[2];
-	bool		n[2];
 	Datum		a[1] = {tenant};
 	bool		isnull;
 	int32		limit;
 	int64		nodes;
 
-	if (!enr_any_node_limit() ||
-		!enr_probe(&setting_by_tenant, tenant, v, n) || n[1])
+	if (!tenant_limit(tenant, &limit))
 		return;
 
 	enr_execute(&lock_setting_plan, a, NULL, false, 1);
@@ -135,15 +148,11 @@ enr_check_node_limit(Datum tenant, const char *token_public_part)
 void
 enr_warn_node_capacity(Datum tenant)
 {
-	Datum		v[2];
-	bool		n[2];
 	int32		limit;
 	int64		nodes;
 
-	if (!enr_any_node_limit() ||
-		!enr_probe(&setting_by_tenant, tenant, v, n) || n[1])
+	if (!tenant_limit(tenant, &limit))
 		return;
-	limit = DatumGetInt32(v[1]);
 	nodes = count_nodes(tenant, GetActiveSnapshot());
 	if (nodes * 10 < (int64) limit * 9)
 		return;
@@ -168,15 +177,13 @@ enr_warn_node_capacity(Datum tenant)
 bool
 enr_node_limit_reached(Datum tenant)
 {
-	Datum		v[2];
-	bool		n[2];
+	int32		limit;
 	bool		reached;
 
-	if (!enr_any_node_limit() ||
-		!enr_probe(&setting_by_tenant, tenant, v, n) || n[1])
+	if (!tenant_limit(tenant, &limit))
 		return false;
 	SPI_connect();
-	reached = count_nodes(tenant, GetActiveSnapshot()) >= DatumGetInt32(v[1]);
+	reached = count_nodes(tenant, GetActiveSnapshot()) >= limit;
 	SPI_finish();
 	return reached;
 }

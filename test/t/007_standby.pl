@@ -83,6 +83,23 @@ $primary->wait_for_catchup($standby);
 is($reader->query_safe($check_r), 'token_revoked',
 	'standby: that backend sees the revocation of the token replayed from the primary');
 is($reader->query_safe($verify_r), 'invalid_key', 'standby: and the revocation of the key');
+
+# A node limit and a rate set on the primary (0.7.0) count on the standby
+# from their replay on: the backend that has learnt there are none forgets
+# it through the invalidation replayed with the commit (limits_cache.c).
+my ($ltok_id, $ltok) = split / /, $primary->safe_psql('postgres',
+	"SELECT token_id || ' ' || token FROM enrollment.create_token('reusable', 'limited on the primary')");
+$primary->wait_for_catchup($standby);
+my $check_l = "SELECT coalesce(error, 'ok') FROM enrollment.check_token('$ltok')";
+is($reader->query_safe($check_l), 'ok', 'standby: no limit yet');
+$primary->safe_psql('postgres', 'SELECT enrollment.set_node_limit(0)');
+$primary->wait_for_catchup($standby);
+is($reader->query_safe($check_l), 'node_limit_exceeded',
+	'standby: that backend sees the node limit set on the primary');
+$primary->safe_psql('postgres', "SELECT enrollment.set_node_limit(NULL); SELECT enrollment.set_token_rate('$ltok_id', 0)");
+$primary->wait_for_catchup($standby);
+is($reader->query_safe($check_l), 'rate_limited', 'standby: and the rate set on the primary');
+$primary->safe_psql('postgres', "SELECT enrollment.set_token_rate('$ltok_id', NULL)");
 $reader->quit;
 
 my ($rc, $out, $err) = $standby->psql('postgres', "SELECT enrollment.enroll('$once', 'on-standby')");

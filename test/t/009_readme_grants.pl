@@ -48,6 +48,7 @@ sub as_role
 # console: every management call of its grant, and every view
 my $made = as_role('console', 'adm@acme', q{
 SELECT token IS NOT NULL FROM enrollment.create_token(label => 'acme-token');
+SELECT enrollment.set_token_rate(token_id, 60) FROM enrollment.create_token('reusable', 'acme-rated');
 SELECT key_id IS NOT NULL FROM enrollment.create_api_key('acme-key', ARRAY['events:read']);
 SELECT token IS NOT NULL FROM enrollment.create_api_token('acme-api-token');
 SELECT true FROM enrollment.add_member('new@acme', 'viewer');
@@ -55,7 +56,7 @@ SELECT true FROM enrollment.set_member_role('new@acme', 'analyst');
 SELECT (enrollment.remove_member('new@acme')) IS NOT NULL;
 SELECT enrollment.current_member_role();
 });
-is($made, "t\nt\nt\nt\nt\nt\nadmin", 'console: the management functions of its grant');
+is($made, "t\n0\nt\nt\nt\nt\nt\nadmin", 'console: the management functions of its grant');
 foreach my $view (qw(tokens nodes api_keys api_tokens members audit_log tenant_stats))
 {
 	my $got = as_role('console', 'adm@acme', "SELECT count(*) > 0 OR '$view' = 'nodes' FROM enrollment.$view");
