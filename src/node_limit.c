@@ -133,8 +133,8 @@ enr_check_node_limit(Datum tenant, const char *token_public_part)
 		ereport(ERROR,
 				(errcode(ERRCODE_ENR_NODE_LIMIT_EXCEEDED),
 				 errmsg("node_limit_exceeded"),
-				 errdetail("The tenant's license allows %d nodes and has " INT64_FORMAT
-						   " that are not removed; token %s enrolled nothing.",
+				 errdetail("The tenant's license node limit is %d, and it has " INT64_FORMAT
+						   " nodes that are not removed; token %s enrolled nothing.",
 						   limit, nodes, token_public_part),
 				 errhint("Remove nodes that are gone, or ask for a larger license (enrollment.set_node_limit).")));
 	}
@@ -160,10 +160,10 @@ enr_warn_node_capacity(Datum tenant)
 			(errcode(ERRCODE_WARNING),
 			 errmsg("capacity_warning"),
 			 nodes >= limit
-			 ? errdetail("The tenant has " INT64_FORMAT " nodes and its license allows %d: "
+			 ? errdetail("The tenant has " INT64_FORMAT " nodes, and its license node limit is %d: "
 						 "enrollments through this token will fail with node_limit_exceeded.",
 						 nodes, limit)
-			 : errdetail("The tenant has " INT64_FORMAT " nodes and its license allows %d: "
+			 : errdetail("The tenant has " INT64_FORMAT " nodes, and its license node limit is %d: "
 						 INT64_FORMAT " more may enroll.",
 						 nodes, limit, (int64) limit - nodes),
 			 errhint("Remove nodes that are gone, or ask for a larger license (enrollment.set_node_limit).")));
