@@ -13,7 +13,8 @@ ALTER TABLE enrollment.tenant_setting
 -- The current tenant's license node limit (0.7.0): a DBA's call, since the
 -- license is not the tenant's to raise.  NULL lifts it.  A limit below the
 -- nodes the tenant has removes none; it stops new enrollments until enough
--- are removed.  Returns the nodes the tenant has now (not removed).
+-- are removed.  Returns the nodes the tenant has now (not removed).  It
+-- holds up every enrollment of the database while it runs (src/node_limit.c).
 CREATE FUNCTION enrollment.set_node_limit(node_limit integer) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
@@ -25,6 +26,9 @@ BEGIN
         RAISE EXCEPTION 'invalid node limit' USING ERRCODE = '22023',
             DETAIL = 'A node limit is 0 or more, or NULL for none.';
     END IF;
+    -- wait for the enrollments that asked for the limit before this one
+    -- (they hold ROW EXCLUSIVE), and make the next ones ask after its commit
+    LOCK TABLE enrollment.node_record IN SHARE MODE;
     INSERT INTO enrollment.tenant_setting AS s (tenant, node_limit)
     VALUES (t, set_node_limit.node_limit)
     ON CONFLICT (tenant) DO UPDATE SET node_limit = excluded.node_limit;

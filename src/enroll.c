@@ -367,6 +367,7 @@ typedef struct TokenRow
 	bool		noexp;
 	char	   *public_prefix;	/* prefix + public id: safe to show */
 	int32		rate;			/* enrollments per hour (rate_limit.c); -1: none */
+	bool		appended;		/* its use went to token_use (appends_use) */
 } TokenRow;
 
 /*
@@ -684,6 +685,7 @@ direct_append_use(EnrDirectWrite *w, ResultRelInfo *tokens, ResultRelInfo *uses,
 	uv[TU_TOKEN_ID] = tok->token_id;
 	uv[TU_USED_AT] = TimestampTzGetDatum(now);
 	enr_direct_insert(w, uses, &use_table, uv, un);
+	tok->appended = true;
 }
 
 /*
@@ -769,6 +771,33 @@ enroll_direct(ItemPointer tid, int64 public_id, const uint8 *digest, TimestampTz
 	enr_direct_end(&w);
 	enr_count_enroll(ENROLL_WRITTEN_DIRECTLY);
 	return true;
+}
+
+/*
+ * A reusable token's rate, with its row locked by this enrollment (the use
+ * counted in it, or appended under a share lock): read again, as no
+ * set_token_rate can now commit before this transaction does, and the last
+ * hour's enrollments counted, this one's node included (rate_limit.c).
+ */
+static void
+check_rate(TokenRow *tok, TimestampTz now)
+{
+	int32		rate = enr_token_rate(tok->token_id);
+	int64		last_hour;
+
+	if (rate < 0)
+		return;
+	if (tok->appended)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("token %s changed during the enrollment", tok->public_prefix),
+				 errdetail("It was given a rate of enrollments per hour meanwhile, and this enrollment had appended its use without counting it."),
+				 errhint("Try the enrollment again.")));
+	if (rate == 0)
+		enr_rate_limited(tok->public_prefix, 0, 0);
+	last_hour = enr_enrollments_last_hour(tok->token_id, now);
+	if (last_hour > rate)
+		enr_rate_limited(tok->public_prefix, rate, last_hour - 1);
 }
 
 /* Run new_node_plan or once_plan; false if it wrote no node */
@@ -881,6 +910,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 
 	/* a reusable token's rate, if it has one; a token switched off stops here */
 	tok.rate = strcmp(tok.kind, "reusable") == 0 ? enr_token_rate(tok.token_id) : -1;
+	tok.appended = false;
 	if (tok.rate == 0)
 		enr_rate_limited(tok.public_prefix, 0, 0);
 
@@ -932,8 +962,10 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 					if (!write_node(&new_node_plan, args, nulls, &node_id, &node_status))
 						elog(ERROR, "enrollment of token %s wrote no node", tok.public_prefix);
 					/* last: count the use under the row lock, or append it */
-					counted = appends_use(&tok) ? append_use(tok.token_id, &token_tid, now)
-						: count_use(tok.token_id, now);
+					if (appends_use(&tok))
+						counted = tok.appended = append_use(tok.token_id, &token_tid, now);
+					else
+						counted = count_use(tok.token_id, now);
 				}
 			}
 			if (!counted)
@@ -947,18 +979,8 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 					elog(ERROR, "could not count the use of token %s", tok.public_prefix);
 			}
 
-			/*
-			 * A rate: the use was counted in the token row, which stays locked
-			 * until the commit; now the last hour's enrollments, this one's
-			 * node included (rate_limit.c).
-			 */
-			if (tok.rate > 0)
-			{
-				int64		last_hour = enr_enrollments_last_hour(tok.token_id, now, true);
-
-				if (last_hour > tok.rate)
-					enr_rate_limited(tok.public_prefix, tok.rate, last_hour - 1);
-			}
+			if (strcmp(tok.kind, "reusable") == 0)
+				check_rate(&tok, now);
 		}
 		else
 		{

@@ -17,6 +17,7 @@
 #include <openssl/types.h>
 
 #include "datatype/timestamp.h"
+#include "utils/snapshot.h"
 #include "token_format.h"
 
 /*
@@ -111,13 +112,18 @@ extern void enr_check_node_limit(Datum tenant, const char *token_public_part);
 extern void enr_warn_node_capacity(Datum tenant);
 extern bool enr_node_limit_reached(Datum tenant);
 
+/* node_count.c: nodes counted by direct index scans, for the limits */
+extern int64 enr_count_tenant_nodes(Datum tenant, Snapshot snapshot);
+extern int64 enr_count_token_nodes_since(Datum token_id, TimestampTz since, Snapshot snapshot);
+
 /* limits_cache.c: whether any node limit or rate exists, per backend */
 extern bool enr_any_node_limit(void);
 extern bool enr_any_token_rate(void);
+extern Oid	enr_node_record_relid(void);
 
 /* rate_limit.c: enrollments per hour of a reusable token */
 extern int32 enr_token_rate(Datum token_id);
-extern int64 enr_enrollments_last_hour(Datum token_id, TimestampTz now, bool latest);
+extern int64 enr_enrollments_last_hour(Datum token_id, TimestampTz now);
 extern void enr_rate_limited(const char *token_public_part, int32 rate, int64 recent) pg_attribute_noreturn();
 
 /* identity.c: who is acting, for which tenant */

@@ -59,12 +59,54 @@ typedef struct LimitsCache
 
 static LimitsCache cache;
 static bool callback_registered = false;
+static uint64 invalidations = 0;	/* of either table, taken so far */
+static Oid	node_record_relid = InvalidOid;	/* InvalidOid: look it up */
 
 static void
 limits_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 {
 	if (relid == InvalidOid || relid == cache.setting_relid || relid == cache.rate_relid)
+	{
 		cache.valid = false;
+		invalidations++;
+	}
+	if (relid == InvalidOid || relid == node_record_relid)
+		node_record_relid = InvalidOid;
+}
+
+static void
+register_callback(void)
+{
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(limits_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+}
+
+/*
+ * The OID of node_record, which every enrollment of a new node locks
+ * before it asks for its tenant's limit (node_limit.c): looked up once,
+ * until the table changes.
+ */
+Oid
+enr_node_record_relid(void)
+{
+	if (!OidIsValid(node_record_relid))
+	{
+		Oid			nsp = get_namespace_oid("enrollment", true);
+		Oid			relid = OidIsValid(nsp) ? get_relname_relid("node_record", nsp) : InvalidOid;
+
+		if (!OidIsValid(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("the tables of extension \"enrollment\" are missing"),
+					 errdetail("Schema \"enrollment\" has no table \"node_record\"."),
+					 errhint("Run CREATE EXTENSION enrollment CASCADE in this database.")));
+		register_callback();
+		node_record_relid = relid;
+	}
+	return node_record_relid;
 }
 
 /*
@@ -72,9 +114,8 @@ limits_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
  * InvalidAttrNumber) visible to the snapshot?
  */
 static bool
-has_row(Oid relid, AttrNumber attnum, Snapshot snapshot)
+has_row(Relation rel, AttrNumber attnum, Snapshot snapshot)
 {
-	Relation	rel = table_open(relid, AccessShareLock);
 	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
 	HeapTuple	tuple;
 	bool		found = false;
@@ -83,7 +124,6 @@ has_row(Oid relid, AttrNumber attnum, Snapshot snapshot)
 		found = attnum == InvalidAttrNumber ||
 			!heap_attisnull(tuple, attnum, RelationGetDescr(rel));
 	table_endscan(scan);
-	table_close(rel, AccessShareLock);
 	return found;
 }
 
@@ -99,23 +139,36 @@ fill(void)
 	Oid			setting = OidIsValid(nsp) ? get_relname_relid("tenant_setting", nsp) : InvalidOid;
 	Oid			rate = OidIsValid(nsp) ? get_relname_relid("token_rate", nsp) : InvalidOid;
 	AttrNumber	limit_att = OidIsValid(setting) ? get_attnum(setting, "node_limit") : InvalidAttrNumber;
+	Relation	setting_rel = NULL;
+	Relation	rate_rel = NULL;
 	Snapshot	snapshot;
+	uint64		seen;
 
-	if (!callback_registered)
-	{
-		CacheRegisterRelcacheCallback(limits_relcache_callback, (Datum) 0);
-		callback_registered = true;
-	}
+	register_callback();
 	cache.setting_relid = setting;
 	cache.rate_relid = rate;
 
-	/* taken after the invalidations: see the header */
+	/*
+	 * Lock the tables first (taking a lock takes the invalidations sent so
+	 * far), then the snapshot: it sees every commit whose invalidation was
+	 * taken.  One taken later, during the reading, leaves the answers
+	 * unremembered, to be read again at the next question.
+	 */
+	if (limit_att != InvalidAttrNumber)
+		setting_rel = table_open(setting, AccessShareLock);
+	if (OidIsValid(rate))
+		rate_rel = table_open(rate, AccessShareLock);
+	AcceptInvalidationMessages();
+	seen = invalidations;
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	cache.any_node_limit = limit_att != InvalidAttrNumber &&
-		has_row(setting, limit_att, snapshot);
-	cache.any_token_rate = OidIsValid(rate) && has_row(rate, InvalidAttrNumber, snapshot);
+	cache.any_node_limit = setting_rel != NULL && has_row(setting_rel, limit_att, snapshot);
+	cache.any_token_rate = rate_rel != NULL && has_row(rate_rel, InvalidAttrNumber, snapshot);
 	UnregisterSnapshot(snapshot);
-	cache.valid = limit_att != InvalidAttrNumber && OidIsValid(rate);
+	if (setting_rel)
+		table_close(setting_rel, NoLock);
+	if (rate_rel)
+		table_close(rate_rel, NoLock);
+	cache.valid = setting_rel != NULL && rate_rel != NULL && invalidations == seen;
 }
 
 static void

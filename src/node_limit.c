@@ -17,11 +17,14 @@
  * enrollments queue for each other, from the count to the commit; that is
  * the price of an exact limit, and only a tenant that sets one pays it.
  *
- * Where some tenant has a limit, every other enrollment pays one unlocked
- * probe of tenant_setting by its primary key, which finds no row or a NULL
- * limit, and takes no lock; where none has one, not even that
- * (limits_cache.c).  An enrollment that had already passed that point when
- * a limit was set is not held to it (it is ordered before the setting).
+ * Whether the tenant has a limit is read under the newest snapshot too,
+ * without a lock: where some tenant has a limit, by a probe of
+ * tenant_setting by its primary key; where none has, not even that
+ * (limits_cache.c).  An enrollment takes its lock on node_record (the one
+ * its insert takes anyway) before it asks, and set_node_limit locks
+ * node_record in SHARE mode before it writes: so a limit waits for the
+ * enrollments that asked before it, they are counted by the enrollments
+ * that ask after it, and those ask only once it has committed.
  *
  * Creating a token that would enroll new nodes warns (capacity_warning)
  * when the tenant is at 90 % of its limit or above; the token is created
@@ -37,6 +40,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/snapmgr.h"
@@ -55,37 +59,14 @@ static EnrProbeTable setting_by_tenant = {
 /* the limit again, under the row lock */
 static EnrPlan lock_setting_plan = {
 	.sql = "SELECT s.node_limit FROM enrollment.tenant_setting AS s"
-	" WHERE s.tenant = $1 FOR UPDATE",
+	" WHERE s.tenant OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 	.nargs = 1,
 	.argtypes = {TEXTOID}
 };
-
-/* run under the newest snapshot: see the header */
-static EnrPlan count_nodes_plan = {
-	.sql = "SELECT pg_catalog.count(*) FROM enrollment.node_record AS n"
-	" WHERE n.tenant = $1 AND n.status <> 'removed'",
-	.nargs = 1,
-	.argtypes = {TEXTOID}
-};
-
-/* The tenant's nodes that are not removed, under the given snapshot */
-static int64
-count_nodes(Datum tenant, Snapshot snapshot)
-{
-	Datum		a[1] = {tenant};
-	bool		isnull;
-	int			rc;
-
-	rc = SPI_execute_snapshot(enr_prepare(&count_nodes_plan), a, NULL,
-							  snapshot, InvalidSnapshot, true, false, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not count the nodes of the tenant");
-	return DatumGetInt64(enr_getattr(0, 1, &isnull));
-}
 
 /*
- * The tenant's limit as read without a lock, if it has one (and false at
- * once where no tenant has a limit: limits_cache.c)
+ * The tenant's limit, if it has one, read without a lock under the newest
+ * snapshot (and no at once where no tenant has a limit: limits_cache.c)
  */
 static bool
 tenant_limit(Datum tenant, int32 *limit)
@@ -93,10 +74,24 @@ tenant_limit(Datum tenant, int32 *limit)
 	Datum		v[2];
 	bool		n[2];
 
-	if (!enr_any_node_limit() || !enr_probe(&setting_by_tenant, tenant, v, n) || n[1])
+	if (!enr_any_node_limit() || !enr_probe_newest(&setting_by_tenant, tenant, v, n) || n[1])
 		return false;
 	*limit = DatumGetInt32(v[1]);
 	return true;
+}
+
+/* The tenant's nodes that are not removed, under the newest snapshot */
+static int64
+count_nodes_now(Datum tenant)
+{
+	Snapshot	snapshot;
+	int64		n;
+
+	CommandCounterIncrement();	/* this transaction's own nodes too */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	n = enr_count_tenant_nodes(tenant, snapshot);
+	UnregisterSnapshot(snapshot);
+	return n;
 }
 
 /*
@@ -113,10 +108,15 @@ enr_check_node_limit(Datum tenant, const char *token_public_part)
 	int32		limit;
 	int64		nodes;
 
+	/* before asking: what set_node_limit waits for (see the header) */
+	LockRelationOid(enr_node_record_relid(), RowExclusiveLock);
 	if (!tenant_limit(tenant, &limit))
 		return;
 
-	enr_execute(&lock_setting_plan, a, NULL, false, 1);
+	/* the newest version: under REPEATABLE READ, one newer than the snapshot */
+	if (SPI_execute_snapshot(enr_prepare(&lock_setting_plan), a, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, false, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock the setting row of the tenant");
 	if (SPI_processed != 1)
 		return;					/* deleted meanwhile */
 	limit = DatumGetInt32(enr_getattr(0, 1, &isnull));
@@ -124,8 +124,7 @@ enr_check_node_limit(Datum tenant, const char *token_public_part)
 		return;					/* lifted meanwhile */
 
 	/* the committed nodes of whoever held the lock before, at any isolation */
-	CommandCounterIncrement();
-	nodes = count_nodes(tenant, GetLatestSnapshot());
+	nodes = count_nodes_now(tenant);
 
 	if (nodes >= limit)
 	{
@@ -142,8 +141,7 @@ enr_check_node_limit(Datum tenant, const char *token_public_part)
 
 /*
  * After a token that enrolls new nodes was created: warn when the tenant
- * has 90 % of its node limit or more.  Must be called between SPI_connect
- * and SPI_finish.
+ * has 90 % of its node limit or more.
  */
 void
 enr_warn_node_capacity(Datum tenant)
@@ -153,7 +151,7 @@ enr_warn_node_capacity(Datum tenant)
 
 	if (!tenant_limit(tenant, &limit))
 		return;
-	nodes = count_nodes(tenant, GetActiveSnapshot());
+	nodes = count_nodes_now(tenant);
 	if (nodes * 10 < (int64) limit * 9)
 		return;
 	ereport(WARNING,
@@ -170,20 +168,14 @@ enr_warn_node_capacity(Datum tenant)
 }
 
 /*
- * For check_token: has the tenant a node limit that leaves no slot free,
- * under the statement's snapshot?  Connects to SPI only for a tenant with
- * a limit.
+ * For check_token: has the tenant a node limit that leaves no slot free
+ * now?  Read without a lock, so a concurrent enrollment may take the last
+ * slot after the answer.
  */
 bool
 enr_node_limit_reached(Datum tenant)
 {
 	int32		limit;
-	bool		reached;
 
-	if (!tenant_limit(tenant, &limit))
-		return false;
-	SPI_connect();
-	reached = count_nodes(tenant, GetActiveSnapshot()) >= limit;
-	SPI_finish();
-	return reached;
+	return tenant_limit(tenant, &limit) && count_nodes_now(tenant) >= limit;
 }

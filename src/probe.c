@@ -442,6 +442,22 @@ probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls,
 }
 
 /*
+ * enr_probe under the newest snapshot, whatever the isolation level: for
+ * settings that must hold from their commit on (the limits of 0.7.0)
+ */
+bool
+enr_probe_newest(EnrProbeTable *t, Datum key, Datum *values, bool *nulls)
+{
+	bool		found;
+
+	PushActiveSnapshot(GetLatestSnapshot());
+	/* an error unwinds the snapshot stack with the (sub)transaction */
+	found = probe(t, key, (Datum) 0, values, nulls, NULL);
+	PopActiveSnapshot();
+	return found;
+}
+
+/*
  * enr_probe under a new snapshot that also sees what this transaction has
  * written so far, in the same statement too (the way a statement run through
  * SPI by a volatile function reads): for paths that go on to write.  With

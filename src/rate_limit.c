@@ -18,11 +18,15 @@
  * it; the node it wrote itself is among them.  N concurrent enrollments
  * against K free places therefore succeed exactly min(N, K) times.
  *
- * The rate is read once, without a lock, when the enrollment starts (one
- * probe by the token's id, for reusable tokens only, and only where some
- * token has a rate: limits_cache.c).  set_token_rate locks
- * the token row as a count of its use does, so a change waits for the
- * enrollments in flight and holds for those that start after it.
+ * The rate is read without a lock under the newest snapshot (one probe by
+ * the token's id, for reusable tokens only, and only where some token has
+ * a rate: limits_cache.c) when the enrollment starts, to choose how its
+ * use is recorded, and again once the token row is locked, to check it.
+ * set_token_rate locks the token row as a count of its use does, so once
+ * an enrollment holds that lock, no rate can change before it commits, and
+ * the second read sees the one in force.  An enrollment that appended its
+ * use under a share lock (no rate when it started) and finds a rate then
+ * fails with a serialization failure: it is to be tried again.
  *
  * Before ALTER EXTENSION UPDATE to 0.7.0 the table does not exist and no
  * token has a rate.
@@ -34,7 +38,6 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "utils/fmgroids.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -50,14 +53,6 @@ static EnrProbeTable rate_by_token = {
 	.cols = {"token_id", "max_per_hour"}
 };
 
-/* $1 token_id, $2 the start of the hour counted (excluded) */
-static EnrPlan count_last_hour_plan = {
-	.sql = "SELECT pg_catalog.count(*) FROM enrollment.node_record AS n"
-	" WHERE n.enrolled_by = $1 AND n.enrolled_at > $2",
-	.nargs = 2,
-	.argtypes = {UUIDOID, TIMESTAMPTZOID}
-};
-
 /*
  * The enrollments per hour a token allows, or -1 for no limit.  Only
  * reusable tokens have one; the caller asks for those alone.
@@ -68,36 +63,26 @@ enr_token_rate(Datum token_id)
 	Datum		v[2];
 	bool		n[2];
 
-	if (!enr_any_token_rate() || !enr_probe(&rate_by_token, token_id, v, n))
+	if (!enr_any_token_rate() || !enr_probe_newest(&rate_by_token, token_id, v, n))
 		return -1;
 	return DatumGetInt32(v[1]);
 }
 
 /*
  * The token's nodes enrolled in the hour before now, under the newest
- * snapshot (latest: an enrollment holding the token's row lock) or the
- * transaction's (check_token).  Must be called between SPI_connect and
- * SPI_finish.
+ * snapshot (this transaction's own node too)
  */
 int64
-enr_enrollments_last_hour(Datum token_id, TimestampTz now, bool latest)
+enr_enrollments_last_hour(Datum token_id, TimestampTz now)
 {
-	Datum		a[2] = {token_id, TimestampTzGetDatum(now - USECS_PER_HOUR)};
-	bool		isnull;
-	int			rc;
+	Snapshot	snapshot;
+	int64		n;
 
-	if (latest)
-	{
-		/* this transaction's own node too */
-		CommandCounterIncrement();
-		rc = SPI_execute_snapshot(enr_prepare(&count_last_hour_plan), a, NULL,
-								  GetLatestSnapshot(), InvalidSnapshot, true, false, 1);
-	}
-	else
-		rc = enr_execute(&count_last_hour_plan, a, NULL, true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not count the enrollments of the token");
-	return DatumGetInt64(enr_getattr(0, 1, &isnull));
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	n = enr_count_token_nodes_since(token_id, now - USECS_PER_HOUR, snapshot);
+	UnregisterSnapshot(snapshot);
+	return n;
 }
 
 /*

@@ -445,26 +445,21 @@ enrollment_create_self_enrollment_token(PG_FUNCTION_ARGS)
  * For check_token: the verdict of the limits enroll checks beyond the
  * token row, in enroll's order (a token switched off, the tenant's node
  * limit for a token that creates nodes, the token's rate), or NULL.  They
- * are read under the statement's snapshot, without the locks enroll takes.
+ * are read as they are now, without the locks enroll takes, and without
+ * SQL (node_count.c): the caller needs no privilege on the tables.
  */
 static const char *
 check_limits(Datum token_id, text *kind, Datum tenant, bool unbound)
 {
 	int32		rate = enr_text_is(kind, "reusable") ? enr_token_rate(token_id) : -1;
-	const char *error = NULL;
 
 	if (rate == 0)
 		return "rate_limited";
 	if (unbound && enr_node_limit_reached(tenant))
 		return "node_limit_exceeded";
-	if (rate > 0)
-	{
-		SPI_connect();
-		if (enr_enrollments_last_hour(token_id, enr_now(), false) >= rate)
-			error = "rate_limited";
-		SPI_finish();
-	}
-	return error;
+	if (rate > 0 && enr_enrollments_last_hour(token_id, enr_now()) >= rate)
+		return "rate_limited";
+	return NULL;
 }
 
 /*

@@ -130,5 +130,21 @@ $node->safe_psql('postgres', 'ALTER VIEW enrollment.api_keys RESET (security_bar
 ok(grep({ $_ eq 'OTHER-KEY' } peeked('api_keys', 'label')),
 	'control: without the barrier the function sees the other tenant');
 
+# app: check_token reports a rate and a node limit (0.7.0) with no more
+# than its grant: it counts nodes without SQL, so it needs no privilege on
+# the tables
+my ($rated_id, $rated) = split / /, $node->safe_psql('postgres',
+	"SET enrollment.tenant = 'acme'; SELECT token_id || ' ' || token FROM enrollment.create_token('reusable', 'rated')");
+$node->safe_psql('postgres', "SET enrollment.tenant = 'acme'; SELECT enrollment.set_token_rate('$rated_id', 1);"
+	  . " SELECT enrollment.enroll('$rated', 'rated-node')");
+is(as_role('app', '', "SELECT error FROM enrollment.check_token('$rated')"), 'rate_limited',
+	'app: check_token reports a rate used up');
+my $fresh = $node->safe_psql('postgres', "SET enrollment.tenant = 'acme'; SELECT token FROM enrollment.create_token()");
+is(as_role('app', '', "SELECT coalesce(error, 'ok') FROM enrollment.check_token('$fresh')"), 'ok',
+	'app: and a token of a tenant with room');
+$node->safe_psql('postgres', "SET enrollment.tenant = 'acme'; SELECT enrollment.set_node_limit(2)");
+is(as_role('app', '', "SELECT error FROM enrollment.check_token('$fresh')"), 'node_limit_exceeded',
+	'app: and a node limit reached');
+
 $node->stop;
 done_testing();

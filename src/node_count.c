@@ -1,0 +1,111 @@
+/*-------------------------------------------------------------------------
+ *
+ * node_count.c
+ *	  Counting nodes for the limits of 0.7.0 by direct index scans of
+ *	  node_record: a tenant's nodes that are not removed (node_limit.c)
+ *	  and a token's enrollments since a time (rate_limit.c).
+ *
+ * No SQL runs here.  check_token, which is not SECURITY DEFINER, reports
+ * both limits for callers that may only execute it (no SELECT on the
+ * tables, whatever their search_path), and enroll and create_token save an
+ * executor start-up per count.  The scans read under the snapshot given,
+ * which the caller picks (the newest, for a count made under a lock).
+ *
+ * src/node_count.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "executor/tuptable.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "enrollment.h"
+
+/* A relation of the extension's schema, by name */
+static Oid
+relation_oid(const char *name)
+{
+	Oid			nsp = get_namespace_oid("enrollment", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the tables of extension \"enrollment\" are missing"),
+				 errdetail("Schema \"enrollment\" has no relation \"%s\".", name),
+				 errhint("Run ALTER EXTENSION enrollment UPDATE, or CREATE EXTENSION enrollment CASCADE.")));
+	return relid;
+}
+
+/*
+ * The rows of node_record that the index finds for the scan keys, visible
+ * to the snapshot; with skip_removed, those whose status is not removed.
+ */
+static int64
+count_through(const char *indexname, ScanKey keys, int nkeys, Snapshot snapshot,
+			  bool skip_removed)
+{
+	Relation	heap = table_open(relation_oid("node_record"), AccessShareLock);
+	Relation	idx = index_open(relation_oid(indexname), AccessShareLock);
+	AttrNumber	status = skip_removed ? get_attnum(RelationGetRelid(heap), "status") : InvalidAttrNumber;
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	IndexScanDesc scan = index_beginscan(heap, idx, snapshot, nkeys, 0);
+	int64		n = 0;
+
+	if (skip_removed && status == InvalidAttrNumber)
+		elog(ERROR, "node_record has no column status");
+	/* compare as the index orders (text keys: the column's collation) */
+	for (int k = 0; k < nkeys; k++)
+		keys[k].sk_collation = idx->rd_indcollation[k];
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		if (skip_removed)
+		{
+			bool		isnull;
+			Datum		d = slot_getattr(slot, status, &isnull);
+
+			if (!isnull && enr_text_is(DatumGetTextPP(d), "removed"))
+				continue;
+		}
+		n++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(heap, NoLock);
+	return n;
+}
+
+/* The tenant's nodes that are not removed (index on tenant, enrolled_at) */
+int64
+enr_count_tenant_nodes(Datum tenant, Snapshot snapshot)
+{
+	ScanKeyData key[1];
+
+	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_TEXTEQ, tenant);
+	return count_through("node_record_tenant_enrolled_at_idx", key, 1, snapshot, true);
+}
+
+/*
+ * The nodes the token enrolled after since (index on enrolled_by,
+ * enrolled_at: one range of it)
+ */
+int64
+enr_count_token_nodes_since(Datum token_id, TimestampTz since, Snapshot snapshot)
+{
+	ScanKeyData key[2];
+
+	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_UUID_EQ, token_id);
+	ScanKeyInit(&key[1], 2, BTGreaterStrategyNumber, F_TIMESTAMPTZ_GT,
+				TimestampTzGetDatum(since));
+	return count_through("node_record_enrolled_by_idx", key, 2, snapshot, false);
+}
