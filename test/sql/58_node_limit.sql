@@ -5,7 +5,7 @@ SET enrollment.tenant = 'licensed';
 SELECT value AS refused_before FROM enrollment.stats
  WHERE area = 'enroll' AND counter = 'node_limit_exceeded' \gset
 
--- without a limit nothing is counted; set_node_limit returns the nodes now
+-- set_node_limit returns the tenant's nodes now (none yet)
 SELECT enrollment.set_node_limit(2) AS nodes_now;
 SELECT node_limit FROM enrollment.tenant_setting WHERE tenant = 'licensed';
 SELECT status FROM enrollment.enroll((SELECT token FROM enrollment.create_token()), 'lic-1');
