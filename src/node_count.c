@@ -29,9 +29,9 @@
 
 #include "enrollment.h"
 
-/* A relation of the extension's schema, by name */
+/* An index of the extension's schema, by name */
 static Oid
-relation_oid(const char *name)
+index_oid(const char *name)
 {
 	Oid			nsp = get_namespace_oid("enrollment", true);
 	Oid			relid = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
@@ -40,7 +40,7 @@ relation_oid(const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("the tables of extension \"enrollment\" are missing"),
-				 errdetail("Schema \"enrollment\" has no relation \"%s\".", name),
+				 errdetail("Schema \"enrollment\" has no index \"%s\".", name),
 				 errhint("Run ALTER EXTENSION enrollment UPDATE, or CREATE EXTENSION enrollment CASCADE.")));
 	return relid;
 }
@@ -53,8 +53,8 @@ static int64
 count_through(const char *indexname, ScanKey keys, int nkeys, Snapshot snapshot,
 			  bool skip_removed)
 {
-	Relation	heap = table_open(relation_oid("node_record"), AccessShareLock);
-	Relation	idx = index_open(relation_oid(indexname), AccessShareLock);
+	Relation	heap = table_open(enr_node_record_relid(), AccessShareLock);
+	Relation	idx = index_open(index_oid(indexname), AccessShareLock);
 	AttrNumber	status = skip_removed ? get_attnum(RelationGetRelid(heap), "status") : InvalidAttrNumber;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
 	IndexScanDesc scan = index_beginscan(heap, idx, snapshot, nkeys, 0);
