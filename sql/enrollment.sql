@@ -1276,6 +1276,161 @@ COMMENT ON FUNCTION enrollment.set_token_rate(uuid, integer) IS
 REVOKE ALL ON FUNCTION enrollment.set_token_rate(uuid, integer) FROM PUBLIC;
 
 --------------------------------------------------------------------------
+-- Lifecycle of single nodes and tokens (0.7.0): removing one node,
+-- renewing a token (a successor with the same settings, the old one left
+-- valid until revoked), and revoking a token together with every node it
+-- enrolled.  Cold management paths, so PL/pgSQL.
+--------------------------------------------------------------------------
+
+-- Remove one node.  Its credential stops authenticating at the next call
+-- (authenticate_node answers no row for a removed node), a re-enrollment
+-- token bound to it can no longer be used, and it no longer counts against
+-- the tenant's node limit.  The row stays, for the nodes view and the audit
+-- trail.  The node row is locked as a re-enrollment locks it, so the two
+-- apply one after the other.
+CREATE FUNCTION enrollment.remove_node(node_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    n enrollment.node_record%ROWTYPE;
+BEGIN
+    PERFORM enrollment.require_role('operator', 'remove nodes');
+    IF remove_node.node_id IS NULL THEN
+        RAISE EXCEPTION 'node_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO n FROM enrollment.node_record AS r
+     WHERE r.node_id OPERATOR(pg_catalog.=) remove_node.node_id
+       AND r.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant() FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'node_not_found' USING ERRCODE = 'NR021',
+            DETAIL = pg_catalog.format('No node has id %s.', remove_node.node_id);
+    END IF;
+    IF n.status OPERATOR(pg_catalog.=) 'removed' THEN
+        RETURN false;                       -- already removed: nothing to do
+    END IF;
+    UPDATE enrollment.node_record AS r
+       SET status = 'removed', removed_at = pg_catalog.statement_timestamp()
+     WHERE r.node_id OPERATOR(pg_catalog.=) n.node_id;
+    PERFORM enrollment.audit('sensor_removed', 'node', n.node_id::text,
+        pg_catalog.jsonb_build_object('reason', 'removed', 'name', n.name), NULL, n.node_id);
+    PERFORM pg_catalog.pg_notify('enrollment_events', pg_catalog.json_build_object(
+        'event', 'node_removed', 'tenant', n.tenant, 'node_id', n.node_id)::text);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION enrollment.remove_node(uuid) IS
+    'Remove a node: its credential stops authenticating at once; true if removed now, false if it already was';
+
+-- Renew a token: a successor of the same kind, label, cap, cluster, bound
+-- node and rate, with a fresh secret and the same lifetime counted from now
+-- (none if the token has none).  The old token is left as it is, so a fleet
+-- can move to the successor before the old one is revoked.
+CREATE FUNCTION enrollment.renew_token(token_id uuid)
+RETURNS TABLE (successor_id uuid, token text, prefix text, kind text, expires_at timestamptz,
+               max_uses integer, cluster_id text, node_id uuid)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    t enrollment.enrollment_token%ROWTYPE;
+    s record;
+    rate integer;
+BEGIN
+    PERFORM enrollment.require_role('operator', 'renew enrollment tokens');
+    IF renew_token.token_id IS NULL THEN
+        RAISE EXCEPTION 'token_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO t FROM enrollment.enrollment_token AS e
+     WHERE e.token_id OPERATOR(pg_catalog.=) renew_token.token_id
+       AND e.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant() FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invalid_token' USING ERRCODE = 'NR001',
+            DETAIL = pg_catalog.format('No enrollment token has id %s.', renew_token.token_id);
+    END IF;
+    SELECT * INTO s FROM enrollment.create_token(
+        kind     => t.kind,
+        label    => t.label,
+        ttl      => t.expires_at OPERATOR(pg_catalog.-) t.created_at,
+        max_uses => CASE WHEN t.kind OPERATOR(pg_catalog.<>) 'once' THEN t.max_uses END,
+        cluster_id => t.cluster_id,
+        node_id  => t.node_id) AS c;
+    SELECT r.max_per_hour INTO rate FROM enrollment.token_rate AS r
+     WHERE r.token_id OPERATOR(pg_catalog.=) t.token_id;
+    IF rate IS NOT NULL THEN
+        INSERT INTO enrollment.token_rate (token_id, max_per_hour) VALUES (s.token_id, rate);
+    END IF;
+    PERFORM enrollment.audit('enrollment_token_renewed', 'enrollment_token', t.token_id::text,
+        pg_catalog.jsonb_build_object(
+            'prefix', t.prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0'),
+            'successor_id', s.token_id, 'successor_prefix', s.prefix, 'max_per_hour', rate),
+        token_id => t.token_id);
+    RETURN QUERY SELECT s.token_id, s.token, s.prefix, s.kind, s.expires_at, s.max_uses, s.cluster_id, s.node_id;
+END
+$$;
+COMMENT ON FUNCTION enrollment.renew_token(uuid) IS
+    'A successor of a token with the same settings and a fresh secret; the token itself stays valid until revoked';
+
+-- Revoke a token and remove every node it enrolled (seed 003's bulk
+-- revoke), in one transaction.  The token row is locked first, which waits
+-- for the enrollments through it that are in flight; the nodes are then
+-- read by a statement that starts after they committed, so none is missed.
+-- That needs READ COMMITTED: under a snapshot taken earlier a node enrolled
+-- meanwhile would stay.
+CREATE FUNCTION enrollment.revoke_token_and_nodes(token_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    t enrollment.enrollment_token%ROWTYPE;
+    public_part text;
+    revoked boolean := false;
+    n record;
+    nnodes bigint := 0;
+BEGIN
+    PERFORM enrollment.require_role('operator', 'revoke enrollment tokens and remove their nodes');
+    IF revoke_token_and_nodes.token_id IS NULL THEN
+        RAISE EXCEPTION 'token_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+        RAISE EXCEPTION 'revoke_token_and_nodes needs READ COMMITTED' USING ERRCODE = '25000',
+            DETAIL = pg_catalog.format('The transaction runs at %s, whose snapshot could miss a node enrolled while it waits for the token.',
+                                       pg_catalog.upper(pg_catalog.current_setting('transaction_isolation'))),
+            HINT = 'Call it in a READ COMMITTED transaction (the default).';
+    END IF;
+    SELECT * INTO t FROM enrollment.enrollment_token AS e
+     WHERE e.token_id OPERATOR(pg_catalog.=) revoke_token_and_nodes.token_id
+       AND e.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant() FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invalid_token' USING ERRCODE = 'NR001',
+            DETAIL = pg_catalog.format('No enrollment token has id %s.', revoke_token_and_nodes.token_id);
+    END IF;
+    public_part := t.prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0');
+    -- a token that can still be used is revoked; a used, exhausted, expired
+    -- or revoked one has nothing left to revoke, but its nodes go all the same
+    IF t.status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'active'])
+       AND (t.expires_at IS NULL OR t.expires_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()) THEN
+        revoked := enrollment.revoke_token(t.token_id);
+    END IF;
+    FOR n IN
+        UPDATE enrollment.node_record AS r
+           SET status = 'removed', removed_at = pg_catalog.statement_timestamp()
+         WHERE r.enrolled_by OPERATOR(pg_catalog.=) t.token_id
+           AND r.tenant OPERATOR(pg_catalog.=) t.tenant
+           AND r.status OPERATOR(pg_catalog.<>) 'removed'
+        RETURNING r.node_id, r.name
+    LOOP
+        PERFORM enrollment.audit('sensor_removed', 'node', n.node_id::text,
+            pg_catalog.jsonb_build_object('reason', 'token_revoked', 'token_prefix', public_part, 'name', n.name),
+            t.token_id, n.node_id);
+        PERFORM pg_catalog.pg_notify('enrollment_events', pg_catalog.json_build_object(
+            'event', 'node_removed', 'tenant', t.tenant, 'node_id', n.node_id)::text);
+        nnodes := nnodes OPERATOR(pg_catalog.+) 1;
+    END LOOP;
+    RETURN pg_catalog.jsonb_build_object('revoked', revoked, 'nodes_removed', nnodes);
+END
+$$;
+COMMENT ON FUNCTION enrollment.revoke_token_and_nodes(uuid) IS
+    'Revoke a token if it can still be used, and remove every node it enrolled; returns {revoked, nodes_removed}';
+
+REVOKE ALL ON FUNCTION enrollment.remove_node(uuid), enrollment.renew_token(uuid),
+                       enrollment.revoke_token_and_nodes(uuid) FROM PUBLIC;
+
+--------------------------------------------------------------------------
 -- Views (the listing interface)
 --
 -- tokens, nodes and audit_log are not security barriers: a barrier view is

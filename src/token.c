@@ -90,6 +90,15 @@ static EnrProbeTable token_by_public_id = {
 	"max_uses", "expires_at", "cluster_id", "tenant", "node_id"}
 };
 
+/* the node a re-enrollment token is bound to (check_token) */
+static EnrProbeTable node_by_id = {
+	.relname = "node_record",
+	.indexname = "node_record_pkey",
+	.eqproc = F_UUID_EQ,
+	.ncols = 2,
+	.cols = {"node_id", "status"}
+};
+
 static TokenKind
 parse_kind(text *kind)
 {
@@ -463,6 +472,21 @@ check_limits(Datum token_id, text *kind, Datum tenant, bool unbound)
 }
 
 /*
+ * For check_token: whether the node a re-enrollment token is bound to was
+ * removed (or is gone), which enroll refuses as node_mismatch.  Only bound
+ * tokens pay for this probe.
+ */
+static bool
+bound_node_removed(Datum node_id)
+{
+	Datum		v[2];
+	bool		n[2];
+
+	return !enr_probe(&node_by_id, node_id, v, n) ||
+		enr_text_is(DatumGetTextPP(v[1]), "removed");
+}
+
+/*
  * enrollment.check_token(token text, cluster_id text)
  *	RETURNS (ok, error, token_id, kind, status, expires_at, uses_left)
  *
@@ -517,6 +541,8 @@ enrollment_check_token(PG_FUNCTION_ARGS)
 					 (PG_ARGISNULL(1) ||
 					  !enr_text_equal(DatumGetTextPP(v[8]), PG_GETARG_TEXT_PP(1))))
 				error = "cluster_mismatch";	/* none given: enroll refuses it too */
+			else if (!n[10] && bound_node_removed(v[10]))
+				error = "node_mismatch";
 			else
 				error = check_limits(v[1], DatumGetTextPP(v[2]), v[9], n[10]);
 
