@@ -1,6 +1,6 @@
 -- pgTAP: the public API of enrollment, its privileges and its error codes
 BEGIN;
-SELECT plan(53);
+SELECT plan(56);
 
 SELECT has_schema('enrollment');
 SELECT has_extension('enrollment');
@@ -11,6 +11,7 @@ SELECT functions_are('enrollment', ARRAY[
     'rotate_server_key', 'key_last_used', 'stats', 'stats_reset',
     'current_member_role', 'require_role', 'role_permissions', 'audit', 'add_member',
     'set_member_role', 'remove_member', 'create_self_enrollment_token', 'create_api_token', 'set_node_limit', 'set_token_rate', 'limits_changed',
+    'remove_node', 'renew_token', 'revoke_token_and_nodes',
     'verify_api_token', 'set_api_token_prefix', 'api_token_for_management', 'revoke_api_token',
     'delete_api_token', 'reassign_api_token', 'audit_canonical', 'seal_audit',
     'verify_audit_chain', 'purge_audit', 'may_read_audit', 'require_dba', 'enrollment_token_rules', 'node_record_rules', 'uuid_v7',
@@ -37,6 +38,9 @@ SELECT table_privs_are('enrollment', 'tokens', 'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'enroll', ARRAY['text', 'text', 'text', 'text'],
                           'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'revoke_token', ARRAY['uuid'], 'public', ARRAY[]::text[]);
+SELECT function_privs_are('enrollment', 'remove_node', ARRAY['uuid'], 'public', ARRAY[]::text[]);
+SELECT function_privs_are('enrollment', 'renew_token', ARRAY['uuid'], 'public', ARRAY[]::text[]);
+SELECT function_privs_are('enrollment', 'revoke_token_and_nodes', ARRAY['uuid'], 'public', ARRAY[]::text[]);
 
 SELECT has_function('enrollment', 'verify_request',
     ARRAY['text', 'text', 'text', 'text', 'text', 'text', 'bytea', 'text']);

@@ -2,7 +2,7 @@
 -- isolation, the cascade of removing a member, API tokens and their
 -- permissions after a demotion, and the audit hash chain.
 BEGIN;
-SELECT plan(166);
+SELECT plan(187);
 
 -- the SQLSTATE a statement ends with, or 'ok'
 CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text LANGUAGE plpgsql AS $$
@@ -43,6 +43,9 @@ CREATE TEMP TABLE action (name text, need int, sql text, allowed text[] DEFAULT 
 INSERT INTO action VALUES
   ('create an enrollment token',  3, $$SELECT enrollment.create_token()$$, '{ok}'),
   ('revoke an enrollment token',  3, $$SELECT enrollment.revoke_token(gen_random_uuid())$$, '{NR001}'),
+  ('renew an enrollment token',   3, $$SELECT enrollment.renew_token(gen_random_uuid())$$, '{NR001}'),
+  ('revoke a token and its nodes',3, $$SELECT enrollment.revoke_token_and_nodes(gen_random_uuid())$$, '{NR001}'),
+  ('remove a node',               3, $$SELECT enrollment.remove_node(gen_random_uuid())$$, '{NR021}'),
   ('list enrollment tokens',      3, $$SELECT count(*) FROM enrollment.tokens$$, '{ok}'),
   ('create an API key',           4, $$SELECT enrollment.create_api_key('k', ARRAY['events:read'])$$, '{ok}'),
   ('revoke an API key',           4, $$SELECT enrollment.revoke_api_key('0000000000000001')$$, '{NR010}'),
@@ -79,7 +82,7 @@ BEGIN
     END LOOP;
 END
 $$;
-SELECT * FROM pg_temp.matrix();              -- 6 x 17 = 102 tests
+SELECT * FROM pg_temp.matrix();              -- 6 x 20 = 120 tests
 
 -- the server-wide counters are for DBAs only: they span all tenants
 SELECT pg_temp.act('own@acme');
@@ -120,6 +123,12 @@ SELECT is((SELECT sum(value) FROM enrollment.tenant_stats WHERE area IN ('tokens
           0::numeric, 'another tenant''s statistics count none of acme''s rows');
 SELECT is(pg_temp.outcome($$SELECT enrollment.revoke_token((SELECT token_id FROM acme))$$), 'NR001',
           'another tenant''s token cannot be revoked');
+SELECT is(pg_temp.outcome($$SELECT enrollment.renew_token((SELECT token_id FROM acme))$$), 'NR001',
+          'another tenant''s token cannot be renewed');
+SELECT is(pg_temp.outcome($$SELECT enrollment.revoke_token_and_nodes((SELECT token_id FROM acme))$$), 'NR001',
+          'another tenant''s token cannot be revoked with its nodes');
+SELECT is(pg_temp.outcome($$SELECT enrollment.remove_node(n.node_id) FROM enrollment.node_record n WHERE n.name = 'acme-node'$$), 'NR021',
+          'another tenant''s node cannot be removed');
 SELECT pg_temp.act(NULL, 'acme');
 SELECT ok((SELECT ok FROM enrollment.check_token((SELECT token FROM acme))), 'in its own tenant the token checks out');
 SELECT is((SELECT name FROM enrollment.authenticate_node((SELECT node_secret FROM acme))), 'acme-node',

@@ -2,7 +2,7 @@
 -- gives its documented error (a SQLSTATE, or the error key of a function
 -- that reports instead of raising) and changes no row of any table.
 BEGIN;
-SELECT plan(264);
+SELECT plan(276);
 
 -- what every table of the extension holds, as one value
 CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
@@ -100,6 +100,13 @@ INSERT INTO hostile VALUES
 -- revoke_token
   ('revoke_token: NULL', $$SELECT enrollment.revoke_token(NULL)$$, '22004'),
   ('revoke_token: unknown id', $$SELECT enrollment.revoke_token(gen_random_uuid())$$, 'NR001'),
+-- remove_node, renew_token, revoke_token_and_nodes (0.7.0)
+  ('remove_node: NULL', $$SELECT enrollment.remove_node(NULL)$$, '22004'),
+  ('remove_node: unknown id', $$SELECT enrollment.remove_node(gen_random_uuid())$$, 'NR021'),
+  ('renew_token: NULL', $$SELECT enrollment.renew_token(NULL)$$, '22004'),
+  ('renew_token: unknown id', $$SELECT enrollment.renew_token(gen_random_uuid())$$, 'NR001'),
+  ('revoke_token_and_nodes: NULL', $$SELECT enrollment.revoke_token_and_nodes(NULL)$$, '22004'),
+  ('revoke_token_and_nodes: unknown id', $$SELECT enrollment.revoke_token_and_nodes(gen_random_uuid())$$, 'NR001'),
 -- set_token_rate, set_node_limit (0.7.0)
   ('set_token_rate: NULL token_id', $$SELECT enrollment.set_token_rate(NULL, 5)$$, '22004'),
   ('set_token_rate: unknown id', $$SELECT enrollment.set_token_rate(gen_random_uuid(), 5)$$, 'NR001'),

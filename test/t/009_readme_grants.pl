@@ -45,18 +45,34 @@ sub as_role
 	return $err =~ /ERROR:\s+(.*)/ ? "ERROR: $1" : $out;
 }
 
+# two nodes for the console to remove, one by itself and one with its token
+my ($to_remove, $to_bulk_revoke) = split /\n/, $node->safe_psql('postgres', q{
+SET enrollment.tenant = 'acme';
+SELECT e.node_id FROM enrollment.create_token(label => 'acme-removed') AS t,
+       LATERAL enrollment.enroll(t.token, 'acme-removed') AS e;
+SELECT t.token_id FROM enrollment.create_token(label => 'acme-bulk') AS t,
+       LATERAL enrollment.enroll(t.token, 'acme-bulk') AS e;
+});
+
 # console: every management call of its grant, and every view
-my $made = as_role('console', 'adm@acme', q{
+my $calls = q{
 SELECT token IS NOT NULL FROM enrollment.create_token(label => 'acme-token');
 SELECT enrollment.set_token_rate(token_id, 60) FROM enrollment.create_token('reusable', 'acme-rated');
+SELECT s.token IS NOT NULL FROM enrollment.create_token('reusable', 'acme-renewed') AS t,
+       LATERAL enrollment.renew_token(t.token_id) AS s;
+SELECT enrollment.remove_node('TO_REMOVE');
+SELECT enrollment.revoke_token_and_nodes('TO_BULK_REVOKE')->>'nodes_removed';
 SELECT key_id IS NOT NULL FROM enrollment.create_api_key('acme-key', ARRAY['events:read']);
 SELECT token IS NOT NULL FROM enrollment.create_api_token('acme-api-token');
 SELECT true FROM enrollment.add_member('new@acme', 'viewer');
 SELECT true FROM enrollment.set_member_role('new@acme', 'analyst');
 SELECT (enrollment.remove_member('new@acme')) IS NOT NULL;
 SELECT enrollment.current_member_role();
-});
-is($made, "t\n0\nt\nt\nt\nt\nt\nadmin", 'console: the management functions of its grant');
+};
+$calls =~ s/TO_REMOVE/$to_remove/;
+$calls =~ s/TO_BULK_REVOKE/$to_bulk_revoke/;
+my $made = as_role('console', 'adm@acme', $calls);
+is($made, "t\n0\nt\nt\n1\nt\nt\nt\nt\nt\nadmin", 'console: the management functions of its grant');
 foreach my $view (qw(tokens nodes api_keys api_tokens members audit_log tenant_stats))
 {
 	my $got = as_role('console', 'adm@acme', "SELECT count(*) > 0 OR '$view' = 'nodes' FROM enrollment.$view");
@@ -86,7 +102,8 @@ like(as_role('app', '', 'SELECT count(*) FROM enrollment.tokens'),
 	qr/ERROR: +permission denied for view tokens/, 'app reads no view');
 
 # dashboard: nodes as a viewer, the audit log as an admin
-is(as_role('dashboard', 'view@acme', 'SELECT name FROM enrollment.nodes'), 'app-node', 'dashboard as a viewer reads nodes');
+is(as_role('dashboard', 'view@acme', "SELECT name FROM enrollment.nodes WHERE status = 'active'"), 'app-node',
+	'dashboard as a viewer reads nodes (the two the console removed are not active)');
 is(as_role('dashboard', 'adm@acme', "SELECT count(*) > 0 FROM enrollment.audit_log"), 't',
 	'dashboard as an admin reads the audit log');
 like(as_role('dashboard', 'view@acme', "SELECT count(*) FROM enrollment.audit_log"),
