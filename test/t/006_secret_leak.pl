@@ -57,6 +57,13 @@ ok(!bench("SELECT enrollment.enroll(:tok, 'again')", tok => $once), 'a second en
 ok(!bench("SELECT enrollment.enroll(:tok, 'x', 'wrong-cluster')", tok => $cluster), 'cluster_mismatch fails');
 ok(bench("SELECT enrollment.enroll(:tok, 'c1', 'k8s')", tok => $cluster), 'cluster enroll');
 ok(bench("SELECT name FROM enrollment.authenticate_node(:s)", s => $node_secret), 'authenticate_node');
+my $renewed_out = $node->basedir . '/renewed';
+ok(bench("SELECT token FROM enrollment.renew_token((SELECT token_id FROM enrollment.check_token(:tok, 'k8s'))) \\gset\n\\shell echo :token > $renewed_out",
+		tok => $cluster), 'renew_token');
+my $renewed = slurp_file($renewed_out);
+chomp $renewed;
+like($renewed, qr/^enr_[0-9a-f]{16}\./, 'the successor token came back to the client');
+ok(bench("SELECT ok FROM enrollment.check_token(:tok, 'k8s')", tok => $renewed), 'check_token of the successor');
 ok(bench("SELECT ok FROM enrollment.verify_request('GET', '/x', enrollment.sign_request('GET', '/x', :kid, :sec))",
 		kid => $kid, sec => $hmac), 'sign_request and verify_request');
 ok(bench("SELECT ok FROM enrollment.verify_request('GET', '/x', :kid, '1', 'n', 'sha256=' || repeat('0', 64))",
@@ -72,6 +79,7 @@ $node->safe_psql('postgres', 'CHECKPOINT');
 my %secret = (
 	'once token' => (split /\./, $once)[1],
 	'cluster token' => (split /\./, $cluster)[1],
+	'renewed token' => (split /\./, $renewed)[1],
 	'node credential' => (split /\./, $node_secret)[1],
 	'API token' => (split /\./, $api)[1],
 	'HMAC secret (hex)' => $hmac,
