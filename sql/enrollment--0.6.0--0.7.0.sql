@@ -229,8 +229,11 @@ COMMENT ON FUNCTION enrollment.remove_node(uuid) IS
 
 -- Renew a token: a successor of the same kind, label, cap, cluster, bound
 -- node and rate, with a fresh secret and the same lifetime counted from now
--- (none if the token has none).  The old token is left as it is, so a fleet
--- can move to the successor before the old one is revoked.
+-- (none if the token has none; a duration in seconds, so that a change of
+-- daylight saving time in between does not move it).  The old token is
+-- left as it is, so a fleet can move to the successor before the old one is
+-- revoked.  Its row is share-locked, so a rate being set on it meanwhile is
+-- either waited for and copied or set after the successor exists.
 CREATE FUNCTION enrollment.renew_token(token_id uuid)
 RETURNS TABLE (successor_id uuid, token text, prefix text, kind text, expires_at timestamptz,
                max_uses integer, cluster_id text, node_id uuid)
@@ -246,7 +249,7 @@ BEGIN
     END IF;
     SELECT * INTO t FROM enrollment.enrollment_token AS e
      WHERE e.token_id OPERATOR(pg_catalog.=) renew_token.token_id
-       AND e.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant() FOR KEY SHARE;
+       AND e.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant() FOR SHARE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'invalid_token' USING ERRCODE = 'NR001',
             DETAIL = pg_catalog.format('No enrollment token has id %s.', renew_token.token_id);
@@ -254,7 +257,8 @@ BEGIN
     SELECT * INTO s FROM enrollment.create_token(
         kind     => t.kind,
         label    => t.label,
-        ttl      => t.expires_at OPERATOR(pg_catalog.-) t.created_at,
+        ttl      => pg_catalog.make_interval(secs => EXTRACT(epoch FROM
+                        t.expires_at OPERATOR(pg_catalog.-) t.created_at)),
         max_uses => CASE WHEN t.kind OPERATOR(pg_catalog.<>) 'once' THEN t.max_uses END,
         cluster_id => t.cluster_id,
         node_id  => t.node_id) AS c;
@@ -278,8 +282,8 @@ COMMENT ON FUNCTION enrollment.renew_token(uuid) IS
 -- revoke), in one transaction.  The token row is locked first, which waits
 -- for the enrollments through it that are in flight; the nodes are then
 -- read by a statement that starts after they committed, so none is missed.
--- That needs READ COMMITTED: under a snapshot taken earlier a node enrolled
--- meanwhile would stay.
+-- That needs READ COMMITTED (or READ UNCOMMITTED, which PostgreSQL runs as
+-- such): under a snapshot taken earlier a node enrolled meanwhile would stay.
 CREATE FUNCTION enrollment.revoke_token_and_nodes(token_id uuid) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
@@ -293,7 +297,8 @@ BEGIN
     IF revoke_token_and_nodes.token_id IS NULL THEN
         RAISE EXCEPTION 'token_id must not be null' USING ERRCODE = '22004';
     END IF;
-    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) ALL
+           (ARRAY['read committed', 'read uncommitted']) THEN
         RAISE EXCEPTION 'revoke_token_and_nodes needs READ COMMITTED' USING ERRCODE = '25000',
             DETAIL = pg_catalog.format('The transaction runs at %s, whose snapshot could miss a node enrolled while it waits for the token.',
                                        pg_catalog.upper(pg_catalog.current_setting('transaction_isolation'))),
@@ -307,11 +312,23 @@ BEGIN
             DETAIL = pg_catalog.format('No enrollment token has id %s.', revoke_token_and_nodes.token_id);
     END IF;
     public_part := t.prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0');
-    -- a token that can still be used is revoked; a used, exhausted, expired
-    -- or revoked one has nothing left to revoke, but its nodes go all the same
-    IF t.status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'active'])
-       AND (t.expires_at IS NULL OR t.expires_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp()) THEN
-        revoked := enrollment.revoke_token(t.token_id);
+    -- A token that can still be used is revoked; a used, exhausted or
+    -- revoked one has nothing left to revoke, but its nodes go all the same.
+    -- One whose expiry has passed but is not marked yet is marked expired
+    -- now, as the worker would: an enrollment that started before the
+    -- expiry and waits for this lock checks the row again once it has it,
+    -- and must find it changed, or its node would come after the removal.
+    IF t.status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'active']) THEN
+        IF t.expires_at IS NULL OR t.expires_at OPERATOR(pg_catalog.>) pg_catalog.statement_timestamp() THEN
+            revoked := enrollment.revoke_token(t.token_id);
+        ELSE
+            UPDATE enrollment.enrollment_token AS e SET status = 'expired'
+             WHERE e.token_id OPERATOR(pg_catalog.=) t.token_id;
+            PERFORM enrollment.audit('sensor_enrollment_token_expired', 'enrollment_token', t.token_id::text,
+                pg_catalog.jsonb_build_object('kind', t.kind, 'prefix', public_part), token_id => t.token_id);
+            PERFORM pg_catalog.pg_notify('enrollment_events', pg_catalog.json_build_object(
+                'event', 'expired', 'tenant', t.tenant, 'token_id', t.token_id, 'prefix', public_part)::text);
+        END IF;
     END IF;
     FOR n IN
         UPDATE enrollment.node_record AS r

@@ -54,8 +54,8 @@ static EnrPlan node_for_binding_plan = {
 	"WITH t AS (" \
 	"  INSERT INTO enrollment.enrollment_token" \
 	"    (tenant, public_id, prefix, token_hash, kind, label, status, max_uses," \
-	"     cluster_id, node_id, created_by, expires_at" extra_col ")" \
-	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12" extra_val ")" \
+	"     cluster_id, node_id, created_by, expires_at, created_at" extra_col ")" \
+	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14" extra_val ")" \
 	"  ON CONFLICT (public_id) DO NOTHING" \
 	"  RETURNING token_id)," \
 	" a AS (" \
@@ -69,15 +69,15 @@ static EnrPlan node_for_binding_plan = {
 
 static EnrPlan insert_token_plan = {
 	.sql = INSERT_TOKEN_SQL(", retention_from", ", $12"),
-	.nargs = 13,
-	.argtypes = {TEXTOID, INT8OID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
+	.nargs = 14,
+	.argtypes = {TEXTOID, INT8OID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}
 };
 
 /* the same for a database still at 0.4.0 */
 static EnrPlan insert_token_plan_v4 = {
 	.sql = INSERT_TOKEN_SQL("", ""),
-	.nargs = 13,
-	.argtypes = {TEXTOID, INT8OID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
+	.nargs = 14,
+	.argtypes = {TEXTOID, INT8OID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}
 };
 
 /* check_token reads the token by public id, without SPI (probe.c) */
@@ -232,8 +232,8 @@ create_token_impl(FunctionCallInfo fcinfo)
 	char	   *tenant = enr_current_tenant();
 	char	   *actor = enr_current_actor();
 	IssuedCredential cred;
-	Datum		args[13];
-	char		nulls[13];
+	Datum		args[14];
+	char		nulls[14];
 	Datum		token_id;
 	Datum		out[8];
 	bool		outnulls[8] = {false};
@@ -335,6 +335,8 @@ create_token_impl(FunctionCallInfo fcinfo)
 	args[9] = node_id ? UUIDPGetDatum(node_id) : (Datum) 0;
 	args[10] = CStringGetTextDatum(actor);
 	args[11] = TimestampTzGetDatum(expires);
+	/* created when its lifetime starts, so expires_at - created_at is it */
+	args[13] = TimestampTzGetDatum(now);
 	if (!label)
 		nulls[5] = 'n';
 	if (!have_max)

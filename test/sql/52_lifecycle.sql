@@ -55,15 +55,18 @@ SELECT actor FROM enrollment.audit_log WHERE action = 'sensor_removed' AND node_
 
 ---------------------------------------------------------------- renew_token
 -- a successor has the kind, label, cap and rate of the token, a fresh secret
--- and the same lifetime from now; the token itself stays valid
+-- and the same lifetime from now, to the second (hours, not calendar days,
+-- so that a change of daylight saving time cannot move it); the token itself
+-- stays valid
 SELECT token AS g, token_id AS g_id
-  FROM enrollment.create_token('reusable', 'ci-staging', ttl => '10 days', max_uses => 5) \gset
+  FROM enrollment.create_token('reusable', 'ci-staging', ttl => '240 hours', max_uses => 5) \gset
 SELECT enrollment.set_token_rate(:'g_id', 7);
 SELECT status FROM enrollment.enroll(:'g', 'g-1');
 SELECT successor_id AS s_id, token AS s FROM enrollment.renew_token(:'g_id') \gset
-SELECT :'s' <> :'g' AS fresh_secret, :'s_id' <> :'g_id' AS new_id;
+SELECT token_id = :'s_id' AS successor_checks_out, :'s_id' <> :'g_id' AS new_id
+  FROM enrollment.check_token(:'s');
 SELECT kind, label, status, use_count, max_uses, max_per_hour,
-       expires_at - created_at = interval '10 days' AS same_lifetime
+       extract(epoch FROM expires_at - created_at) = 864000 AS ten_days
   FROM enrollment.tokens WHERE token_id IN (:'g_id', :'s_id') ORDER BY created_at;
 SELECT status FROM enrollment.enroll(:'s', 's-1');
 SELECT ok FROM enrollment.check_token(:'g');
@@ -124,9 +127,27 @@ SELECT token AS o, token_id AS o_id FROM enrollment.create_token() \gset
 SELECT status FROM enrollment.enroll(:'o', 'o-1');
 SELECT enrollment.revoke_token_and_nodes(:'o_id');
 
--- only under READ COMMITTED; bad input; too weak a role
+-- a token past its expiry that nobody has marked yet is marked expired
+-- (the row changes, so an enrollment waiting for it sees the change), and
+-- its nodes go
+SELECT token AS x, token_id AS x_id FROM enrollment.create_token('reusable', 'lapsed') \gset
+SELECT status FROM enrollment.enroll(:'x', 'x-1');
+UPDATE enrollment.enrollment_token SET expires_at = now() - interval '1 minute' WHERE token_id = :'x_id';
+SELECT enrollment.revoke_token_and_nodes(:'x_id');
+SELECT status FROM enrollment.enrollment_token WHERE token_id = :'x_id';
+SELECT action, details->>'kind' AS kind FROM enrollment.audit_log
+ WHERE token_id = :'x_id' AND action IN ('sensor_enrollment_token_expired', 'sensor_enrollment_token_revoked');
+
+-- only under READ COMMITTED (READ UNCOMMITTED is the same in PostgreSQL);
+-- bad input; too weak a role
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT err(format('SELECT enrollment.revoke_token_and_nodes(%L)', :'t_id'));
+ROLLBACK;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT err(format('SELECT enrollment.revoke_token_and_nodes(%L)', :'t_id'));
+ROLLBACK;
+BEGIN ISOLATION LEVEL READ UNCOMMITTED;
+SELECT err(format('SELECT enrollment.revoke_token_and_nodes(%L)', :'o_id'));
 ROLLBACK;
 SELECT err('SELECT enrollment.revoke_token_and_nodes(NULL)');
 SELECT err('SELECT enrollment.revoke_token_and_nodes(''00000000-0000-0000-0000-000000000000'')');
