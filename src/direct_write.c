@@ -47,7 +47,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_trigger.h"
@@ -66,8 +65,8 @@
 #include "utils/syscache.h"
 
 #include "direct_write.h"
+#include "probe.h"
 
-#define ENR_SCHEMA	"enrollment"
 
 /* tables looked at in this backend, for the invalidation callback */
 static EnrDirectTable *known[5];
@@ -200,8 +199,7 @@ enr_direct_open(EnrDirectWrite *w, EnrDirectTable *t)
 		return NULL;			/* a permission or audit hook expects SQL */
 	if (!OidIsValid(t->relid))
 	{
-		Oid			nsp = get_namespace_oid(ENR_SCHEMA, true);
-		Oid			relid = OidIsValid(nsp) ? get_relname_relid(t->relname, nsp) : InvalidOid;
+		Oid			relid = enr_schema_relid(t->relname);
 		bool		seen = false;
 
 		if (!OidIsValid(relid))

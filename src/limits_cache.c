@@ -36,7 +36,6 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "utils/inval.h"
@@ -45,6 +44,7 @@
 #include "utils/snapmgr.h"
 
 #include "enrollment.h"
+#include "probe.h"
 
 PG_FUNCTION_INFO_V1(enrollment_limits_changed);
 
@@ -94,15 +94,8 @@ enr_node_record_relid(void)
 {
 	if (!OidIsValid(node_record_relid))
 	{
-		Oid			nsp = get_namespace_oid("enrollment", true);
-		Oid			relid = OidIsValid(nsp) ? get_relname_relid("node_record", nsp) : InvalidOid;
+		Oid			relid = enr_schema_relid_required("node_record");
 
-		if (!OidIsValid(relid))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("the tables of extension \"enrollment\" are missing"),
-					 errdetail("Schema \"enrollment\" has no table \"node_record\"."),
-					 errhint("Run CREATE EXTENSION enrollment CASCADE in this database.")));
 		register_callback();
 		node_record_relid = relid;
 	}
@@ -135,9 +128,8 @@ has_row(Relation rel, AttrNumber attnum, Snapshot snapshot)
 static void
 fill(void)
 {
-	Oid			nsp = get_namespace_oid("enrollment", true);
-	Oid			setting = OidIsValid(nsp) ? get_relname_relid("tenant_setting", nsp) : InvalidOid;
-	Oid			rate = OidIsValid(nsp) ? get_relname_relid("token_rate", nsp) : InvalidOid;
+	Oid			setting = enr_schema_relid("tenant_setting");
+	Oid			rate = enr_schema_relid("token_rate");
 	AttrNumber	limit_att = OidIsValid(setting) ? get_attnum(setting, "node_limit") : InvalidAttrNumber;
 	Relation	setting_rel = NULL;
 	Relation	rate_rel = NULL;

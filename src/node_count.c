@@ -21,29 +21,14 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "catalog/namespace.h"
 #include "executor/tuptable.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #include "enrollment.h"
-
-/* An index of the extension's schema, by name */
-static Oid
-index_oid(const char *name)
-{
-	Oid			nsp = get_namespace_oid("enrollment", true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("the tables of extension \"enrollment\" are missing"),
-				 errdetail("Schema \"enrollment\" has no index \"%s\".", name),
-				 errhint("Run ALTER EXTENSION enrollment UPDATE, or CREATE EXTENSION enrollment CASCADE.")));
-	return relid;
-}
+#include "probe.h"
 
 /*
  * The rows of node_record that the index finds for the scan keys, visible
@@ -54,7 +39,7 @@ count_through(const char *indexname, ScanKey keys, int nkeys, Snapshot snapshot,
 			  bool skip_removed)
 {
 	Relation	heap = table_open(enr_node_record_relid(), AccessShareLock);
-	Relation	idx = index_open(index_oid(indexname), AccessShareLock);
+	Relation	idx = index_open(enr_schema_relid_required(indexname), AccessShareLock);
 	AttrNumber	status = skip_removed ? get_attnum(RelationGetRelid(heap), "status") : InvalidAttrNumber;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
 	IndexScanDesc scan = index_beginscan(heap, idx, snapshot, nkeys, 0);

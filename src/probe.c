@@ -59,7 +59,6 @@
 
 #include "probe.h"
 
-#define ENR_SCHEMA	"enrollment"
 
 /* Where a row of a bigint-keyed table was last found (see the header) */
 typedef struct EnrProbeHint
@@ -113,6 +112,34 @@ schema_missing(void)
 static bool probe(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls,
 				  ItemPointer tid);
 
+/*
+ * The OID of a table or index of the extension's schema, or InvalidOid when
+ * the database has none of that name (the extension not created there, or
+ * not updated yet to the release that made it)
+ */
+Oid
+enr_schema_relid(const char *relname)
+{
+	Oid			nsp = get_namespace_oid(ENR_SCHEMA, true);
+
+	return OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+}
+
+/* The same, for one that must be there: a missing one is an error */
+Oid
+enr_schema_relid_required(const char *relname)
+{
+	Oid			relid = enr_schema_relid(relname);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the tables of extension \"enrollment\" are missing"),
+				 errdetail("Schema \"%s\" has no table or index \"%s\".", ENR_SCHEMA, relname),
+				 errhint("Run CREATE EXTENSION enrollment CASCADE in this database, or ALTER EXTENSION enrollment UPDATE.")));
+	return relid;
+}
+
 static void
 register_callback(void)
 {
@@ -134,8 +161,7 @@ enr_has_retention_from(void)
 {
 	if (has_retention_from < 0)
 	{
-		Oid			nsp = get_namespace_oid(ENR_SCHEMA, true);
-		Oid			relid = OidIsValid(nsp) ? get_relname_relid("enrollment_token", nsp) : InvalidOid;
+		Oid			relid = enr_schema_relid("enrollment_token");
 
 		if (!OidIsValid(relid))
 			schema_missing();
@@ -156,10 +182,8 @@ enr_has_token_use(void)
 {
 	if (!OidIsValid(token_use_relid))
 	{
-		Oid			nsp = get_namespace_oid(ENR_SCHEMA, true);
-
 		register_callback();
-		token_use_relid = OidIsValid(nsp) ? get_relname_relid("token_use", nsp) : InvalidOid;
+		token_use_relid = enr_schema_relid("token_use");
 	}
 	return OidIsValid(token_use_relid);
 }
@@ -177,7 +201,6 @@ nkeys(const EnrProbeTable *t)
 static void
 resolve(EnrProbeTable *t)
 {
-	Oid			nsp = get_namespace_oid(ENR_SCHEMA, true);
 	Oid			relid;
 	Oid			indexid;
 	Relation	rel;
@@ -186,10 +209,8 @@ resolve(EnrProbeTable *t)
 	bool		is_heap;
 
 	register_callback();
-	if (!OidIsValid(nsp))
-		schema_missing();
-	relid = get_relname_relid(t->relname, nsp);
-	indexid = get_relname_relid(t->indexname, nsp);
+	relid = enr_schema_relid(t->relname);
+	indexid = enr_schema_relid(t->indexname);
 	if (!OidIsValid(relid) || !OidIsValid(indexid) ||
 		get_rel_relkind(relid) != RELKIND_RELATION ||
 		get_rel_relkind(indexid) != RELKIND_INDEX)

@@ -15,6 +15,13 @@
 #include "access/attnum.h"
 #include "storage/itemptr.h"
 
+/* The schema of the extension's tables (enrollment.control) */
+#define ENR_SCHEMA	"enrollment"
+
+/* a table or index of that schema by name (InvalidOid / an error if missing) */
+extern Oid	enr_schema_relid(const char *relname);
+extern Oid	enr_schema_relid_required(const char *relname);
+
 #define ENR_PROBE_MAXCOLS 12
 
 struct EnrProbeHint;

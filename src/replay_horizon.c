@@ -38,7 +38,6 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "replication/syncrep.h"
 #include "utils/inval.h"
@@ -46,6 +45,7 @@
 #include "utils/rel.h"
 
 #include "enrollment.h"
+#include "probe.h"
 
 /* the row, as stored: two non-null bigint columns */
 typedef struct FormData_replay_horizon
@@ -84,8 +84,7 @@ horizon_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 static Relation
 open_horizon_table(LOCKMODE mode)
 {
-	Oid			nsp = get_namespace_oid("enrollment", true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("replay_horizon", nsp) : InvalidOid;
+	Oid			relid = enr_schema_relid("replay_horizon");
 	Relation	rel;
 	TupleDesc	desc;
 
