@@ -279,7 +279,7 @@ CREATE FUNCTION enrollment.authenticate_node(node_secret text)
     AS 'MODULE_PATHNAME', 'enrollment_authenticate_node'
     LANGUAGE C STABLE ROWS 1;
 COMMENT ON FUNCTION enrollment.authenticate_node(text) IS
-    'The node a credential belongs to, or no row when the credential is unknown, wrong or the node was removed';
+    'The node a credential belongs to, or no row when the credential is unknown or wrong, or the node is not active (removed, or waiting for approval)';
 
 --------------------------------------------------------------------------
 -- API keys and signed requests (C)
@@ -490,11 +490,15 @@ CREATE TABLE enrollment.member (
 -- Per-tenant settings; a tenant without a row uses the defaults.
 -- node_limit (0.7.0): the license node limit, the most nodes that are not
 -- removed the tenant may have; NULL: none (src/node_limit.c).
+-- node_approval (0.7.0): 'manual' if new nodes wait for approval unless an
+-- auto-approve rule admits them; NULL: they are active at once
+-- (src/approval.c).
 CREATE TABLE enrollment.tenant_setting (
     tenant            text PRIMARY KEY,
     api_token_prefix  text NOT NULL DEFAULT 'api_'
                       CHECK (api_token_prefix OPERATOR(pg_catalog.~) '^[a-z][a-z0-9-]{0,14}_$'),
-    node_limit        integer CHECK (node_limit OPERATOR(pg_catalog.>=) 0)
+    node_limit        integer CHECK (node_limit OPERATOR(pg_catalog.>=) 0),
+    node_approval     text CHECK (node_approval OPERATOR(pg_catalog.=) 'manual')
 );
 
 -- Bearer API tokens: public id + SHA-256 digest, owned by a member.
@@ -1446,6 +1450,214 @@ COMMENT ON FUNCTION enrollment.revoke_token_and_nodes(uuid) IS
 
 REVOKE ALL ON FUNCTION enrollment.remove_node(uuid), enrollment.renew_token(uuid),
                        enrollment.revoke_token_and_nodes(uuid) FROM PUBLIC;
+
+--------------------------------------------------------------------------
+-- Approval of new nodes (0.7.0).  A tenant whose node_approval setting is
+-- 'manual' has each new node wait as pending_approval, which does not
+-- authenticate, until an operator approves it (approve_node), unless the
+-- auto-approve rule of the node's cluster admits it: its role is one of
+-- the rule's allowed_roles (an empty list admits any role) and the rule has
+-- approved fewer than max_nodes nodes.  The enrollment counts the approval
+-- in the rule's row under its lock (src/approval.c), so max_nodes holds
+-- under concurrency.  Deleting a rule leaves the nodes it approved alone.
+--------------------------------------------------------------------------
+
+CREATE TABLE enrollment.auto_approve_rule (
+    rule_id        uuid PRIMARY KEY DEFAULT enrollment.uuid_v7(),
+    tenant         text NOT NULL,
+    cluster_id     text NOT NULL CHECK (pg_catalog.char_length(cluster_id) BETWEEN 1 AND 128),
+    label          text NOT NULL CHECK (pg_catalog.char_length(label) BETWEEN 1 AND 128),
+    allowed_roles  text[] NOT NULL DEFAULT '{}',      -- empty: any role
+    max_nodes      integer CHECK (max_nodes OPERATOR(pg_catalog.>) 0),
+    approved_count integer NOT NULL DEFAULT 0,        -- nodes it has approved so far
+    created_by     text NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    UNIQUE (tenant, cluster_id),
+    CHECK (approved_count OPERATOR(pg_catalog.>=) 0
+           AND (max_nodes IS NULL OR approved_count OPERATOR(pg_catalog.<=) max_nodes))
+);
+REVOKE ALL ON enrollment.auto_approve_rule FROM PUBLIC;
+
+-- 'manual' or 'auto' (the default); returns the mode before.  It holds for
+-- the enrollments that start after its commit; nodes already enrolled keep
+-- their status.
+CREATE FUNCTION enrollment.set_node_approval(mode text) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    t text := enrollment.current_tenant();
+    previous text;
+BEGIN
+    PERFORM enrollment.require_role('admin', 'set how new nodes are approved');
+    IF set_node_approval.mode IS NULL THEN
+        RAISE EXCEPTION 'mode must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF set_node_approval.mode OPERATOR(pg_catalog.<>) ALL (ARRAY['auto', 'manual']) THEN
+        RAISE EXCEPTION 'invalid approval mode' USING ERRCODE = '22023',
+            DETAIL = 'The mode is auto (new nodes are active at once) or manual (new nodes wait for approve_node unless an auto-approve rule admits them).';
+    END IF;
+    SELECT s.node_approval INTO previous FROM enrollment.tenant_setting AS s
+     WHERE s.tenant OPERATOR(pg_catalog.=) t FOR UPDATE;
+    INSERT INTO enrollment.tenant_setting AS s (tenant, node_approval)
+    VALUES (t, NULLIF(set_node_approval.mode, 'auto'))
+    ON CONFLICT (tenant) DO UPDATE SET node_approval = excluded.node_approval;
+    PERFORM enrollment.audit('node_approval_set', 'tenant', t,
+        pg_catalog.jsonb_build_object('mode', set_node_approval.mode, 'previous', COALESCE(previous, 'auto')));
+    RETURN COALESCE(previous, 'auto');
+END
+$$;
+COMMENT ON FUNCTION enrollment.set_node_approval(text) IS
+    'How the current tenant''s new nodes are approved: auto (active at once) or manual (pending_approval unless a rule admits them); returns the mode before (admin)';
+
+CREATE FUNCTION enrollment.create_auto_approve_rule(cluster_id text, label text,
+                                                    allowed_roles text[] DEFAULT NULL,
+                                                    max_nodes integer DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    roles text[] := COALESCE(create_auto_approve_rule.allowed_roles, '{}');
+    id uuid;
+BEGIN
+    PERFORM enrollment.require_role('admin', 'create auto-approve rules');
+    IF create_auto_approve_rule.cluster_id IS NULL THEN
+        RAISE EXCEPTION 'cluster_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF create_auto_approve_rule.label IS NULL THEN
+        RAISE EXCEPTION 'label must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF pg_catalog.char_length(create_auto_approve_rule.cluster_id) OPERATOR(pg_catalog.>) 128 THEN
+        RAISE EXCEPTION 'cluster_id is too long' USING ERRCODE = '22001',
+            DETAIL = 'A cluster_id has at most 128 characters.';
+    END IF;
+    IF pg_catalog.char_length(create_auto_approve_rule.label) OPERATOR(pg_catalog.>) 128 THEN
+        RAISE EXCEPTION 'label is too long' USING ERRCODE = '22001',
+            DETAIL = 'A label has at most 128 characters.';
+    END IF;
+    IF create_auto_approve_rule.cluster_id OPERATOR(pg_catalog.=) '' OR create_auto_approve_rule.label OPERATOR(pg_catalog.=) '' THEN
+        RAISE EXCEPTION 'invalid auto-approve rule' USING ERRCODE = '22023',
+            DETAIL = 'cluster_id and label must not be empty.';
+    END IF;
+    IF pg_catalog.array_ndims(roles) OPERATOR(pg_catalog.>) 1
+       OR EXISTS (SELECT FROM pg_catalog.unnest(roles) AS r(role)
+                   WHERE r.role IS NULL OR pg_catalog.char_length(r.role) NOT BETWEEN 1 AND 64) THEN
+        RAISE EXCEPTION 'invalid auto-approve rule' USING ERRCODE = '22023',
+            DETAIL = 'allowed_roles is a list of node roles of 1 to 64 characters, without NULLs; empty or NULL admits any role.';
+    END IF;
+    IF create_auto_approve_rule.max_nodes OPERATOR(pg_catalog.<=) 0 THEN
+        RAISE EXCEPTION 'invalid auto-approve rule' USING ERRCODE = '22023',
+            DETAIL = 'max_nodes is 1 or more, or NULL for no cap.';
+    END IF;
+    INSERT INTO enrollment.auto_approve_rule AS r
+           (tenant, cluster_id, label, allowed_roles, max_nodes, created_by)
+    VALUES (enrollment.current_tenant(), create_auto_approve_rule.cluster_id,
+            create_auto_approve_rule.label, roles, create_auto_approve_rule.max_nodes,
+            enrollment.current_actor())
+    ON CONFLICT ON CONSTRAINT auto_approve_rule_tenant_cluster_id_key DO NOTHING
+    RETURNING r.rule_id INTO id;
+    IF id IS NULL THEN
+        RAISE EXCEPTION 'rule_exists' USING ERRCODE = '23505',
+            DETAIL = pg_catalog.format('Cluster %s already has an auto-approve rule.', create_auto_approve_rule.cluster_id),
+            HINT = 'Delete it first (enrollment.delete_auto_approve_rule).';
+    END IF;
+    PERFORM enrollment.audit('auto_approve_rule_created', 'auto_approve_rule', id::text,
+        pg_catalog.jsonb_build_object('cluster_id', create_auto_approve_rule.cluster_id,
+                                      'label', create_auto_approve_rule.label,
+                                      'allowed_roles', roles, 'max_nodes', create_auto_approve_rule.max_nodes));
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION enrollment.create_auto_approve_rule(text, text, text[], integer) IS
+    'A rule that approves new nodes of a cluster at enrollment (where approval is manual): roles allowed (empty: any) and a cap (admin)';
+
+-- Returns how many nodes the rule had approved.
+CREATE FUNCTION enrollment.delete_auto_approve_rule(rule_id uuid) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    r enrollment.auto_approve_rule%ROWTYPE;
+BEGIN
+    PERFORM enrollment.require_role('admin', 'delete auto-approve rules');
+    IF delete_auto_approve_rule.rule_id IS NULL THEN
+        RAISE EXCEPTION 'rule_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    DELETE FROM enrollment.auto_approve_rule AS a
+     WHERE a.rule_id OPERATOR(pg_catalog.=) delete_auto_approve_rule.rule_id
+       AND a.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()
+    RETURNING a.* INTO r;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'rule_not_found' USING ERRCODE = 'NR022',
+            DETAIL = pg_catalog.format('No auto-approve rule has id %s.', delete_auto_approve_rule.rule_id);
+    END IF;
+    PERFORM enrollment.audit('auto_approve_rule_deleted', 'auto_approve_rule', r.rule_id::text,
+        pg_catalog.jsonb_build_object('cluster_id', r.cluster_id, 'label', r.label,
+                                      'approved_count', r.approved_count));
+    RETURN r.approved_count;
+END
+$$;
+COMMENT ON FUNCTION enrollment.delete_auto_approve_rule(uuid) IS
+    'Delete an auto-approve rule; the nodes it approved stay active; returns how many it approved (admin)';
+
+-- Approve a node that waits: it is active, and authenticates, from the
+-- commit on.  The node row is locked as remove_node and a re-enrollment
+-- lock it.
+CREATE FUNCTION enrollment.approve_node(node_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    n enrollment.node_record%ROWTYPE;
+BEGIN
+    PERFORM enrollment.require_role('operator', 'approve nodes');
+    IF approve_node.node_id IS NULL THEN
+        RAISE EXCEPTION 'node_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO n FROM enrollment.node_record AS r
+     WHERE r.node_id OPERATOR(pg_catalog.=) approve_node.node_id
+       AND r.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant() FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'node_not_found' USING ERRCODE = 'NR021',
+            DETAIL = pg_catalog.format('No node has id %s.', approve_node.node_id);
+    END IF;
+    IF n.status OPERATOR(pg_catalog.=) 'removed' THEN
+        RAISE EXCEPTION 'node was removed' USING ERRCODE = '55000',
+            DETAIL = pg_catalog.format('Node %s was removed at %s.', n.node_id, n.removed_at),
+            HINT = 'Enroll the machine again with a new token.';
+    END IF;
+    IF n.status OPERATOR(pg_catalog.=) 'active' THEN
+        RETURN false;                       -- approved already: nothing to do
+    END IF;
+    UPDATE enrollment.node_record AS r SET status = 'active'
+     WHERE r.node_id OPERATOR(pg_catalog.=) n.node_id;
+    PERFORM enrollment.audit('sensor_approved', 'node', n.node_id::text,
+        pg_catalog.jsonb_build_object('name', n.name, 'cluster_id', n.cluster_id, 'role', n.role),
+        n.enrolled_by, n.node_id);
+    PERFORM pg_catalog.pg_notify('enrollment_events', pg_catalog.json_build_object(
+        'event', 'node_approved', 'tenant', n.tenant, 'node_id', n.node_id)::text);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION enrollment.approve_node(uuid) IS
+    'Approve a node waiting as pending_approval: it authenticates from the commit on; false if it was active already';
+
+REVOKE ALL ON FUNCTION enrollment.set_node_approval(text),
+                       enrollment.create_auto_approve_rule(text, text, text[], integer),
+                       enrollment.delete_auto_approve_rule(uuid),
+                       enrollment.approve_node(uuid) FROM PUBLIC;
+
+CREATE VIEW enrollment.auto_approve_rules WITH (security_barrier) AS
+SELECT r.rule_id,
+       r.tenant,
+       r.cluster_id,
+       r.label,
+       r.allowed_roles,
+       r.max_nodes,
+       r.approved_count,
+       r.created_by,
+       r.created_at
+  FROM enrollment.auto_approve_rule AS r
+ WHERE r.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()
+   AND (SELECT enrollment.require_role('operator', 'list auto-approve rules'));
+COMMENT ON VIEW enrollment.auto_approve_rules IS
+    'Auto-approve rules of the current tenant (they act where set_node_approval is manual)';
+COMMENT ON COLUMN enrollment.auto_approve_rules.allowed_roles IS 'Node roles the rule approves; empty: any';
+COMMENT ON COLUMN enrollment.auto_approve_rules.approved_count IS 'Nodes the rule has approved so far; it approves no more once this reaches max_nodes';
+REVOKE ALL ON enrollment.auto_approve_rules FROM PUBLIC;
 
 --------------------------------------------------------------------------
 -- Views (the listing interface)

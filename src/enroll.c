@@ -39,7 +39,10 @@
  *
  * An enrollment that creates a node checks the tenant's node limit before
  * it writes or locks anything else (node_limit.c): a tenant with a limit
- * has its setting row locked first, then the token.  A reusable token with
+ * has its setting row locked first, then the token.  Where the tenant
+ * approves new nodes by hand, the auto-approve rule of the node's cluster
+ * is locked next, by the count of its approvals (approval.c), and the node
+ * is written pending_approval unless the rule admits it.  A reusable token with
  * a rate of enrollments per hour counts its use in its row, and checks the
  * rate under that row's lock (rate_limit.c).
  *
@@ -107,7 +110,9 @@ static EnrPlan lock_node_plan = {
 /*
  * A new node and its audit event.  $1 token_id, $2 now, $3 tenant, $4 node
  * name, $5 role, $6 cluster_id, $7 secret prefix, $8 secret public id,
- * $9 secret digest, $10 actor, $11 token's public part
+ * $9 secret digest, $10 actor, $11 token's public part, $12 (once_plan's),
+ * $13 how the node was approved where approval is manual ('rule' or
+ * 'pending'; NULL: automatic), $14 the approving rule (approval.c)
  */
 static EnrPlan new_node_plan = {
 	.sql = "WITH n AS ("
@@ -119,11 +124,20 @@ static EnrPlan new_node_plan = {
 	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)"
 	"  SELECT $3, $10, 'sensor_enrolled', $1, n.node_id,"
 	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-	"           'node_name', $4, 'role', $5, 'cluster_id', $6, 'token_prefix', $11))"
+	"           'node_name', $4, 'role', $5, 'cluster_id', $6, 'token_prefix', $11,"
+	"           'approval', $13, 'rule_id', $14))"
 	"  FROM n)"
 	"SELECT node_id, status FROM n",
-	.nargs = 11,
-	.argtypes = {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID}
+	.nargs = 14,
+	.argtypes = {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDOID}
+};
+
+/* A node that waits for approval, written through SQL (write_node) */
+static EnrPlan pending_node_plan = {
+	.sql = "UPDATE enrollment.node_record SET status = 'pending_approval'"
+	" WHERE node_id = $1 RETURNING status",
+	.nargs = 1,
+	.argtypes = {UUIDOID}
 };
 
 /*
@@ -187,8 +201,8 @@ static EnrPlan count_use_plan_v4 = {
  * A once token: no other caller may be waiting for it, so the use is
  * counted and the node written in one statement (one executor start-up
  * less than new_node_plan + count_use_plan); parameters as new_node_plan,
- * and $12 now + token_retention.  No row comes back when the UPDATE refuses
- * the token.
+ * with $12 now + token_retention.  No row comes back when the UPDATE
+ * refuses the token.
  */
 #define ONCE_SQL(retention) \
 	"WITH u AS (" \
@@ -207,20 +221,21 @@ static EnrPlan count_use_plan_v4 = {
 	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)" \
 	"  SELECT $3, $10, 'sensor_enrolled', $1, n.node_id," \
 	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(" \
-	"           'node_name', $4, 'role', $5, 'cluster_id', $6, 'token_prefix', $11))" \
+	"           'node_name', $4, 'role', $5, 'cluster_id', $6, 'token_prefix', $11," \
+	"           'approval', $13, 'rule_id', $14))" \
 	"  FROM n)" \
 	"SELECT node_id, status FROM n"
 
 static EnrPlan once_plan = {
 	.sql = ONCE_SQL(RETENTION_ON_END("true", "$2", "$12")),
-	.nargs = 12,
-	.argtypes = {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
+	.nargs = 14,
+	.argtypes = {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDOID}
 };
 
 static EnrPlan once_plan_v4 = {
 	.sql = ONCE_SQL(""),
-	.nargs = 12,
-	.argtypes = {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TIMESTAMPTZOID}
+	.nargs = 14,
+	.argtypes = {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDOID}
 };
 
 /*
@@ -503,13 +518,23 @@ push_text_member(JsonbParseState **state, const char *key, text *value)
 	pushJsonbValue(state, WJB_VALUE, &v);
 }
 
+/* How a new node was approved, for its event: NULL where approval is automatic */
+static text *
+approval_detail(const NodeApproval *approval)
+{
+	if (!approval->manual)
+		return NULL;
+	return cstring_to_text(approval->by_rule ? "rule" : "pending");
+}
+
 /*
  * The details of a sensor_enrolled event, as the SQL path writes them:
  * jsonb_strip_nulls(jsonb_build_object('node_name', …, 'role', …,
- * 'cluster_id', …, 'token_prefix', …))
+ * 'cluster_id', …, 'token_prefix', …, 'approval', …, 'rule_id', …))
  */
 static Datum
-enrolled_details(text *node_name, text *node_role, text *cluster_id, const char *token_prefix)
+enrolled_details(text *node_name, text *node_role, text *cluster_id, const char *token_prefix,
+				 const NodeApproval *approval)
 {
 	JsonbParseState *state = NULL;
 
@@ -518,6 +543,10 @@ enrolled_details(text *node_name, text *node_role, text *cluster_id, const char 
 	push_text_member(&state, "role", node_role);
 	push_text_member(&state, "cluster_id", cluster_id);
 	push_text_member(&state, "token_prefix", cstring_to_text(token_prefix));
+	push_text_member(&state, "approval", approval_detail(approval));
+	if (approval->by_rule)
+		push_text_member(&state, "rule_id",
+						 cstring_to_text(DatumGetCString(DirectFunctionCall1(uuid_out, approval->rule_id))));
 	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
@@ -701,8 +730,8 @@ direct_append_use(EnrDirectWrite *w, ResultRelInfo *tokens, ResultRelInfo *uses,
 static bool
 enroll_direct(ItemPointer tid, int64 public_id, const uint8 *digest, TimestampTz now,
 			  text *node_name, text *node_role, text *cluster_id,
-			  const IssuedCredential *cred, TokenRow *tok, Datum *node_id,
-			  Datum *node_status)
+			  const IssuedCredential *cred, const NodeApproval *approval, TokenRow *tok,
+			  Datum *node_id, Datum *node_status)
 {
 	EnrDirectWrite w;
 	ResultRelInfo *tokens;
@@ -734,6 +763,11 @@ enroll_direct(ItemPointer tid, int64 public_id, const uint8 *digest, TimestampTz
 	/* the node; node_id, status and the rest from the column defaults */
 	memset(nn, false, sizeof(nn));
 	enr_direct_defaults(&w, &node_table, nv, nn);
+	if (approval->manual && !approval->by_rule)
+	{
+		nv[ND_STATUS] = CStringGetTextDatum("pending_approval");
+		nn[ND_STATUS] = false;
+	}
 	nv[ND_TENANT] = tok->tenant;
 	nv[ND_NAME] = PointerGetDatum(node_name);
 	nv[ND_ROLE] = PointerGetDatum(node_role);
@@ -759,7 +793,8 @@ enroll_direct(ItemPointer tid, int64 public_id, const uint8 *digest, TimestampTz
 	av[AE_ACTION] = CStringGetTextDatum("sensor_enrolled");
 	av[AE_TOKEN_ID] = tok->token_id;
 	av[AE_NODE_ID] = *node_id;
-	av[AE_DETAILS] = enrolled_details(node_name, node_role, cluster_id, tok->public_prefix);
+	av[AE_DETAILS] = enrolled_details(node_name, node_role, cluster_id, tok->public_prefix,
+									  approval);
 	enr_direct_insert(&w, events, &audit_table, av, an);
 
 	/* a shared token: the use last (an error here rolls back node and event) */
@@ -800,9 +835,13 @@ check_rate(TokenRow *tok, TimestampTz now)
 		enr_rate_limited(tok->public_prefix, rate, last_hour - 1);
 }
 
-/* Run new_node_plan or once_plan; false if it wrote no node */
+/*
+ * Run new_node_plan or once_plan, and mark the node pending_approval if it
+ * is to wait; false if it wrote no node
+ */
 static bool
-write_node(EnrPlan *plan, Datum *args, const char *nulls, Datum *node_id, Datum *node_status)
+write_node(EnrPlan *plan, Datum *args, const char *nulls, const NodeApproval *approval,
+		   Datum *node_id, Datum *node_status)
 {
 	bool		isnull;
 
@@ -812,6 +851,13 @@ write_node(EnrPlan *plan, Datum *args, const char *nulls, Datum *node_id, Datum 
 		return false;
 	*node_id = enr_getattr(0, 1, &isnull);
 	*node_status = enr_getattr(0, 2, &isnull);
+	if (approval->manual && !approval->by_rule)
+	{
+		if (enr_execute(&pending_node_plan, node_id, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
+			SPI_processed != 1)
+			elog(ERROR, "could not mark the new node as pending approval");
+		*node_status = enr_getattr(0, 1, &isnull);
+	}
 	return true;
 }
 
@@ -871,6 +917,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	IssuedCredential cred;
 	Datum		node_id;
 	Datum		node_status;
+	NodeApproval approval;
 	bool		counted;
 	ItemPointerData token_tid;
 	Datum		out[5];
@@ -923,18 +970,24 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 
 		if (tok.unbound)
 		{
-			/* a new node: the tenant's license node limit first (node_limit.c) */
+			/*
+			 * a new node: the tenant's license node limit first
+			 * (node_limit.c), then whether it waits for approval
+			 * (approval.c)
+			 */
 			enr_check_node_limit(tok.tenant, tok.public_prefix);
+			enr_approve_new_node(tok.tenant, cluster_id, node_role, &approval);
 
 			if (enrollment_direct_writes &&
 				enroll_direct(&token_tid, public_id, digest, now, node_name, node_role,
-							  cluster_id, &cred, &tok, &node_id, &node_status))
+							  cluster_id, &cred, &approval, &tok, &node_id, &node_status))
 				counted = true;
 			else
 			{
 				/* through SQL: once_plan, or new_node_plan then count_use_plan */
-				Datum		args[12];
-				char		nulls[12];
+				Datum		args[14];
+				char		nulls[14];
+				text	   *approved = approval_detail(&approval);
 
 				args[0] = tok.token_id;
 				args[1] = TimestampTzGetDatum(now);
@@ -948,18 +1001,24 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 				args[9] = CStringGetTextDatum(enr_current_actor());
 				args[10] = CStringGetTextDatum(tok.public_prefix);
 				args[11] = retention_horizon(now);
+				args[12] = approved ? PointerGetDatum(approved) : (Datum) 0;
+				args[13] = approval.rule_id;
 				memset(nulls, ' ', sizeof(nulls));
 				if (!node_role)
 					nulls[4] = 'n';
 				if (!cluster_id)
 					nulls[5] = 'n';
+				if (!approved)
+					nulls[12] = 'n';
+				if (!approval.by_rule)
+					nulls[13] = 'n';
 
 				if (strcmp(tok.kind, "once") == 0)
 					counted = write_node(enr_has_retention_from() ? &once_plan : &once_plan_v4,
-										 args, nulls, &node_id, &node_status);
+										 args, nulls, &approval, &node_id, &node_status);
 				else
 				{
-					if (!write_node(&new_node_plan, args, nulls, &node_id, &node_status))
+					if (!write_node(&new_node_plan, args, nulls, &approval, &node_id, &node_status))
 						elog(ERROR, "enrollment of token %s wrote no node", tok.public_prefix);
 					/* last: count the use under the row lock, or append it */
 					if (appends_use(&tok))

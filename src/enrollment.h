@@ -112,12 +112,24 @@ extern void enr_check_node_limit(Datum tenant, const char *token_public_part);
 extern void enr_warn_node_capacity(Datum tenant);
 extern bool enr_node_limit_reached(Datum tenant);
 
+/* approval.c: whether a new node starts active or waits for approval */
+typedef struct NodeApproval
+{
+	bool		manual;			/* the tenant approves new nodes by hand */
+	bool		by_rule;		/* an auto-approve rule admitted the node */
+	Datum		rule_id;		/* that rule (uuid), when by_rule */
+} NodeApproval;
+
+extern void enr_approve_new_node(Datum tenant, text *cluster_id, text *node_role,
+								 NodeApproval *approval);
+
 /* node_count.c: nodes counted by direct index scans, for the limits */
 extern int64 enr_count_tenant_nodes(Datum tenant, Snapshot snapshot);
 extern int64 enr_count_token_nodes_since(Datum token_id, TimestampTz since, Snapshot snapshot);
 
 /* limits_cache.c: whether any node limit or rate exists, per backend */
 extern bool enr_any_node_limit(void);
+extern bool enr_any_manual_approval(void);
 extern bool enr_any_token_rate(void);
 extern Oid	enr_node_record_relid(void);
 

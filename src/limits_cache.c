@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * limits_cache.c
- *	  Whether any tenant has a node limit and any token a rate (0.7.0),
- *	  remembered per backend, so that the per-request paths read
- *	  tenant_setting and token_rate only where a limit exists.
+ *	  Whether any tenant has a node limit or approves new nodes by hand,
+ *	  and any token a rate (0.7.0), remembered per backend, so that the
+ *	  per-request paths read tenant_setting and token_rate only where a
+ *	  limit or a manual approval exists.
  *
  * Most databases set neither limit.  Without this, every enrollment of a
  * new node would probe tenant_setting, and every check_token of a reusable
@@ -52,6 +53,7 @@ typedef struct LimitsCache
 {
 	bool		valid;			/* the answers below hold */
 	bool		any_node_limit;
+	bool		any_manual_approval;
 	bool		any_token_rate;
 	Oid			setting_relid;
 	Oid			rate_relid;
@@ -131,6 +133,7 @@ fill(void)
 	Oid			setting = enr_schema_relid("tenant_setting");
 	Oid			rate = enr_schema_relid("token_rate");
 	AttrNumber	limit_att = OidIsValid(setting) ? get_attnum(setting, "node_limit") : InvalidAttrNumber;
+	AttrNumber	approval_att = OidIsValid(setting) ? get_attnum(setting, "node_approval") : InvalidAttrNumber;
 	Relation	setting_rel = NULL;
 	Relation	rate_rel = NULL;
 	Snapshot	snapshot;
@@ -154,6 +157,8 @@ fill(void)
 	seen = invalidations;
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	cache.any_node_limit = setting_rel != NULL && has_row(setting_rel, limit_att, snapshot);
+	cache.any_manual_approval = setting_rel != NULL && approval_att != InvalidAttrNumber &&
+		has_row(setting_rel, approval_att, snapshot);
 	cache.any_token_rate = rate_rel != NULL && has_row(rate_rel, InvalidAttrNumber, snapshot);
 	UnregisterSnapshot(snapshot);
 	if (setting_rel)
@@ -177,6 +182,14 @@ enr_any_node_limit(void)
 {
 	refresh();
 	return cache.any_node_limit;
+}
+
+/* May some tenant approve new nodes by hand?  (No: none does.) */
+bool
+enr_any_manual_approval(void)
+{
+	refresh();
+	return cache.any_manual_approval;
 }
 
 /* May some token have a rate?  (No: no token has one.) */

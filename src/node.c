@@ -5,7 +5,8 @@
  *
  * Read-only (it works on a standby): parse the credential, look the node
  * up by the credential's public id through its unique index, compare the
- * digest in constant time.  Unknown, wrong and removed all return no row.
+ * digest in constant time.  Unknown, wrong and removed all return no row,
+ * and so does a node that waits for an operator's approval (0.7.0).
  *
  * src/node.c
  *
@@ -56,11 +57,11 @@ enrollment_authenticate_node(PG_FUNCTION_ARGS)
 		Datum		v[9];
 		bool		n[9];
 
-		/* a removed node, or another tenant's, does not authenticate */
+		/* only an active node of the current tenant authenticates */
 		if (enr_probe(&node_by_secret, Int64GetDatum(public_id), v, n) &&
 			enr_digest_matches(DatumGetByteaPP(v[8]), digest) &&
 			enr_is_current_tenant(v[2]) &&
-			strcmp(TextDatumGetCString(v[6]), "removed") != 0)
+			strcmp(TextDatumGetCString(v[6]), "active") == 0)
 			/* tuplestore_putvalues copies into the tuplestore's own context */
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &v[1], &n[1]);
 	}
