@@ -1625,7 +1625,8 @@ BEGIN
     UPDATE enrollment.node_record AS r SET status = 'active'
      WHERE r.node_id OPERATOR(pg_catalog.=) n.node_id;
     PERFORM enrollment.audit('sensor_approved', 'node', n.node_id::text,
-        pg_catalog.jsonb_build_object('name', n.name, 'cluster_id', n.cluster_id, 'role', n.role),
+        pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+            'name', n.name, 'cluster_id', n.cluster_id, 'role', n.role)),
         n.enrolled_by, n.node_id);
     PERFORM pg_catalog.pg_notify('enrollment_events', pg_catalog.json_build_object(
         'event', 'node_approved', 'tenant', n.tenant, 'node_id', n.node_id)::text);
