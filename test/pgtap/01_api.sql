@@ -1,6 +1,6 @@
 -- pgTAP: the public API of enrollment, its privileges and its error codes
 BEGIN;
-SELECT plan(56);
+SELECT plan(63);
 
 SELECT has_schema('enrollment');
 SELECT has_extension('enrollment');
@@ -12,13 +12,16 @@ SELECT functions_are('enrollment', ARRAY[
     'current_member_role', 'require_role', 'role_permissions', 'audit', 'add_member',
     'set_member_role', 'remove_member', 'create_self_enrollment_token', 'create_api_token', 'set_node_limit', 'set_token_rate', 'limits_changed',
     'remove_node', 'renew_token', 'revoke_token_and_nodes',
+    'set_node_approval', 'create_auto_approve_rule', 'delete_auto_approve_rule', 'approve_node',
     'verify_api_token', 'set_api_token_prefix', 'api_token_for_management', 'revoke_api_token',
     'delete_api_token', 'reassign_api_token', 'audit_canonical', 'seal_audit',
     'verify_audit_chain', 'purge_audit', 'may_read_audit', 'require_dba', 'enrollment_token_rules', 'node_record_rules', 'uuid_v7',
     'fold_token_uses']);
-SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log', 'api_keys', 'stats', 'members', 'api_tokens', 'tenant_stats']);
+SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log', 'api_keys', 'stats', 'members', 'api_tokens', 'tenant_stats',
+    'auto_approve_rules']);
 SELECT tables_are('enrollment', ARRAY['enrollment_token', 'node_record', 'audit_event', 'api_key',
-    'member', 'tenant_setting', 'api_token', 'audit_chain', 'replay_horizon', 'token_use', 'token_rate']);
+    'member', 'tenant_setting', 'api_token', 'audit_chain', 'replay_horizon', 'token_use', 'token_rate',
+    'auto_approve_rule']);
 
 SELECT has_function('enrollment', 'create_token',
     ARRAY['text', 'text', 'interval', 'integer', 'text', 'uuid', 'integer']);
@@ -41,6 +44,15 @@ SELECT function_privs_are('enrollment', 'revoke_token', ARRAY['uuid'], 'public',
 SELECT function_privs_are('enrollment', 'remove_node', ARRAY['uuid'], 'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'renew_token', ARRAY['uuid'], 'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'revoke_token_and_nodes', ARRAY['uuid'], 'public', ARRAY[]::text[]);
+SELECT function_privs_are('enrollment', 'set_node_approval', ARRAY['text'], 'public', ARRAY[]::text[]);
+SELECT function_privs_are('enrollment', 'create_auto_approve_rule', ARRAY['text', 'text', 'text[]', 'integer'],
+                          'public', ARRAY[]::text[]);
+SELECT function_privs_are('enrollment', 'delete_auto_approve_rule', ARRAY['uuid'], 'public', ARRAY[]::text[]);
+SELECT function_privs_are('enrollment', 'approve_node', ARRAY['uuid'], 'public', ARRAY[]::text[]);
+SELECT table_privs_are('enrollment', 'auto_approve_rule', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('enrollment', 'auto_approve_rules', 'public', ARRAY[]::text[]);
+SELECT throws_ok($$SELECT enrollment.delete_auto_approve_rule('00000000-0000-0000-0000-000000000000')$$,
+                 'NR022', 'rule_not_found');
 
 SELECT has_function('enrollment', 'verify_request',
     ARRAY['text', 'text', 'text', 'text', 'text', 'text', 'bytea', 'text']);

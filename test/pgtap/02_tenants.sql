@@ -2,7 +2,7 @@
 -- isolation, the cascade of removing a member, API tokens and their
 -- permissions after a demotion, and the audit hash chain.
 BEGIN;
-SELECT plan(187);
+SELECT plan(218);
 
 -- the SQLSTATE a statement ends with, or 'ok'
 CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text LANGUAGE plpgsql AS $$
@@ -46,6 +46,11 @@ INSERT INTO action VALUES
   ('renew an enrollment token',   3, $$SELECT enrollment.renew_token(gen_random_uuid())$$, '{NR001}'),
   ('revoke a token and its nodes',3, $$SELECT enrollment.revoke_token_and_nodes(gen_random_uuid())$$, '{NR001}'),
   ('remove a node',               3, $$SELECT enrollment.remove_node(gen_random_uuid())$$, '{NR021}'),
+  ('approve a node',              3, $$SELECT enrollment.approve_node(gen_random_uuid())$$, '{NR021}'),
+  ('list auto-approve rules',     3, $$SELECT count(*) FROM enrollment.auto_approve_rules$$, '{ok}'),
+  ('create an auto-approve rule', 4, $$SELECT enrollment.create_auto_approve_rule('c-' || gen_random_uuid(), 'r')$$, '{ok}'),
+  ('delete an auto-approve rule', 4, $$SELECT enrollment.delete_auto_approve_rule(gen_random_uuid())$$, '{NR022}'),
+  ('set how new nodes are approved', 4, $$SELECT enrollment.set_node_approval('auto')$$, '{ok}'),
   ('list enrollment tokens',      3, $$SELECT count(*) FROM enrollment.tokens$$, '{ok}'),
   ('create an API key',           4, $$SELECT enrollment.create_api_key('k', ARRAY['events:read'])$$, '{ok}'),
   ('revoke an API key',           4, $$SELECT enrollment.revoke_api_key('0000000000000001')$$, '{NR010}'),
@@ -82,7 +87,7 @@ BEGIN
     END LOOP;
 END
 $$;
-SELECT * FROM pg_temp.matrix();              -- 6 x 20 = 120 tests
+SELECT * FROM pg_temp.matrix();              -- 6 x 25 = 150 tests
 
 -- the server-wide counters are for DBAs only: they span all tenants
 SELECT pg_temp.act('own@acme');
@@ -117,7 +122,7 @@ SELECT is((SELECT error FROM enrollment.verify_api_token((SELECT api_token FROM 
           'another tenant''s API token does not verify');
 SELECT is((SELECT count(*) FROM enrollment.tokens) + (SELECT count(*) FROM enrollment.nodes)
           + (SELECT count(*) FROM enrollment.api_keys) + (SELECT count(*) FROM enrollment.api_tokens)
-          + (SELECT count(*) FROM enrollment.audit_log), 0::bigint,
+          + (SELECT count(*) FROM enrollment.audit_log) + (SELECT count(*) FROM enrollment.auto_approve_rules), 0::bigint,
           'no view shows another tenant''s rows, not even to a DBA acting in globex');
 SELECT is((SELECT sum(value) FROM enrollment.tenant_stats WHERE area IN ('tokens', 'nodes', 'api_tokens')),
           0::numeric, 'another tenant''s statistics count none of acme''s rows');
@@ -129,6 +134,8 @@ SELECT is(pg_temp.outcome($$SELECT enrollment.revoke_token_and_nodes((SELECT tok
           'another tenant''s token cannot be revoked with its nodes');
 SELECT is(pg_temp.outcome($$SELECT enrollment.remove_node(n.node_id) FROM enrollment.node_record n WHERE n.name = 'acme-node'$$), 'NR021',
           'another tenant''s node cannot be removed');
+SELECT is(pg_temp.outcome($$SELECT enrollment.approve_node(n.node_id) FROM enrollment.node_record n WHERE n.name = 'acme-node'$$), 'NR021',
+          'another tenant''s node cannot be approved');
 SELECT pg_temp.act(NULL, 'acme');
 SELECT ok((SELECT ok FROM enrollment.check_token((SELECT token FROM acme))), 'in its own tenant the token checks out');
 SELECT is((SELECT name FROM enrollment.authenticate_node((SELECT node_secret FROM acme))), 'acme-node',

@@ -2,7 +2,7 @@
 -- gives its documented error (a SQLSTATE, or the error key of a function
 -- that reports instead of raising) and changes no row of any table.
 BEGIN;
-SELECT plan(276);
+SELECT plan(304);
 
 -- what every table of the extension holds, as one value
 CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
@@ -16,7 +16,8 @@ CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
         (SELECT string_agg(c::text, ',' ORDER BY c.seq) FROM enrollment.audit_chain c),
         (SELECT string_agg(u::text, ',' ORDER BY u::text) FROM enrollment.token_use u),
         (SELECT string_agg(s::text, ',' ORDER BY s::text) FROM enrollment.tenant_setting s),
-        (SELECT string_agg(r::text, ',' ORDER BY r::text) FROM enrollment.token_rate r)))
+        (SELECT string_agg(r::text, ',' ORDER BY r::text) FROM enrollment.token_rate r),
+        (SELECT string_agg(q::text, ',' ORDER BY q.rule_id) FROM enrollment.auto_approve_rule q)))
 $$;
 
 -- run sql; its outcome is the SQLSTATE it raised, or for a reporting function
@@ -107,6 +108,21 @@ INSERT INTO hostile VALUES
   ('renew_token: unknown id', $$SELECT enrollment.renew_token(gen_random_uuid())$$, 'NR001'),
   ('revoke_token_and_nodes: NULL', $$SELECT enrollment.revoke_token_and_nodes(NULL)$$, '22004'),
   ('revoke_token_and_nodes: unknown id', $$SELECT enrollment.revoke_token_and_nodes(gen_random_uuid())$$, 'NR001'),
+-- node approval and auto-approve rules (0.7.0)
+  ('set_node_approval: NULL', $$SELECT enrollment.set_node_approval(NULL)$$, '22004'),
+  ('set_node_approval: unknown mode', $$SELECT enrollment.set_node_approval('MANUAL')$$, '22023'),
+  ('set_node_approval: 1 MB', $$SELECT enrollment.set_node_approval(repeat('m', 1048576))$$, '22023'),
+  ('create_auto_approve_rule: NULL cluster', $$SELECT enrollment.create_auto_approve_rule(NULL, 'r')$$, '22004'),
+  ('create_auto_approve_rule: NULL label', $$SELECT enrollment.create_auto_approve_rule('c', NULL)$$, '22004'),
+  ('create_auto_approve_rule: empty cluster', $$SELECT enrollment.create_auto_approve_rule('', 'r')$$, '22023'),
+  ('create_auto_approve_rule: 1 MB cluster', $$SELECT enrollment.create_auto_approve_rule(repeat('c', 1048576), 'r')$$, '22001'),
+  ('create_auto_approve_rule: 1 MB label', $$SELECT enrollment.create_auto_approve_rule('c', repeat('l', 1048576))$$, '22001'),
+  ('create_auto_approve_rule: NULL role', $$SELECT enrollment.create_auto_approve_rule('c', 'r', ARRAY[NULL::text])$$, '22023'),
+  ('create_auto_approve_rule: 65-character role', $$SELECT enrollment.create_auto_approve_rule('c', 'r', ARRAY[repeat('r', 65)])$$, '22023'),
+  ('create_auto_approve_rule: max_nodes -1', $$SELECT enrollment.create_auto_approve_rule('c', 'r', NULL, -1)$$, '22023'),
+  ('delete_auto_approve_rule: NULL', $$SELECT enrollment.delete_auto_approve_rule(NULL)$$, '22004'),
+  ('delete_auto_approve_rule: unknown id', $$SELECT enrollment.delete_auto_approve_rule(gen_random_uuid())$$, 'NR022'),
+  ('approve_node: unknown id', $$SELECT enrollment.approve_node(gen_random_uuid())$$, 'NR021'),
 -- set_token_rate, set_node_limit (0.7.0)
   ('set_token_rate: NULL token_id', $$SELECT enrollment.set_token_rate(NULL, 5)$$, '22004'),
   ('set_token_rate: unknown id', $$SELECT enrollment.set_token_rate(gen_random_uuid(), 5)$$, 'NR001'),
