@@ -45,13 +45,18 @@ sub as_role
 	return $err =~ /ERROR:\s+(.*)/ ? "ERROR: $1" : $out;
 }
 
-# two nodes for the console to remove, one by itself and one with its token
-my ($to_remove, $to_bulk_revoke) = split /\n/, $node->safe_psql('postgres', q{
+# two nodes for the console to remove, one by itself and one with its
+# token, and one waiting for its approval
+my ($to_remove, $to_bulk_revoke, $to_approve) = split /\n/, $node->safe_psql('postgres', q{
 SET enrollment.tenant = 'acme';
 SELECT e.node_id FROM enrollment.create_token(label => 'acme-removed') AS t,
        LATERAL enrollment.enroll(t.token, 'acme-removed') AS e;
 SELECT t.token_id FROM enrollment.create_token(label => 'acme-bulk') AS t,
        LATERAL enrollment.enroll(t.token, 'acme-bulk') AS e;
+SELECT FROM enrollment.set_node_approval('manual');
+SELECT e.node_id FROM enrollment.create_token(label => 'acme-approved') AS t,
+       LATERAL enrollment.enroll(t.token, 'acme-approved') AS e;
+SELECT FROM enrollment.set_node_approval('auto');
 });
 
 # console: every management call of its grant, and every view
@@ -62,6 +67,11 @@ SELECT s.token IS NOT NULL FROM enrollment.create_token('reusable', 'acme-renewe
        LATERAL enrollment.renew_token(t.token_id) AS s;
 SELECT enrollment.remove_node('TO_REMOVE');
 SELECT enrollment.revoke_token_and_nodes('TO_BULK_REVOKE')->>'nodes_removed';
+SELECT enrollment.set_node_approval('manual');
+SELECT enrollment.create_auto_approve_rule('acme-c', 'acme rule', ARRAY['sensor'], 5) IS NOT NULL;
+SELECT enrollment.delete_auto_approve_rule(enrollment.create_auto_approve_rule('acme-d', 'acme deleted'));
+SELECT enrollment.approve_node('TO_APPROVE');
+SELECT enrollment.set_node_approval('auto');
 SELECT key_id IS NOT NULL FROM enrollment.create_api_key('acme-key', ARRAY['events:read']);
 SELECT token IS NOT NULL FROM enrollment.create_api_token('acme-api-token');
 SELECT true FROM enrollment.add_member('new@acme', 'viewer');
@@ -71,9 +81,11 @@ SELECT enrollment.current_member_role();
 };
 $calls =~ s/TO_REMOVE/$to_remove/;
 $calls =~ s/TO_BULK_REVOKE/$to_bulk_revoke/;
+$calls =~ s/TO_APPROVE/$to_approve/;
 my $made = as_role('console', 'adm@acme', $calls);
-is($made, "t\n0\nt\nt\n1\nt\nt\nt\nt\nt\nadmin", 'console: the management functions of its grant');
-foreach my $view (qw(tokens nodes api_keys api_tokens members audit_log tenant_stats))
+is($made, "t\n0\nt\nt\n1\nauto\nt\n0\nt\nmanual\nt\nt\nt\nt\nt\nadmin",
+	'console: the management functions of its grant');
+foreach my $view (qw(tokens nodes api_keys api_tokens members audit_log tenant_stats auto_approve_rules))
 {
 	my $got = as_role('console', 'adm@acme', "SELECT count(*) > 0 OR '$view' = 'nodes' FROM enrollment.$view");
 	is($got, 't', "console as an admin reads enrollment.$view");
@@ -102,8 +114,9 @@ like(as_role('app', '', 'SELECT count(*) FROM enrollment.tokens'),
 	qr/ERROR: +permission denied for view tokens/, 'app reads no view');
 
 # dashboard: nodes as a viewer, the audit log as an admin
-is(as_role('dashboard', 'view@acme', "SELECT name FROM enrollment.nodes WHERE status = 'active'"), 'app-node',
-	'dashboard as a viewer reads nodes (the two the console removed are not active)');
+is(as_role('dashboard', 'view@acme', "SELECT name FROM enrollment.nodes WHERE status = 'active' ORDER BY name"),
+	"acme-approved\napp-node",
+	'dashboard as a viewer reads nodes (the one the console approved is active, the two it removed are not)');
 is(as_role('dashboard', 'adm@acme', "SELECT count(*) > 0 FROM enrollment.audit_log"), 't',
 	'dashboard as an admin reads the audit log');
 like(as_role('dashboard', 'view@acme', "SELECT count(*) FROM enrollment.audit_log"),
