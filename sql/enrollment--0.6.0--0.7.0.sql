@@ -381,6 +381,7 @@ CREATE TABLE enrollment.auto_approve_rule (
            AND (max_nodes IS NULL OR approved_count OPERATOR(pg_catalog.<=) max_nodes))
 );
 REVOKE ALL ON enrollment.auto_approve_rule FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('enrollment.auto_approve_rule', '');
 
 -- 'manual' or 'auto' (the default); returns the mode before.  It holds for
 -- the enrollments that start after its commit; nodes already enrolled keep

@@ -25,6 +25,9 @@ $node->safe_psql('postgres', "SELECT enrollment.add_member('ops\@example.com', '
 my $apitok = $node->safe_psql('postgres',
 	"SELECT set_config('enrollment.actor', 'ops\@example.com', false); SELECT token FROM enrollment.create_api_token('dumped api token')");
 $apitok = (split /\n/, $apitok)[-1];
+# 0.7.0: new nodes wait for approval, except the cluster's, which a rule admits
+$node->safe_psql('postgres', "SELECT enrollment.set_node_approval('manual')");
+$node->safe_psql('postgres', "SELECT enrollment.create_auto_approve_rule('k8s', 'dumped rule', NULL, 5)");
 $node->safe_psql('postgres', 'SELECT enrollment.seal_audit()');
 like($once, qr/^enr_[0-9a-f]{16}\.[A-Za-z0-9_-]{49}$/, 'token has the documented shape');
 like($secret, qr/^node_[0-9a-f]{16}\.[A-Za-z0-9_-]{49}$/, 'node credential has the documented shape');
@@ -56,7 +59,12 @@ $node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dumpfile ],
 is($node->safe_psql('restored', "SELECT ok FROM enrollment.check_token('$once')"), 't',
 	'a restored once token checks out');
 is($node->safe_psql('restored', "SELECT status FROM enrollment.enroll('$cluster', 'n2', 'k8s')"), 'active',
-	'a restored cluster token enrolls');
+	'a restored cluster token enrolls, approved by the restored rule');
+is($node->safe_psql('restored', "SELECT label || ' ' || approved_count FROM enrollment.auto_approve_rules"),
+	'dumped rule 1', 'the rule was restored, and counted that node');
+is($node->safe_psql('restored',
+		"SELECT e.status FROM enrollment.create_token() AS t, LATERAL enrollment.enroll(t.token, 'n3') AS e"),
+	'pending_approval', 'the restored setting holds a node of no cluster for approval');
 is($node->safe_psql('restored', "SELECT name FROM enrollment.authenticate_node('$secret')"), 'n1',
 	'a restored node credential authenticates');
 is($node->safe_psql('restored',
@@ -69,8 +77,8 @@ is($node->safe_psql('restored', 'SELECT ok AND events_checked > 5 FROM enrollmen
 my ($rc, $out, $err) = $node->psql('restored', "SELECT enrollment.enroll('$used', 'again')");
 like($err, qr/token_exhausted/, 'a used token stays used after restore');
 is($node->safe_psql('restored', 'SELECT count(*) FROM enrollment.audit_log'),
-	$node->safe_psql('postgres', 'SELECT count(*) FROM enrollment.audit_log') + 1,
-	'the audit log was restored (plus the new enrollment)');
+	$node->safe_psql('postgres', 'SELECT count(*) FROM enrollment.audit_log') + 3,
+	'the audit log was restored (plus the two enrollments and a token)');
 
 $node->stop;
 done_testing();
