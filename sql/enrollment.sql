@@ -1455,11 +1455,13 @@ REVOKE ALL ON FUNCTION enrollment.remove_node(uuid), enrollment.renew_token(uuid
 -- Approval of new nodes (0.7.0).  A tenant whose node_approval setting is
 -- 'manual' has each new node wait as pending_approval, which does not
 -- authenticate, until an operator approves it (approve_node), unless the
--- auto-approve rule of the node's cluster admits it: its role is one of
--- the rule's allowed_roles (an empty list admits any role) and the rule has
--- approved fewer than max_nodes nodes.  The enrollment counts the approval
--- in the rule's row under its lock (src/approval.c), so max_nodes holds
--- under concurrency.  Deleting a rule leaves the nodes it approved alone.
+-- auto-approve rule of the cluster its cluster token binds it to admits
+-- it: its role is one of the rule's allowed_roles (an empty list admits any
+-- role) and the rule has approved fewer than max_nodes nodes.  The
+-- enrollment counts the approval in the row of a rule with a cap under its
+-- lock (src/approval.c), so max_nodes holds under concurrency; a rule
+-- without one counts nothing.  Deleting a rule leaves the nodes it
+-- approved alone.
 --------------------------------------------------------------------------
 
 CREATE TABLE enrollment.auto_approve_rule (
@@ -1469,7 +1471,7 @@ CREATE TABLE enrollment.auto_approve_rule (
     label          text NOT NULL CHECK (pg_catalog.char_length(label) BETWEEN 1 AND 128),
     allowed_roles  text[] NOT NULL DEFAULT '{}',      -- empty: any role
     max_nodes      integer CHECK (max_nodes OPERATOR(pg_catalog.>) 0),
-    approved_count integer NOT NULL DEFAULT 0,        -- nodes it has approved so far
+    approved_count integer NOT NULL DEFAULT 0,        -- nodes it has approved (with a cap)
     created_by     text NOT NULL,
     created_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
     UNIQUE (tenant, cluster_id),
@@ -1496,11 +1498,12 @@ BEGIN
         RAISE EXCEPTION 'invalid approval mode' USING ERRCODE = '22023',
             DETAIL = 'The mode is auto (new nodes are active at once) or manual (new nodes wait for approve_node unless an auto-approve rule admits them).';
     END IF;
+    -- the row first, then its lock: concurrent calls report each other
+    INSERT INTO enrollment.tenant_setting AS s (tenant) VALUES (t) ON CONFLICT (tenant) DO NOTHING;
     SELECT s.node_approval INTO previous FROM enrollment.tenant_setting AS s
      WHERE s.tenant OPERATOR(pg_catalog.=) t FOR UPDATE;
-    INSERT INTO enrollment.tenant_setting AS s (tenant, node_approval)
-    VALUES (t, NULLIF(set_node_approval.mode, 'auto'))
-    ON CONFLICT (tenant) DO UPDATE SET node_approval = excluded.node_approval;
+    UPDATE enrollment.tenant_setting AS s SET node_approval = NULLIF(set_node_approval.mode, 'auto')
+     WHERE s.tenant OPERATOR(pg_catalog.=) t;
     PERFORM enrollment.audit('node_approval_set', 'tenant', t,
         pg_catalog.jsonb_build_object('mode', set_node_approval.mode, 'previous', COALESCE(previous, 'auto')));
     RETURN COALESCE(previous, 'auto');
@@ -1537,11 +1540,18 @@ BEGIN
         RAISE EXCEPTION 'invalid auto-approve rule' USING ERRCODE = '22023',
             DETAIL = 'cluster_id and label must not be empty.';
     END IF;
+    -- control characters would forge lines in logs and listings (as for tokens)
+    IF create_auto_approve_rule.cluster_id OPERATOR(pg_catalog.~) '[[:cntrl:]]'
+       OR create_auto_approve_rule.label OPERATOR(pg_catalog.~) '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'invalid auto-approve rule' USING ERRCODE = '22023',
+            DETAIL = 'cluster_id and label must not contain control characters.';
+    END IF;
     IF pg_catalog.array_ndims(roles) OPERATOR(pg_catalog.>) 1
        OR EXISTS (SELECT FROM pg_catalog.unnest(roles) AS r(role)
-                   WHERE r.role IS NULL OR pg_catalog.char_length(r.role) NOT BETWEEN 1 AND 64) THEN
+                   WHERE r.role IS NULL OR pg_catalog.char_length(r.role) NOT BETWEEN 1 AND 64
+                      OR r.role OPERATOR(pg_catalog.~) '[[:cntrl:]]') THEN
         RAISE EXCEPTION 'invalid auto-approve rule' USING ERRCODE = '22023',
-            DETAIL = 'allowed_roles is a list of node roles of 1 to 64 characters, without NULLs; empty or NULL admits any role.';
+            DETAIL = 'allowed_roles is a list of node roles of 1 to 64 characters, without NULLs or control characters; empty or NULL admits any role.';
     END IF;
     IF create_auto_approve_rule.max_nodes OPERATOR(pg_catalog.<=) 0 THEN
         RAISE EXCEPTION 'invalid auto-approve rule' USING ERRCODE = '22023',
@@ -1567,9 +1577,10 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION enrollment.create_auto_approve_rule(text, text, text[], integer) IS
-    'A rule that approves new nodes of a cluster at enrollment (where approval is manual): roles allowed (empty: any) and a cap (admin)';
+    'A rule that approves new nodes a cluster token enrolls into its cluster (where approval is manual): roles allowed (empty: any) and a cap (admin)';
 
--- Returns how many nodes the rule had approved.
+-- Returns how many nodes the rule had approved (NULL: it had no cap, and
+-- counted none).
 CREATE FUNCTION enrollment.delete_auto_approve_rule(rule_id uuid) RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
@@ -1587,6 +1598,9 @@ BEGIN
         RAISE EXCEPTION 'rule_not_found' USING ERRCODE = 'NR022',
             DETAIL = pg_catalog.format('No auto-approve rule has id %s.', delete_auto_approve_rule.rule_id);
     END IF;
+    IF r.max_nodes IS NULL THEN
+        r.approved_count := NULL;           -- not counted
+    END IF;
     PERFORM enrollment.audit('auto_approve_rule_deleted', 'auto_approve_rule', r.rule_id::text,
         pg_catalog.jsonb_build_object('cluster_id', r.cluster_id, 'label', r.label,
                                       'approved_count', r.approved_count));
@@ -1594,7 +1608,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION enrollment.delete_auto_approve_rule(uuid) IS
-    'Delete an auto-approve rule; the nodes it approved stay active; returns how many it approved (admin)';
+    'Delete an auto-approve rule; the nodes it approved stay active; returns how many it approved (NULL: no cap, not counted) (admin)';
 
 -- Approve a node that waits: it is active, and authenticates, from the
 -- commit on.  The node row is locked as remove_node and a re-enrollment
@@ -1649,7 +1663,7 @@ SELECT r.rule_id,
        r.label,
        r.allowed_roles,
        r.max_nodes,
-       r.approved_count,
+       CASE WHEN r.max_nodes IS NOT NULL THEN r.approved_count END AS approved_count,
        r.created_by,
        r.created_at
   FROM enrollment.auto_approve_rule AS r
@@ -1658,7 +1672,7 @@ SELECT r.rule_id,
 COMMENT ON VIEW enrollment.auto_approve_rules IS
     'Auto-approve rules of the current tenant (they act where set_node_approval is manual)';
 COMMENT ON COLUMN enrollment.auto_approve_rules.allowed_roles IS 'Node roles the rule approves; empty: any';
-COMMENT ON COLUMN enrollment.auto_approve_rules.approved_count IS 'Nodes the rule has approved so far; it approves no more once this reaches max_nodes';
+COMMENT ON COLUMN enrollment.auto_approve_rules.approved_count IS 'Nodes the rule has approved, counted against max_nodes; NULL for a rule without a cap, which counts none';
 REVOKE ALL ON enrollment.auto_approve_rules FROM PUBLIC;
 
 --------------------------------------------------------------------------

@@ -108,36 +108,51 @@ static EnrPlan lock_node_plan = {
 };
 
 /*
+ * The node's columns an enrollment sets: the _PENDING variants also set
+ * its status, for a node that waits for approval (approval.c); the others
+ * leave it to the column default.
+ */
+#define NODE_COLS "tenant, name, role, cluster_id, enrolled_by, secret_prefix, secret_public_id, secret_hash, enrolled_at"
+#define NODE_COLS_PENDING NODE_COLS ", status"
+#define PENDING_VALUE ", 'pending_approval'"
+
+/* the sensor_enrolled event of the node n (see enrolled_details below) */
+#define ENROLLED_EVENT_SQL \
+	" a AS (" \
+	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)" \
+	"  SELECT $3, $10, 'sensor_enrolled', $1, n.node_id," \
+	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(" \
+	"           'node_name', $4, 'role', $5, 'cluster_id', $6, 'token_prefix', $11," \
+	"           'approval', $13, 'rule_id', $14))" \
+	"  FROM n)" \
+	"SELECT node_id, status FROM n"
+
+/*
  * A new node and its audit event.  $1 token_id, $2 now, $3 tenant, $4 node
  * name, $5 role, $6 cluster_id, $7 secret prefix, $8 secret public id,
  * $9 secret digest, $10 actor, $11 token's public part, $12 (once_plan's),
  * $13 how the node was approved where approval is manual ('rule' or
  * 'pending'; NULL: automatic), $14 the approving rule (approval.c)
  */
+#define NEW_NODE_SQL(cols, pending) \
+	"WITH n AS (" \
+	"  INSERT INTO enrollment.node_record (" cols ")" \
+	"  VALUES ($3, $4, $5, $6, $1, $7, $8, $9, $2" pending ")" \
+	"  RETURNING node_id, status)," \
+	ENROLLED_EVENT_SQL
+
+#define NODE_ARGTYPES {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDOID}
+
 static EnrPlan new_node_plan = {
-	.sql = "WITH n AS ("
-	"  INSERT INTO enrollment.node_record (tenant, name, role, cluster_id, enrolled_by,"
-	"      secret_prefix, secret_public_id, secret_hash, enrolled_at)"
-	"  VALUES ($3, $4, $5, $6, $1, $7, $8, $9, $2)"
-	"  RETURNING node_id, status),"
-	" a AS ("
-	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)"
-	"  SELECT $3, $10, 'sensor_enrolled', $1, n.node_id,"
-	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-	"           'node_name', $4, 'role', $5, 'cluster_id', $6, 'token_prefix', $11,"
-	"           'approval', $13, 'rule_id', $14))"
-	"  FROM n)"
-	"SELECT node_id, status FROM n",
+	.sql = NEW_NODE_SQL(NODE_COLS, ""),
 	.nargs = 14,
-	.argtypes = {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDOID}
+	.argtypes = NODE_ARGTYPES
 };
 
-/* A node that waits for approval, written through SQL (write_node) */
-static EnrPlan pending_node_plan = {
-	.sql = "UPDATE enrollment.node_record SET status = 'pending_approval'"
-	" WHERE node_id = $1 RETURNING status",
-	.nargs = 1,
-	.argtypes = {UUIDOID}
+static EnrPlan new_pending_node_plan = {
+	.sql = NEW_NODE_SQL(NODE_COLS_PENDING, PENDING_VALUE),
+	.nargs = 14,
+	.argtypes = NODE_ARGTYPES
 };
 
 /*
@@ -204,7 +219,7 @@ static EnrPlan count_use_plan_v4 = {
  * with $12 now + token_retention.  No row comes back when the UPDATE
  * refuses the token.
  */
-#define ONCE_SQL(retention) \
+#define ONCE_SQL(retention, cols, pending) \
 	"WITH u AS (" \
 	"  UPDATE enrollment.enrollment_token" \
 	"     SET use_count = use_count + 1, status = 'used'," \
@@ -213,29 +228,28 @@ static EnrPlan count_use_plan_v4 = {
 	"     AND (expires_at IS NULL OR expires_at > $2)" \
 	"  RETURNING token_id)," \
 	" n AS (" \
-	"  INSERT INTO enrollment.node_record (tenant, name, role, cluster_id, enrolled_by," \
-	"      secret_prefix, secret_public_id, secret_hash, enrolled_at)" \
-	"  SELECT $3, $4, $5, $6, u.token_id, $7, $8, $9, $2 FROM u" \
+	"  INSERT INTO enrollment.node_record (" cols ")" \
+	"  SELECT $3, $4, $5, $6, u.token_id, $7, $8, $9, $2" pending " FROM u" \
 	"  RETURNING node_id, status)," \
-	" a AS (" \
-	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)" \
-	"  SELECT $3, $10, 'sensor_enrolled', $1, n.node_id," \
-	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(" \
-	"           'node_name', $4, 'role', $5, 'cluster_id', $6, 'token_prefix', $11," \
-	"           'approval', $13, 'rule_id', $14))" \
-	"  FROM n)" \
-	"SELECT node_id, status FROM n"
+	ENROLLED_EVENT_SQL
 
 static EnrPlan once_plan = {
-	.sql = ONCE_SQL(RETENTION_ON_END("true", "$2", "$12")),
+	.sql = ONCE_SQL(RETENTION_ON_END("true", "$2", "$12"), NODE_COLS, ""),
 	.nargs = 14,
-	.argtypes = {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDOID}
+	.argtypes = NODE_ARGTYPES
+};
+
+/* (a database without retention_from predates manual approval) */
+static EnrPlan once_pending_plan = {
+	.sql = ONCE_SQL(RETENTION_ON_END("true", "$2", "$12"), NODE_COLS_PENDING, PENDING_VALUE),
+	.nargs = 14,
+	.argtypes = NODE_ARGTYPES
 };
 
 static EnrPlan once_plan_v4 = {
-	.sql = ONCE_SQL(""),
+	.sql = ONCE_SQL("", NODE_COLS, ""),
 	.nargs = 14,
-	.argtypes = {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDOID}
+	.argtypes = NODE_ARGTYPES
 };
 
 /*
@@ -835,13 +849,9 @@ check_rate(TokenRow *tok, TimestampTz now)
 		enr_rate_limited(tok->public_prefix, rate, last_hour - 1);
 }
 
-/*
- * Run new_node_plan or once_plan, and mark the node pending_approval if it
- * is to wait; false if it wrote no node
- */
+/* Run new_node_plan or once_plan (or a _pending one); false if it wrote no node */
 static bool
-write_node(EnrPlan *plan, Datum *args, const char *nulls, const NodeApproval *approval,
-		   Datum *node_id, Datum *node_status)
+write_node(EnrPlan *plan, Datum *args, const char *nulls, Datum *node_id, Datum *node_status)
 {
 	bool		isnull;
 
@@ -851,13 +861,6 @@ write_node(EnrPlan *plan, Datum *args, const char *nulls, const NodeApproval *ap
 		return false;
 	*node_id = enr_getattr(0, 1, &isnull);
 	*node_status = enr_getattr(0, 2, &isnull);
-	if (approval->manual && !approval->by_rule)
-	{
-		if (enr_execute(&pending_node_plan, node_id, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
-			SPI_processed != 1)
-			elog(ERROR, "could not mark the new node as pending approval");
-		*node_status = enr_getattr(0, 1, &isnull);
-	}
 	return true;
 }
 
@@ -976,7 +979,8 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 			 * (approval.c)
 			 */
 			enr_check_node_limit(tok.tenant, tok.public_prefix);
-			enr_approve_new_node(tok.tenant, cluster_id, node_role, &approval);
+			enr_approve_new_node(tok.tenant, tok.nocluster ? NULL : cluster_id, node_role,
+								 &approval);
 
 			if (enrollment_direct_writes &&
 				enroll_direct(&token_tid, public_id, digest, now, node_name, node_role,
@@ -988,6 +992,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 				Datum		args[14];
 				char		nulls[14];
 				text	   *approved = approval_detail(&approval);
+				bool		waits = approval.manual && !approval.by_rule;
 
 				args[0] = tok.token_id;
 				args[1] = TimestampTzGetDatum(now);
@@ -1014,11 +1019,13 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 					nulls[13] = 'n';
 
 				if (strcmp(tok.kind, "once") == 0)
-					counted = write_node(enr_has_retention_from() ? &once_plan : &once_plan_v4,
-										 args, nulls, &approval, &node_id, &node_status);
+					counted = write_node(waits ? &once_pending_plan :
+										 enr_has_retention_from() ? &once_plan : &once_plan_v4,
+										 args, nulls, &node_id, &node_status);
 				else
 				{
-					if (!write_node(&new_node_plan, args, nulls, &approval, &node_id, &node_status))
+					if (!write_node(waits ? &new_pending_node_plan : &new_node_plan,
+									args, nulls, &node_id, &node_status))
 						elog(ERROR, "enrollment of token %s wrote no node", tok.public_prefix);
 					/* last: count the use under the row lock, or append it */
 					if (appends_use(&tok))

@@ -205,7 +205,8 @@ static EnrPlan announce_plan = {
 	"         pg_catalog.pg_notify('" ENR_NOTIFY_CHANNEL "', pg_catalog.json_build_object("
 	"           'event', 'enrolled', 'tenant', a.tenant, 'token_id', a.token_id,"
 	"           'node_id', a.node_id,"
-	"           'reenrolled', a.details OPERATOR(pg_catalog.?) 'reenrollment')::text) END"
+	"           'reenrolled', a.details OPERATOR(pg_catalog.?) 'reenrollment',"
+	"           'approval', a.details OPERATOR(pg_catalog.->>) 'approval')::text) END"
 	"  FROM enrollment.audit_event AS a"
 	" WHERE a.event_id > $1 OR a.event_id OPERATOR(pg_catalog.=) ANY ($2)"
 	" ORDER BY a.event_id LIMIT $3",

@@ -5,6 +5,7 @@ SET enrollment.tenant = 'approval';
 SELECT token AS t, token_id AS t_id FROM enrollment.create_token('reusable', 'fleet') \gset
 SELECT token AS c, token_id AS c_id
   FROM enrollment.create_token('cluster', 'zone a', cluster_id => 'zone-a') \gset
+SELECT token AS cb FROM enrollment.create_token('cluster', 'zone b', cluster_id => 'zone-b') \gset
 
 ------------------------------------------------------- automatic (the default)
 -- nodes are active at once, and their event says nothing of approval
@@ -54,13 +55,18 @@ SELECT status FROM enrollment.enroll(:'c', 'a-2', 'zone-a', 'collector');
 SELECT status FROM enrollment.enroll(:'c', 'a-3', 'zone-a');
 SELECT details->>'approval' AS approval, details->>'rule_id' = :'rule_a' AS names_rule
   FROM enrollment.audit_log WHERE action = 'sensor_enrolled' AND details->>'node_name' = 'a-1';
--- through a once token claiming the cluster, and through SQL instead of the
--- direct path: the same answer, the same event
-SET enrollment.direct_writes = off;
+-- the cluster_id given with any other token than a cluster token is the
+-- caller's own claim: no rule vouches for it, and nothing is counted
 SELECT token AS o FROM enrollment.create_token('once') \gset
-SELECT status FROM enrollment.enroll(:'o', 'a-4', 'zone-a', 'probe');
--- the cap is reached: the next allowed role waits too (through SQL as well)
+SELECT status FROM enrollment.enroll(:'o', 'a-0', 'zone-a', 'sensor');
+SELECT status FROM enrollment.enroll(:'t', 'a-00', 'zone-a', 'sensor');
+-- through SQL instead of the direct path: the same answers, the same events
+SET enrollment.direct_writes = off;
+SELECT status FROM enrollment.enroll(:'c', 'a-4', 'zone-a', 'probe');
+-- the cap is reached: the next allowed role waits too
 SELECT status FROM enrollment.enroll(:'c', 'a-5', 'zone-a', 'sensor');
+SELECT token AS o FROM enrollment.create_token('once') \gset
+SELECT status FROM enrollment.enroll(:'o', 'a-000', 'zone-a', 'sensor');
 RESET enrollment.direct_writes;
 SELECT status FROM enrollment.enroll(:'c', 'a-6', 'zone-a', 'sensor');
 SELECT name, status FROM enrollment.nodes WHERE name LIKE 'a-%' ORDER BY name;
@@ -70,15 +76,19 @@ SELECT details->>'node_name' AS node, details->>'approval' AS approval,
  ORDER BY event_id;
 SELECT approved_count FROM enrollment.auto_approve_rules;
 -- a rule of another cluster, or of no cluster, does not apply
-SELECT status FROM enrollment.enroll(:'t', 'b-1', 'zone-b', 'sensor');
+SELECT status FROM enrollment.enroll(:'cb', 'b-1', 'zone-b', 'sensor');
 SELECT status FROM enrollment.enroll(:'t', 'b-2', NULL, 'sensor');
--- an empty list admits any role, and a node without one; no cap
+-- an empty list admits any role, and a node without one; no cap, so
+-- nothing is counted (and the enrollments take no lock on the rule)
 SELECT enrollment.create_auto_approve_rule('zone-b', 'anything in b') AS rule_b \gset
-SELECT status FROM enrollment.enroll(:'t', 'b-3', 'zone-b');
-SELECT status FROM enrollment.enroll(:'t', 'b-4', 'zone-b', 'collector');
+SELECT status FROM enrollment.enroll(:'cb', 'b-3', 'zone-b');
+SET enrollment.direct_writes = off;
+SELECT status FROM enrollment.enroll(:'cb', 'b-4', 'zone-b', 'collector');
+RESET enrollment.direct_writes;
+SELECT cluster_id, max_nodes, approved_count FROM enrollment.auto_approve_rules ORDER BY cluster_id;
 -- deleting a rule leaves its nodes active and approves no more
 SELECT enrollment.delete_auto_approve_rule(:'rule_b') AS it_had_approved;
-SELECT status FROM enrollment.enroll(:'t', 'b-5', 'zone-b');
+SELECT status FROM enrollment.enroll(:'cb', 'b-5', 'zone-b');
 SELECT name, status FROM enrollment.nodes WHERE name LIKE 'b-%' ORDER BY name;
 SELECT action, object_id = :'rule_b' AS this_rule, details
   FROM enrollment.audit_log WHERE action LIKE 'auto_approve_rule_%' ORDER BY event_id;
@@ -107,6 +117,9 @@ SELECT err(format('SELECT enrollment.create_auto_approve_rule(%L, ''x'')', repea
 SELECT err(format('SELECT enrollment.create_auto_approve_rule(''zone-c'', %L)', repeat('l', 129)));
 SELECT err('SELECT enrollment.create_auto_approve_rule(''zone-c'', ''x'', ARRAY[''sensor'', NULL])');
 SELECT err('SELECT enrollment.create_auto_approve_rule(''zone-c'', ''x'', ARRAY[''''])');
+SELECT err(format('SELECT enrollment.create_auto_approve_rule(%L, ''x'')', E'zone\nc'));
+SELECT err(format('SELECT enrollment.create_auto_approve_rule(''zone-c'', %L)', E'x\ry'));
+SELECT err(format('SELECT enrollment.create_auto_approve_rule(''zone-c'', ''x'', ARRAY[%L])', E'sen\tsor'));
 SELECT err('SELECT enrollment.create_auto_approve_rule(''zone-c'', ''x'', ARRAY[[''a''], [''b'']])');
 SELECT err('SELECT enrollment.create_auto_approve_rule(''zone-c'', ''x'', NULL, 0)');
 SELECT err('SELECT enrollment.create_auto_approve_rule(''zone-a'', ''again'')');

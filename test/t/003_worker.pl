@@ -74,6 +74,23 @@ like($heard, qr/"event" : "enrolled".*"node_id" : "$late_node"/s,
 	'an enrollment that commits after a later one is announced too');
 like($heard, qr/"event" : "expired".*"token_id" : "$tid"/s, 'NOTIFY for the expiry');
 like($heard, qr/"event" : "revoked".*"token_id" : "$rid"/s, 'NOTIFY for the revocation');
+like($heard, qr/"node_id" : "$nid", "reenrolled" : false, "approval" : null/,
+	'an enrollment where approval is automatic says nothing of it');
+
+# a node that waits for approval is announced as such (0.7.0)
+my $pending_node = $node->safe_psql('postgres', q{
+SELECT FROM enrollment.set_node_approval('manual');
+SELECT e.node_id FROM enrollment.create_token() AS t, LATERAL enrollment.enroll(t.token, 'waiting-node') AS e;
+SELECT FROM enrollment.set_node_approval('auto');
+});
+$pending_node =~ s/\s+//g;
+for (my $i = 0; $i < 100 && $heard !~ /$pending_node/; $i++)
+{
+	$heard .= $listener->query_safe('SELECT 1');
+	usleep(100_000);
+}
+like($heard, qr/"node_id" : "$pending_node", "reenrolled" : false, "approval" : "pending"/,
+	'the announcement of a node that waits for approval says so');
 $listener->quit;
 
 # retention: used and expired tokens are deleted, their audit events stay
@@ -183,7 +200,7 @@ my %stats = map { my ($k, $v) = split /\|/; ($k => $v) } split /\n/,
 ok($stats{'worker.runs'} > 0, "worker runs counted ($stats{'worker.runs'})");
 ok($stats{'worker.tokens_expired'} >= 1, 'expired tokens counted');
 ok($stats{'worker.tokens_purged'} >= 2, 'purged tokens counted');
-is($stats{'enroll.ok'}, 3, 'the three enrollments counted');
+is($stats{'enroll.ok'}, 4, 'the four enrollments counted');
 is($stats{'verify.ok'}, 1, 'one verification counted');
 is($stats{'nonces.capacity'}, 100000, 'nonce capacity shown');
 is($stats{'nonces.partitions'}, 16, 'the default capacity has 16 partitions');

@@ -69,7 +69,7 @@ SELECT enrollment.remove_node('TO_REMOVE');
 SELECT enrollment.revoke_token_and_nodes('TO_BULK_REVOKE')->>'nodes_removed';
 SELECT enrollment.set_node_approval('manual');
 SELECT enrollment.create_auto_approve_rule('acme-c', 'acme rule', ARRAY['sensor'], 5) IS NOT NULL;
-SELECT enrollment.delete_auto_approve_rule(enrollment.create_auto_approve_rule('acme-d', 'acme deleted'));
+SELECT enrollment.delete_auto_approve_rule(enrollment.create_auto_approve_rule('acme-d', 'acme deleted', NULL, 3));
 SELECT enrollment.approve_node('TO_APPROVE');
 SELECT enrollment.set_node_approval('auto');
 SELECT key_id IS NOT NULL FROM enrollment.create_api_key('acme-key', ARRAY['events:read']);
