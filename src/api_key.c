@@ -387,7 +387,7 @@ enrollment_rotate_server_key(PG_FUNCTION_ARGS)
 Datum
 enrollment_key_last_used(PG_FUNCTION_ARGS)
 {
-	TimestampTz stamp = enr_last_used_get((uint64) PG_GETARG_INT64(0));
+	TimestampTz stamp = enr_stamp_get(ENR_STAMP_API_KEY, (uint64) PG_GETARG_INT64(0));
 
 	if (stamp == 0)
 		PG_RETURN_NULL();

@@ -214,11 +214,22 @@ extern int64 enr_nonce_sweep(int64 oldest_valid);
 extern void enr_counters_read(uint64 *enroll, uint64 *verify, uint64 *worker,
 							  TimestampTz *last_run_end, int64 *last_run_us, TimestampTz *reset_at);
 extern void enr_counters_reset(void);
-extern int	enr_last_used_collect(uint64 *key_ids, TimestampTz *stamps, int max);
-extern void enr_last_used_forget(const uint64 *key_ids, const TimestampTz *stamps, int n);
+/* coalesced stamps in shared memory, written to their rows by the worker */
+typedef enum EnrStampKind
+{
+	ENR_STAMP_API_KEY,			/* api_key.last_used_at, by key id */
+	ENR_STAMP_NODE,				/* node_record.last_seen_at, by credential public id */
+	ENR_STAMP_KINDS
+} EnrStampKind;
+
+extern void enr_stamp_note(EnrStampKind kind, uint64 key_id, TimestampTz stamp);
+extern TimestampTz enr_stamp_get(EnrStampKind kind, uint64 key_id);
+extern int	enr_stamp_collect(EnrStampKind kind, uint64 *key_ids, TimestampTz *stamps, int max);
+extern void enr_stamp_forget(EnrStampKind kind, const uint64 *key_ids, const TimestampTz *stamps, int n);
 
 extern int	enrollment_max_nonces;
 extern int	enrollment_last_used_slots;
+extern int	enrollment_last_seen_slots;
 extern void enrollment_shmem_init(void);
 extern bool enr_shmem_available(void);
 extern void enr_require_shmem(void);
@@ -234,8 +245,6 @@ extern NonceVerdict enr_nonce_check_and_remember(uint64 key_id, const char *nonc
 												 int64 ts, int64 now, int window);
 extern int64 enr_nonces_held(void);
 extern int	enr_nonce_partitions(void);
-extern void enr_last_used_note(uint64 key_id, TimestampTz stamp);
-extern TimestampTz enr_last_used_get(uint64 key_id);
 
 /* server_key.c: the key that seals stored secrets, outside the database */
 typedef struct ServerKey

@@ -272,6 +272,14 @@ enrollment_guc_init(bool preloading)
 								PGC_POSTMASTER, 0,
 								NULL, NULL, NULL);
 
+		DefineCustomIntVariable("enrollment.last_seen_slots",
+								"How many nodes' last-seen stamps shared memory can hold.",
+								"authenticate_node notes when each node was last seen; the worker writes the stamps to node_record.last_seen_at.",
+								&enrollment_last_seen_slots,
+								10000, 128, 10000000,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+
 		DefineCustomStringVariable("enrollment.database_names",
 								   "Databases the maintenance worker runs in (comma-separated).",
 								   "One worker per database; empty means no worker.",

@@ -245,7 +245,7 @@ verify(const SignedRequest *req, int scope_bit, VerifyResult *r)
 	if (nv == NONCE_STALE)
 		FAIL(r, VERIFY_STALE_TIMESTAMP, 401);
 
-	enr_last_used_note(key_id, GetCurrentTimestamp());
+	enr_stamp_note(ENR_STAMP_API_KEY, key_id, GetCurrentTimestamp());
 
 	/* 6. the scope */
 	if (scope_bit >= 0 && (mask & (1 << scope_bit)) == 0)

@@ -8,6 +8,11 @@
  * digest in constant time.  Unknown, wrong and removed all return no row,
  * and so does a node that waits for an operator's approval (0.7.0).
  *
+ * A node that authenticates is seen (0.7.0): the time is noted in shared
+ * memory, without writing its row, and the maintenance worker writes the
+ * latest time noted to node_record.last_seen_at every round (worker.c), as
+ * it does the last-used stamps of API keys.
+ *
  * src/node.c
  *
  *-------------------------------------------------------------------------
@@ -19,6 +24,7 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #include "enrollment.h"
@@ -62,8 +68,12 @@ enrollment_authenticate_node(PG_FUNCTION_ARGS)
 			enr_digest_matches(DatumGetByteaPP(v[8]), digest) &&
 			enr_is_current_tenant(v[2]) &&
 			strcmp(TextDatumGetCString(v[6]), "active") == 0)
+		{
 			/* tuplestore_putvalues copies into the tuplestore's own context */
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &v[1], &n[1]);
+			/* seen now: the worker writes it to last_seen_at (shmem.c) */
+			enr_stamp_note(ENR_STAMP_NODE, (uint64) public_id, GetCurrentTimestamp());
+		}
 	}
 	return (Datum) 0;
 }

@@ -3,8 +3,8 @@
  * shmem.c
  *	  Shared memory of the enrollment extension: the nonce cache that stops
  *	  request replays, the replay floor and horizon that keep it sound
- *	  across restarts, crashes and promotion, and coalesced last-used
- *	  stamps of API keys.
+ *	  across restarts, crashes and promotion, and coalesced stamps: when
+ *	  each API key was last used, and each node last seen (0.7.0).
  *
  * Replay protection.  An accepted (key, nonce) is remembered in a fixed-size
  * hash table until its timestamp leaves the acceptance window.  Shared
@@ -42,8 +42,9 @@
  *							atomic) and the promotion flags; the floor and
  *							the horizon are read lock-free (atomics), so a
  *							verification never waits for the file's fsync
- *	  lock 1 (last-used)	shared to update an existing stamp (atomically),
- *							exclusive to add or remove a key
+ *	  lock 1 (stamps)		shared to update an existing stamp (atomically),
+ *							exclusive to add or remove a key or node (both
+ *							stamp tables)
  *	  counters				atomics, no lock
  *	  lock 2 + p			partition p of the nonce cache; a check-and-
  *							insert holds it exclusively for one lookup
@@ -92,7 +93,7 @@ typedef struct NonceEntry
 typedef struct LastUsedKey
 {
 	Oid			dbid;			/* keys live in one database: so do their stamps */
-	uint64		key_id;
+	uint64		key_id;			/* an API key's id, or a node credential's public id */
 } LastUsedKey;
 
 typedef struct LastUsedEntry
@@ -138,10 +139,11 @@ typedef struct EnrShared
 
 int			enrollment_max_nonces = 100000;
 int			enrollment_last_used_slots = 10000;
+int			enrollment_last_seen_slots = 10000;
 
 static EnrShared *enr_shared = NULL;
 static HTAB *nonce_tables[NONCE_PARTITIONS_MAX];
-static HTAB *last_used_table = NULL;
+static HTAB *stamp_tables[ENR_STAMP_KINDS];	/* by EnrStampKind */
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -224,6 +226,7 @@ enr_shmem_size(void)
 	for (int p = 0; p < enr_nonce_partitions(); p++)
 		size = add_size(size, hash_estimate_size(partition_size(), sizeof(NonceEntry)));
 	size = add_size(size, hash_estimate_size(enrollment_last_used_slots, sizeof(LastUsedEntry)));
+	size = add_size(size, hash_estimate_size(enrollment_last_seen_slots, sizeof(LastUsedEntry)));
 	return size;
 }
 
@@ -304,7 +307,8 @@ enr_shmem_startup(void)
 
 	/* reset in case this is a restart within the postmaster */
 	enr_shared = NULL;
-	last_used_table = NULL;
+	for (int k = 0; k < ENR_STAMP_KINDS; k++)
+		stamp_tables[k] = NULL;
 	for (int p = 0; p < NONCE_PARTITIONS_MAX; p++)
 		nonce_tables[p] = NULL;
 
@@ -346,9 +350,14 @@ enr_shmem_startup(void)
 	}
 	info.keysize = sizeof(LastUsedKey);
 	info.entrysize = sizeof(LastUsedEntry);
-	last_used_table = ShmemInitHash("enrollment last used", enrollment_last_used_slots,
-									enrollment_last_used_slots, &info,
-									HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
+	stamp_tables[ENR_STAMP_API_KEY] =
+		ShmemInitHash("enrollment last used", enrollment_last_used_slots,
+					  enrollment_last_used_slots, &info,
+					  HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
+	stamp_tables[ENR_STAMP_NODE] =
+		ShmemInitHash("enrollment last seen", enrollment_last_seen_slots,
+					  enrollment_last_seen_slots, &info,
+					  HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -581,22 +590,26 @@ last_used_key(uint64 key_id, LastUsedKey *k)
 }
 
 /*
- * Remember that key_id (of the current database) was used at stamp.
- * Updating a known key takes the lock in shared mode only, so concurrent
- * verifications of one key never wait for each other; a full table drops
- * the stamp (it is advisory).
+ * Remember that key_id (an API key, or a node credential's public id, of
+ * the current database) was used at stamp.  Updating a known one takes the
+ * lock in shared mode only, so concurrent verifications of one key never
+ * wait for each other; a full table drops the stamp (it is advisory).
  */
 void
-enr_last_used_note(uint64 key_id, TimestampTz stamp)
+enr_stamp_note(EnrStampKind kind, uint64 key_id, TimestampTz stamp)
 {
-	LWLock	   *lock = &enr_shared->locks[1].lock;
+	LWLock	   *lock;
+	HTAB	   *table = stamp_tables[kind];
 	LastUsedKey k;
 	LastUsedEntry *e;
 	bool		found;
 
+	if (enr_shared == NULL)
+		return;					/* not preloaded: nothing to note in */
+	lock = &enr_shared->locks[1].lock;
 	last_used_key(key_id, &k);
 	LWLockAcquire(lock, LW_SHARED);
-	e = hash_search(last_used_table, &k, HASH_FIND, NULL);
+	e = hash_search(table, &k, HASH_FIND, NULL);
 	if (e != NULL)
 	{
 		uint64		old = pg_atomic_read_u64(&e->stamp);
@@ -610,7 +623,7 @@ enr_last_used_note(uint64 key_id, TimestampTz stamp)
 	LWLockRelease(lock);
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	e = hash_search(last_used_table, &k, HASH_ENTER_NULL, &found);
+	e = hash_search(table, &k, HASH_ENTER_NULL, &found);
 	if (e != NULL)
 	{
 		if (!found)
@@ -623,7 +636,7 @@ enr_last_used_note(uint64 key_id, TimestampTz stamp)
 
 /* The latest stamp noted for key_id of the current database, or 0 */
 TimestampTz
-enr_last_used_get(uint64 key_id)
+enr_stamp_get(EnrStampKind kind, uint64 key_id)
 {
 	LastUsedKey k;
 	LastUsedEntry *e;
@@ -633,7 +646,7 @@ enr_last_used_get(uint64 key_id)
 		return 0;
 	last_used_key(key_id, &k);
 	LWLockAcquire(&enr_shared->locks[1].lock, LW_SHARED);
-	e = hash_search(last_used_table, &k, HASH_FIND, NULL);
+	e = hash_search(stamp_tables[kind], &k, HASH_FIND, NULL);
 	if (e != NULL)
 		stamp = (TimestampTz) pg_atomic_read_u64(&e->stamp);
 	LWLockRelease(&enr_shared->locks[1].lock);
@@ -715,9 +728,9 @@ enr_nonce_sweep(int64 oldest_valid)
 	return removed;
 }
 
-/* Copy up to max stamps of the current database out of shared memory */
+/* Copy up to max stamps of a kind of the current database out of shared memory */
 int
-enr_last_used_collect(uint64 *key_ids, TimestampTz *stamps, int max)
+enr_stamp_collect(EnrStampKind kind, uint64 *key_ids, TimestampTz *stamps, int max)
 {
 	HASH_SEQ_STATUS status;
 	LastUsedEntry *e;
@@ -726,7 +739,7 @@ enr_last_used_collect(uint64 *key_ids, TimestampTz *stamps, int max)
 	if (enr_shared == NULL)
 		return 0;
 	LWLockAcquire(&enr_shared->locks[1].lock, LW_SHARED);
-	hash_seq_init(&status, last_used_table);
+	hash_seq_init(&status, stamp_tables[kind]);
 	while ((e = hash_seq_search(&status)) != NULL)
 	{
 		if (e->key.dbid != MyDatabaseId)
@@ -746,8 +759,10 @@ enr_last_used_collect(uint64 *key_ids, TimestampTz *stamps, int max)
 
 /* Drop stamps that were written to their rows and have not moved since */
 void
-enr_last_used_forget(const uint64 *key_ids, const TimestampTz *stamps, int n)
+enr_stamp_forget(EnrStampKind kind, const uint64 *key_ids, const TimestampTz *stamps, int n)
 {
+	HTAB	   *table = stamp_tables[kind];
+
 	LWLockAcquire(&enr_shared->locks[1].lock, LW_EXCLUSIVE);
 	for (int i = 0; i < n; i++)
 	{
@@ -755,10 +770,10 @@ enr_last_used_forget(const uint64 *key_ids, const TimestampTz *stamps, int n)
 		LastUsedEntry *e;
 
 		last_used_key(key_ids[i], &k);
-		e = hash_search(last_used_table, &k, HASH_FIND, NULL);
+		e = hash_search(table, &k, HASH_FIND, NULL);
 
 		if (e != NULL && (TimestampTz) pg_atomic_read_u64(&e->stamp) == stamps[i])
-			hash_search(last_used_table, &k, HASH_REMOVE, NULL);
+			hash_search(table, &k, HASH_REMOVE, NULL);
 	}
 	LWLockRelease(&enr_shared->locks[1].lock);
 }

@@ -19,7 +19,8 @@
  *		after their retention_from (their audit events stay; see
  *		enrollment.sql for that column),
  *	  - forgets nonces that have left the acceptance window,
- *	  - writes the last-used stamps noted in shared memory to the API keys.
+ *	  - writes the last-used stamps noted in shared memory to the API keys,
+ *		and the last-seen stamps to the nodes (0.7.0).
  * Correctness never depends on it: expiry and revocation are enforced when
  * a token or key is used.  Each batch is its own short transaction that
  * skips rows a session has locked, so the worker never holds up an
@@ -179,6 +180,33 @@ static EnrPlan purge_plan_v4 = {
 	"DELETE FROM enrollment.enrollment_token AS t USING old WHERE t.token_id = old.token_id",
 	.nargs = 2,
 	.argtypes = {INT4OID, FLOAT8OID}
+};
+
+/*
+ * Last-seen stamps of nodes (0.7.0), by their credential's public id: the
+ * rows are locked SKIP LOCKED, so the round waits neither for a
+ * re-enrollment or removal of a node nor (in another order) for a bulk
+ * removal.  Returns the public ids of the nodes it skipped, whose stamps
+ * stay noted for the next round; a stamp whose node is gone (re-enrolled
+ * with a new credential, deleted) is dropped with the ones written.
+ */
+static EnrPlan seen_plan = {
+	.sql = "WITH u AS ("
+	"  SELECT * FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::timestamptz[]))"
+	"       AS u(public_id, stamp)),"
+	" l AS ("
+	"  SELECT n.node_id, u.public_id, u.stamp FROM enrollment.node_record AS n"
+	"    JOIN u ON n.secret_public_id = u.public_id"
+	"   FOR UPDATE OF n SKIP LOCKED),"
+	" w AS ("
+	"  UPDATE enrollment.node_record AS n SET last_seen_at = GREATEST(n.last_seen_at, l.stamp)"
+	"    FROM l WHERE n.node_id = l.node_id"
+	"  RETURNING l.public_id)"
+	"SELECT u.public_id FROM u"
+	" WHERE NOT EXISTS (SELECT FROM w WHERE w.public_id = u.public_id)"
+	"   AND EXISTS (SELECT FROM enrollment.node_record AS n WHERE n.secret_public_id = u.public_id)",
+	.nargs = 2,
+	.argtypes = {INT8ARRAYOID, TIMESTAMPTZARRAYOID}
 };
 
 static EnrPlan stamps_plan = {
@@ -497,21 +525,13 @@ function_available(const char *name)
 	return found;
 }
 
-/* Write noted last-used stamps to their keys, then drop the ones written */
-static uint64
-write_stamps(void)
+/* The stamps as the two array arguments of stamps_plan and seen_plan */
+static void
+stamp_arrays(const uint64 *ids, const TimestampTz *stamps, int n, Datum *args)
 {
-	uint64	   *ids = palloc(sizeof(uint64) * MAX_STAMPS_PER_ROUND);
-	TimestampTz *stamps = palloc(sizeof(TimestampTz) * MAX_STAMPS_PER_ROUND);
-	int			n = enr_last_used_collect(ids, stamps, MAX_STAMPS_PER_ROUND);
-	Datum	   *idd;
-	Datum	   *std;
-	Datum		args[2];
+	Datum	   *idd = palloc(sizeof(Datum) * n);
+	Datum	   *std = palloc(sizeof(Datum) * n);
 
-	if (n == 0)
-		return 0;
-	idd = palloc(sizeof(Datum) * n);
-	std = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)
 	{
 		idd[i] = Int64GetDatum((int64) ids[i]);
@@ -519,8 +539,88 @@ write_stamps(void)
 	}
 	args[0] = PointerGetDatum(construct_array(idd, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[1] = PointerGetDatum(construct_array(std, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/* Write noted last-used stamps to their keys, then drop the ones written */
+static uint64
+write_stamps(void)
+{
+	uint64	   *ids = palloc(sizeof(uint64) * MAX_STAMPS_PER_ROUND);
+	TimestampTz *stamps = palloc(sizeof(TimestampTz) * MAX_STAMPS_PER_ROUND);
+	int			n = enr_stamp_collect(ENR_STAMP_API_KEY, ids, stamps, MAX_STAMPS_PER_ROUND);
+	Datum		args[2];
+
+	if (n == 0)
+		return 0;
+	stamp_arrays(ids, stamps, n, args);
 	run_batch(&stamps_plan, args, "enrollment: writing last-used stamps");
-	enr_last_used_forget(ids, stamps, n);
+	enr_stamp_forget(ENR_STAMP_API_KEY, ids, stamps, n);
+	return n;
+}
+
+static int
+compare_uint64(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a;
+	uint64		y = *(const uint64 *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Write noted last-seen stamps to their nodes (seen_plan), then forget
+ * them, except those of nodes whose row was locked; returns how many were
+ * forgotten
+ */
+static uint64
+write_seen_stamps(void)
+{
+	uint64	   *ids = palloc(sizeof(uint64) * MAX_STAMPS_PER_ROUND);
+	TimestampTz *stamps = palloc(sizeof(TimestampTz) * MAX_STAMPS_PER_ROUND);
+	int			n = enr_stamp_collect(ENR_STAMP_NODE, ids, stamps, MAX_STAMPS_PER_ROUND);
+	uint64	   *skipped;
+	int			nskipped;
+	Datum		args[2];
+
+	if (n == 0)
+		return 0;
+	stamp_arrays(ids, stamps, n, args);
+	skipped = palloc(sizeof(uint64) * n);	/* here, not in SPI's context */
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "enrollment: writing last-seen stamps");
+	enr_execute(&seen_plan, args, NULL, false, 0);
+	nskipped = (int) Min(SPI_processed, (uint64) n);
+	for (int r = 0; r < nskipped; r++)
+	{
+		bool		isnull;
+
+		skipped[r] = (uint64) DatumGetInt64(enr_getattr(r, 1, &isnull));
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	commit_round_xact();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	/* keep the skipped ones noted: drop them from what is forgotten */
+	if (nskipped > 0)
+	{
+		int			keep = 0;
+
+		qsort(skipped, nskipped, sizeof(uint64), compare_uint64);
+		for (int i = 0; i < n; i++)
+			if (bsearch(&ids[i], skipped, nskipped, sizeof(uint64), compare_uint64) == NULL)
+			{
+				ids[keep] = ids[i];
+				stamps[keep] = stamps[i];
+				keep++;
+			}
+		n = keep;
+	}
+	enr_stamp_forget(ENR_STAMP_NODE, ids, stamps, n);
 	return n;
 }
 
@@ -684,7 +784,7 @@ run_round(const char *dbname, bool *said_missing)
 		CHECK_FOR_INTERRUPTS();
 	} while (n == (uint64) enrollment_worker_batch);
 
-	enr_count_worker(WORKER_STAMPS_WRITTEN, write_stamps());
+	enr_count_worker(WORKER_STAMPS_WRITTEN, write_stamps() + write_seen_stamps());
 
 	if (function_available("fold_token_uses"))
 	{

@@ -1,6 +1,6 @@
 # The maintenance worker: expires tokens, purges old ones after the
 # retention period while their audit events stay, announces changes with
-# NOTIFY, writes last-used stamps, waits politely where the extension is
+# NOTIFY, writes last-used and last-seen stamps, waits politely where the extension is
 # missing, and comes back after it is terminated.  Also: the extension
 # without the preload (no worker, no shared memory) still enforces expiry.
 use strict;
@@ -194,13 +194,44 @@ ok( $node->poll_query_until('postgres',
 		"SELECT last_used_at IS NOT NULL FROM enrollment.api_key WHERE key_id = ('x' || '$kid')::bit(64)::bigint"),
 	'the worker writes last_used_at to the key');
 
+# last-seen stamps (0.7.0): authenticate_node notes the time, the worker
+# writes it to the node; a node whose row is locked keeps its stamp noted
+# until a round finds the row free
+my ($seen_secret, $locked_secret, $locked_node) = split /\n/, $node->safe_psql('postgres', q{
+SELECT e.node_secret FROM enrollment.create_token() AS t, LATERAL enrollment.enroll(t.token, 'seen-node') AS e;
+SELECT e.node_secret || E'\n' || e.node_id FROM enrollment.create_token() AS t,
+       LATERAL enrollment.enroll(t.token, 'locked-node') AS e;
+});
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN');
+$locker->query_safe("SELECT FROM enrollment.node_record WHERE node_id = '$locked_node' FOR UPDATE");
+my $seen_at = $node->safe_psql('postgres', 'SELECT now()');
+is($node->safe_psql('postgres', qq{
+SELECT name FROM enrollment.authenticate_node('$seen_secret');
+SELECT name FROM enrollment.authenticate_node('$locked_secret');
+}), "seen-node\nlocked-node", 'both nodes authenticate');
+ok( $node->poll_query_until('postgres',
+		"SELECT last_seen_at >= '$seen_at' FROM enrollment.nodes WHERE name = 'seen-node'"),
+	'the worker writes when a node was last seen');
+my $runs = $node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE counter = 'runs'");
+ok( $node->poll_query_until('postgres',
+		"SELECT value >= $runs + 2 FROM enrollment.stats WHERE counter = 'runs'"),
+	'two more rounds pass');
+is($node->safe_psql('postgres', "SELECT last_seen_at IS NULL FROM enrollment.nodes WHERE name = 'locked-node'"),
+	't', 'they skip a node whose row is locked, without waiting for it');
+$locker->query_safe('COMMIT');
+$locker->quit;
+ok( $node->poll_query_until('postgres',
+		"SELECT last_seen_at >= '$seen_at' FROM enrollment.nodes WHERE name = 'locked-node'"),
+	'and write its stamp, kept noted, once the row is free');
+
 # counters
 my %stats = map { my ($k, $v) = split /\|/; ($k => $v) } split /\n/,
   $node->safe_psql('postgres', "SELECT area || '.' || counter, value FROM enrollment.stats");
 ok($stats{'worker.runs'} > 0, "worker runs counted ($stats{'worker.runs'})");
 ok($stats{'worker.tokens_expired'} >= 1, 'expired tokens counted');
 ok($stats{'worker.tokens_purged'} >= 2, 'purged tokens counted');
-is($stats{'enroll.ok'}, 4, 'the four enrollments counted');
+is($stats{'enroll.ok'}, 6, 'the six enrollments counted');
 is($stats{'verify.ok'}, 1, 'one verification counted');
 is($stats{'nonces.capacity'}, 100000, 'nonce capacity shown');
 is($stats{'nonces.partitions'}, 16, 'the default capacity has 16 partitions');
