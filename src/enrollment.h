@@ -224,8 +224,10 @@ typedef enum EnrStampKind
 
 extern void enr_stamp_note(EnrStampKind kind, uint64 key_id, TimestampTz stamp);
 extern TimestampTz enr_stamp_get(EnrStampKind kind, uint64 key_id);
-extern int	enr_stamp_collect(EnrStampKind kind, uint64 *key_ids, TimestampTz *stamps, int max);
+extern int	enr_stamp_collect(EnrStampKind kind, uint64 *key_ids, TimestampTz *stamps, int max,
+							  const uint64 *exclude, int nexclude);
 extern void enr_stamp_forget(EnrStampKind kind, const uint64 *key_ids, const TimestampTz *stamps, int n);
+extern int	enr_compare_uint64(const void *a, const void *b);
 
 extern int	enrollment_max_nonces;
 extern int	enrollment_last_used_slots;

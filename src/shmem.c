@@ -37,14 +37,14 @@
  * lock about 4 ms per sweep; 128 hold each under 0.5 ms).  Small caches keep
  * 16, so that the first partition to fill is close to the whole capacity.
  *
- * Locking: the named tranche "enrollment" holds 2 + enr_nonce_partitions() locks.
+ * Locking: the named tranche "enrollment" holds 3 + enr_nonce_partitions() locks.
  *	  lock 0 (state lock)	serializes writes of the horizon (file and
  *							atomic) and the promotion flags; the floor and
  *							the horizon are read lock-free (atomics), so a
  *							verification never waits for the file's fsync
- *	  lock 1 (stamps)		shared to update an existing stamp (atomically),
- *							exclusive to add or remove a key or node (both
- *							stamp tables)
+ *	  lock 1 (last-used)	shared to update an existing stamp (atomically),
+ *							exclusive to add or remove a key
+ *	  lock 2 + partitions	the same for the nodes' last-seen stamps (0.7.0)
  *	  counters				atomics, no lock
  *	  lock 2 + p			partition p of the nonce cache; a check-and-
  *							insert holds it exclusively for one lookup
@@ -115,6 +115,8 @@ typedef struct EnrCounters
 typedef struct EnrShared
 {
 	LWLockPadded *locks;
+	/* per EnrStampKind: its table had no room for a new entry (see enr_stamp_note) */
+	pg_atomic_uint32 stamps_full[ENR_STAMP_KINDS];
 	EnrCounters counters;		/* atomics only: no lock */
 	pg_atomic_uint64 floor;		/* refuse requests with ts < floor (int64) */
 	pg_atomic_uint64 horizon;	/* every accepted ts <= horizon (persisted) */
@@ -236,7 +238,7 @@ enr_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(enr_shmem_size());
-	RequestNamedLWLockTranche("enrollment", 2 + enr_nonce_partitions());
+	RequestNamedLWLockTranche("enrollment", 3 + enr_nonce_partitions());
 }
 
 /* Read the persisted horizon; 0 when there is none yet */
@@ -335,6 +337,8 @@ enr_shmem_startup(void)
 			enr_shared->forgotten_below[p] = PG_INT64_MIN;
 		}
 		enr_counters_init(&enr_shared->counters, GetCurrentTimestamp());
+		for (int k = 0; k < ENR_STAMP_KINDS; k++)
+			pg_atomic_init_u32(&enr_shared->stamps_full[k], 0);
 	}
 
 	memset(&info, 0, sizeof(info));
@@ -589,11 +593,22 @@ last_used_key(uint64 key_id, LastUsedKey *k)
 	k->key_id = key_id;
 }
 
+/* The lock of a stamp table: lock 1 for the API keys', the last one for the nodes' */
+static LWLock *
+stamp_lock(EnrStampKind kind)
+{
+	return kind == ENR_STAMP_API_KEY ? &enr_shared->locks[1].lock
+		: &enr_shared->locks[2 + enr_nonce_partitions()].lock;
+}
+
 /*
  * Remember that key_id (an API key, or a node credential's public id, of
  * the current database) was used at stamp.  Updating a known one takes the
  * lock in shared mode only, so concurrent verifications of one key never
- * wait for each other; a full table drops the stamp (it is advisory).
+ * wait for each other; a full table drops the stamp (it is advisory), and
+ * until the worker has written and removed some, new ones are dropped
+ * without taking the lock exclusively (a standby's table, which no worker
+ * empties, stays full).
  */
 void
 enr_stamp_note(EnrStampKind kind, uint64 key_id, TimestampTz stamp)
@@ -606,7 +621,7 @@ enr_stamp_note(EnrStampKind kind, uint64 key_id, TimestampTz stamp)
 
 	if (enr_shared == NULL)
 		return;					/* not preloaded: nothing to note in */
-	lock = &enr_shared->locks[1].lock;
+	lock = stamp_lock(kind);
 	last_used_key(key_id, &k);
 	LWLockAcquire(lock, LW_SHARED);
 	e = hash_search(table, &k, HASH_FIND, NULL);
@@ -621,6 +636,8 @@ enr_stamp_note(EnrStampKind kind, uint64 key_id, TimestampTz stamp)
 		return;
 	}
 	LWLockRelease(lock);
+	if (pg_atomic_read_u32(&enr_shared->stamps_full[kind]) != 0)
+		return;
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	e = hash_search(table, &k, HASH_ENTER_NULL, &found);
@@ -631,6 +648,8 @@ enr_stamp_note(EnrStampKind kind, uint64 key_id, TimestampTz stamp)
 		else if ((int64) pg_atomic_read_u64(&e->stamp) < stamp)
 			pg_atomic_write_u64(&e->stamp, (uint64) stamp);
 	}
+	else
+		pg_atomic_write_u32(&enr_shared->stamps_full[kind], 1);
 	LWLockRelease(lock);
 }
 
@@ -645,11 +664,11 @@ enr_stamp_get(EnrStampKind kind, uint64 key_id)
 	if (enr_shared == NULL)
 		return 0;
 	last_used_key(key_id, &k);
-	LWLockAcquire(&enr_shared->locks[1].lock, LW_SHARED);
+	LWLockAcquire(stamp_lock(kind), LW_SHARED);
 	e = hash_search(stamp_tables[kind], &k, HASH_FIND, NULL);
 	if (e != NULL)
 		stamp = (TimestampTz) pg_atomic_read_u64(&e->stamp);
-	LWLockRelease(&enr_shared->locks[1].lock);
+	LWLockRelease(stamp_lock(kind));
 	return stamp;
 }
 
@@ -728,9 +747,23 @@ enr_nonce_sweep(int64 oldest_valid)
 	return removed;
 }
 
-/* Copy up to max stamps of a kind of the current database out of shared memory */
+/* qsort and bsearch order of uint64 ids */
 int
-enr_stamp_collect(EnrStampKind kind, uint64 *key_ids, TimestampTz *stamps, int max)
+enr_compare_uint64(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a;
+	uint64		y = *(const uint64 *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Copy up to max stamps of a kind of the current database out of shared
+ * memory, passing over the nexclude ids of exclude (sorted ascending)
+ */
+int
+enr_stamp_collect(EnrStampKind kind, uint64 *key_ids, TimestampTz *stamps, int max,
+				  const uint64 *exclude, int nexclude)
 {
 	HASH_SEQ_STATUS status;
 	LastUsedEntry *e;
@@ -738,11 +771,14 @@ enr_stamp_collect(EnrStampKind kind, uint64 *key_ids, TimestampTz *stamps, int m
 
 	if (enr_shared == NULL)
 		return 0;
-	LWLockAcquire(&enr_shared->locks[1].lock, LW_SHARED);
+	LWLockAcquire(stamp_lock(kind), LW_SHARED);
 	hash_seq_init(&status, stamp_tables[kind]);
 	while ((e = hash_seq_search(&status)) != NULL)
 	{
 		if (e->key.dbid != MyDatabaseId)
+			continue;
+		if (nexclude > 0 &&
+			bsearch(&e->key.key_id, exclude, nexclude, sizeof(uint64), enr_compare_uint64) != NULL)
 			continue;
 		if (n >= max)
 		{
@@ -753,7 +789,7 @@ enr_stamp_collect(EnrStampKind kind, uint64 *key_ids, TimestampTz *stamps, int m
 		stamps[n] = (TimestampTz) pg_atomic_read_u64(&e->stamp);
 		n++;
 	}
-	LWLockRelease(&enr_shared->locks[1].lock);
+	LWLockRelease(stamp_lock(kind));
 	return n;
 }
 
@@ -762,8 +798,9 @@ void
 enr_stamp_forget(EnrStampKind kind, const uint64 *key_ids, const TimestampTz *stamps, int n)
 {
 	HTAB	   *table = stamp_tables[kind];
+	bool		removed = false;
 
-	LWLockAcquire(&enr_shared->locks[1].lock, LW_EXCLUSIVE);
+	LWLockAcquire(stamp_lock(kind), LW_EXCLUSIVE);
 	for (int i = 0; i < n; i++)
 	{
 		LastUsedKey k;
@@ -773,7 +810,13 @@ enr_stamp_forget(EnrStampKind kind, const uint64 *key_ids, const TimestampTz *st
 		e = hash_search(table, &k, HASH_FIND, NULL);
 
 		if (e != NULL && (TimestampTz) pg_atomic_read_u64(&e->stamp) == stamps[i])
+		{
 			hash_search(table, &k, HASH_REMOVE, NULL);
+			removed = true;
+		}
 	}
-	LWLockRelease(&enr_shared->locks[1].lock);
+	/* room again: new keys may take the lock to enter */
+	if (removed)
+		pg_atomic_write_u32(&enr_shared->stamps_full[kind], 0);
+	LWLockRelease(stamp_lock(kind));
 }

@@ -184,27 +184,29 @@ static EnrPlan purge_plan_v4 = {
 
 /*
  * Last-seen stamps of nodes (0.7.0), by their credential's public id: the
- * rows are locked SKIP LOCKED, so the round waits neither for a
- * re-enrollment or removal of a node nor (in another order) for a bulk
- * removal.  Returns the public ids of the nodes it skipped, whose stamps
- * stay noted for the next round; a stamp whose node is gone (re-enrolled
- * with a new credential, deleted) is dropped with the ones written.
+ * rows are locked FOR NO KEY UPDATE (the lock the UPDATE takes anyway)
+ * SKIP LOCKED, so the round waits neither for a re-enrollment or removal
+ * of a node nor (in another order) for a bulk removal.  One row per stamp:
+ * whether it was written, and whether its node is there (a stamp of a
+ * node neither written nor there belongs to a credential replaced by a
+ * re-enrollment, or to a deleted node), in the order of $1.
  */
 static EnrPlan seen_plan = {
 	.sql = "WITH u AS ("
 	"  SELECT * FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::timestamptz[]))"
-	"       AS u(public_id, stamp)),"
+	"       WITH ORDINALITY AS u(public_id, stamp, i)),"
 	" l AS ("
 	"  SELECT n.node_id, u.public_id, u.stamp FROM enrollment.node_record AS n"
 	"    JOIN u ON n.secret_public_id = u.public_id"
-	"   FOR UPDATE OF n SKIP LOCKED),"
+	"   FOR NO KEY UPDATE OF n SKIP LOCKED),"
 	" w AS ("
 	"  UPDATE enrollment.node_record AS n SET last_seen_at = GREATEST(n.last_seen_at, l.stamp)"
 	"    FROM l WHERE n.node_id = l.node_id"
 	"  RETURNING l.public_id)"
-	"SELECT u.public_id FROM u"
-	" WHERE NOT EXISTS (SELECT FROM w WHERE w.public_id = u.public_id)"
-	"   AND EXISTS (SELECT FROM enrollment.node_record AS n WHERE n.secret_public_id = u.public_id)",
+	"SELECT w.public_id IS NOT NULL,"
+	"       EXISTS (SELECT FROM enrollment.node_record AS n WHERE n.secret_public_id = u.public_id)"
+	"  FROM u LEFT JOIN w ON w.public_id = u.public_id"
+	" ORDER BY u.i",
 	.nargs = 2,
 	.argtypes = {INT8ARRAYOID, TIMESTAMPTZARRAYOID}
 };
@@ -547,7 +549,7 @@ write_stamps(void)
 {
 	uint64	   *ids = palloc(sizeof(uint64) * MAX_STAMPS_PER_ROUND);
 	TimestampTz *stamps = palloc(sizeof(TimestampTz) * MAX_STAMPS_PER_ROUND);
-	int			n = enr_stamp_collect(ENR_STAMP_API_KEY, ids, stamps, MAX_STAMPS_PER_ROUND);
+	int			n = enr_stamp_collect(ENR_STAMP_API_KEY, ids, stamps, MAX_STAMPS_PER_ROUND, NULL, 0);
 	Datum		args[2];
 
 	if (n == 0)
@@ -558,34 +560,29 @@ write_stamps(void)
 	return n;
 }
 
-static int
-compare_uint64(const void *a, const void *b)
-{
-	uint64		x = *(const uint64 *) a;
-	uint64		y = *(const uint64 *) b;
-
-	return x < y ? -1 : x > y;
-}
-
 /*
- * Write noted last-seen stamps to their nodes (seen_plan), then forget
- * them, except those of nodes whose row was locked; returns how many were
- * forgotten
+ * Write up to max noted last-seen stamps to their nodes (seen_plan), in
+ * one transaction, passing over the nkept ids of kept (sorted), and forget
+ * them, except those of nodes whose row was locked: their ids are added to
+ * kept, which stays sorted.  Returns how many were written; *collected
+ * says how many it took from the table.
  */
 static uint64
-write_seen_stamps(void)
+write_seen_batch(int max, uint64 *kept, int *nkept, int *collected)
 {
-	uint64	   *ids = palloc(sizeof(uint64) * MAX_STAMPS_PER_ROUND);
-	TimestampTz *stamps = palloc(sizeof(TimestampTz) * MAX_STAMPS_PER_ROUND);
-	int			n = enr_stamp_collect(ENR_STAMP_NODE, ids, stamps, MAX_STAMPS_PER_ROUND);
-	uint64	   *skipped;
-	int			nskipped;
+	uint64	   *ids = palloc(sizeof(uint64) * max);
+	TimestampTz *stamps = palloc(sizeof(TimestampTz) * max);
+	int			n = enr_stamp_collect(ENR_STAMP_NODE, ids, stamps, max, kept, *nkept);
+	int			nforget = 0;
+	int			nskipped = 0;
+	uint64		written = 0;
+	bool	   *skip = palloc0(sizeof(bool) * Max(n, 1));	/* here, not in SPI's context */
 	Datum		args[2];
 
+	*collected = n;
 	if (n == 0)
 		return 0;
 	stamp_arrays(ids, stamps, n, args);
-	skipped = palloc(sizeof(uint64) * n);	/* here, not in SPI's context */
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -593,35 +590,67 @@ write_seen_stamps(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "enrollment: writing last-seen stamps");
 	enr_execute(&seen_plan, args, NULL, false, 0);
-	nskipped = (int) Min(SPI_processed, (uint64) n);
-	for (int r = 0; r < nskipped; r++)
+	/* one row per stamp, in the order of ids */
+	for (uint64 r = 0; r < SPI_processed && r < (uint64) n; r++)
 	{
 		bool		isnull;
 
-		skipped[r] = (uint64) DatumGetInt64(enr_getattr(r, 1, &isnull));
+		if (DatumGetBool(enr_getattr(r, 1, &isnull)))
+			written++;
+		else if (DatumGetBool(enr_getattr(r, 2, &isnull)))
+			skip[r] = true;		/* its row was locked: keep it noted */
 	}
 	SPI_finish();
 	PopActiveSnapshot();
 	commit_round_xact();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	/* keep the skipped ones noted: drop them from what is forgotten */
-	if (nskipped > 0)
+	for (int i = 0; i < n; i++)
 	{
-		int			keep = 0;
-
-		qsort(skipped, nskipped, sizeof(uint64), compare_uint64);
-		for (int i = 0; i < n; i++)
-			if (bsearch(&ids[i], skipped, nskipped, sizeof(uint64), compare_uint64) == NULL)
-			{
-				ids[keep] = ids[i];
-				stamps[keep] = stamps[i];
-				keep++;
-			}
-		n = keep;
+		if (skip[i])
+		{
+			kept[(*nkept)++] = ids[i];
+			nskipped++;
+			continue;
+		}
+		ids[nforget] = ids[i];
+		stamps[nforget] = stamps[i];
+		nforget++;
 	}
-	enr_stamp_forget(ENR_STAMP_NODE, ids, stamps, n);
-	return n;
+	enr_stamp_forget(ENR_STAMP_NODE, ids, stamps, nforget);
+	if (nskipped > 0)
+		qsort(kept, *nkept, sizeof(uint64), enr_compare_uint64);
+	return written;
+}
+
+/*
+ * Write every last-seen stamp noted in this database, worker_batch_size
+ * per transaction, until the table is drained; the stamps of nodes whose
+ * row was locked stay noted for the next round.  Returns how many were
+ * written.
+ */
+static uint64
+write_seen_stamps(void)
+{
+	int			batch = Max(enrollment_worker_batch, 1);
+	uint64	   *kept = palloc(sizeof(uint64) * enrollment_last_seen_slots);
+	int			nkept = 0;
+	uint64		written = 0;
+
+	/* at most as many batches as the table has slots, and one more */
+	for (int i = 0; i <= enrollment_last_seen_slots / batch; i++)
+	{
+		int			collected;
+		int			max = Min(batch, enrollment_last_seen_slots - nkept);
+
+		if (max <= 0)
+			break;
+		written += write_seen_batch(max, kept, &nkept, &collected);
+		if (collected < max)
+			break;				/* drained */
+		CHECK_FOR_INTERRUPTS();
+	}
+	return written;
 }
 
 /*

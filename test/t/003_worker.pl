@@ -195,10 +195,13 @@ ok( $node->poll_query_until('postgres',
 	'the worker writes last_used_at to the key');
 
 # last-seen stamps (0.7.0): authenticate_node notes the time, the worker
-# writes it to the node; a node whose row is locked keeps its stamp noted
-# until a round finds the row free
-my ($seen_secret, $locked_secret, $locked_node) = split /\n/, $node->safe_psql('postgres', q{
+# writes it to the node, one batch after another (batches of one here); a
+# node whose row is locked keeps its stamp noted until a round finds the
+# row free, and the batches after it go on
+$node->safe_psql('postgres', 'ALTER SYSTEM SET enrollment.worker_batch_size = 1; SELECT pg_reload_conf()');
+my ($seen_secret, $also_seen_secret, $locked_secret, $locked_node) = split /\n/, $node->safe_psql('postgres', q{
 SELECT e.node_secret FROM enrollment.create_token() AS t, LATERAL enrollment.enroll(t.token, 'seen-node') AS e;
+SELECT e.node_secret FROM enrollment.create_token() AS t, LATERAL enrollment.enroll(t.token, 'also-seen-node') AS e;
 SELECT e.node_secret || E'\n' || e.node_id FROM enrollment.create_token() AS t,
        LATERAL enrollment.enroll(t.token, 'locked-node') AS e;
 });
@@ -207,11 +210,12 @@ $locker->query_safe('BEGIN');
 $locker->query_safe("SELECT FROM enrollment.node_record WHERE node_id = '$locked_node' FOR UPDATE");
 my $seen_at = $node->safe_psql('postgres', 'SELECT now()');
 is($node->safe_psql('postgres', qq{
-SELECT name FROM enrollment.authenticate_node('$seen_secret');
 SELECT name FROM enrollment.authenticate_node('$locked_secret');
-}), "seen-node\nlocked-node", 'both nodes authenticate');
+SELECT name FROM enrollment.authenticate_node('$seen_secret');
+SELECT name FROM enrollment.authenticate_node('$also_seen_secret');
+}), "locked-node\nseen-node\nalso-seen-node", 'the three nodes authenticate');
 ok( $node->poll_query_until('postgres',
-		"SELECT last_seen_at >= '$seen_at' FROM enrollment.nodes WHERE name = 'seen-node'"),
+		"SELECT bool_and(last_seen_at >= '$seen_at') FROM enrollment.nodes WHERE name LIKE '%seen-node'"),
 	'the worker writes when a node was last seen');
 my $runs = $node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE counter = 'runs'");
 ok( $node->poll_query_until('postgres',
@@ -224,6 +228,7 @@ $locker->quit;
 ok( $node->poll_query_until('postgres',
 		"SELECT last_seen_at >= '$seen_at' FROM enrollment.nodes WHERE name = 'locked-node'"),
 	'and write its stamp, kept noted, once the row is free');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET enrollment.worker_batch_size; SELECT pg_reload_conf()');
 
 # counters
 my %stats = map { my ($k, $v) = split /\|/; ($k => $v) } split /\n/,
@@ -231,7 +236,7 @@ my %stats = map { my ($k, $v) = split /\|/; ($k => $v) } split /\n/,
 ok($stats{'worker.runs'} > 0, "worker runs counted ($stats{'worker.runs'})");
 ok($stats{'worker.tokens_expired'} >= 1, 'expired tokens counted');
 ok($stats{'worker.tokens_purged'} >= 2, 'purged tokens counted');
-is($stats{'enroll.ok'}, 6, 'the six enrollments counted');
+is($stats{'enroll.ok'}, 7, 'the seven enrollments counted');
 is($stats{'verify.ok'}, 1, 'one verification counted');
 is($stats{'nonces.capacity'}, 100000, 'nonce capacity shown');
 is($stats{'nonces.partitions'}, 16, 'the default capacity has 16 partitions');
