@@ -44,10 +44,11 @@
  *							verification never waits for the file's fsync
  *	  lock 1 (last-used)	shared to update an existing stamp (atomically),
  *							exclusive to add or remove a key
- *	  lock 2 + partitions	the same for the nodes' last-seen stamps (0.7.0)
  *	  counters				atomics, no lock
  *	  lock 2 + p			partition p of the nonce cache; a check-and-
  *							insert holds it exclusively for one lookup
+ *	  lock 2 + partitions	(the last) as lock 1, for the nodes' last-seen
+ *							stamps (0.7.0)
  * No lock is held while another is taken, except the state lock never
  * being taken while a partition lock is held.
  *
