@@ -73,7 +73,6 @@ PGDLLEXPORT void enrollment_launcher_main(Datum main_arg);
 
 #define WORKER_ACTOR		"enrollment worker"
 #define WORKER_LOCK_KEY		INT64CONST(0x656e726f6c6c776b)	/* advisory lock id */
-#define MAX_STAMPS_PER_ROUND 10000
 
 char	   *enrollment_database_names = NULL;
 int			enrollment_worker_interval = 10;	/* seconds */
@@ -183,42 +182,46 @@ static EnrPlan purge_plan_v4 = {
 };
 
 /*
- * Last-seen stamps of nodes (0.7.0), by their credential's public id: the
- * rows are locked FOR NO KEY UPDATE (the lock the UPDATE takes anyway)
- * SKIP LOCKED, so the round waits neither for a re-enrollment or removal
- * of a node nor (in another order) for a bulk removal.  One row per stamp:
- * whether it was written, and whether its node is there (a stamp of a
- * node neither written nor there belongs to a credential replaced by a
- * re-enrollment, or to a deleted node), in the order of $1.
+ * Write stamps noted in shared memory to their rows (0.7.0 for the nodes;
+ * the API keys' since 0.1.0): $1 the ids, $2 their stamps.  The rows are
+ * locked FOR NO KEY UPDATE (the lock the UPDATE takes anyway) SKIP LOCKED,
+ * so a round waits neither for a change of one row (a re-enrollment, a
+ * revocation) nor, in another order, for a bulk removal.  One row per
+ * stamp, in the order of $1: whether it was written, and whether its row
+ * is there (a stamp written nowhere whose row is not there belongs to a
+ * credential replaced by a re-enrollment, or to a deleted row).
  */
-static EnrPlan seen_plan = {
-	.sql = "WITH u AS ("
-	"  SELECT * FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::timestamptz[]))"
-	"       WITH ORDINALITY AS u(public_id, stamp, i)),"
-	" l AS ("
-	"  SELECT n.node_id, u.public_id, u.stamp FROM enrollment.node_record AS n"
-	"    JOIN u ON n.secret_public_id = u.public_id"
-	"   FOR NO KEY UPDATE OF n SKIP LOCKED),"
-	" w AS ("
-	"  UPDATE enrollment.node_record AS n SET last_seen_at = GREATEST(n.last_seen_at, l.stamp)"
-	"    FROM l WHERE n.node_id = l.node_id"
-	"  RETURNING l.public_id)"
-	"SELECT w.public_id IS NOT NULL,"
-	"       EXISTS (SELECT FROM enrollment.node_record AS n WHERE n.secret_public_id = u.public_id)"
-	"  FROM u LEFT JOIN w ON w.public_id = u.public_id"
-	" ORDER BY u.i",
-	.nargs = 2,
-	.argtypes = {INT8ARRAYOID, TIMESTAMPTZARRAYOID}
+#define STAMPS_SQL(table, idcol, stampcol) \
+	"WITH u AS (" \
+	"  SELECT * FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::timestamptz[]))" \
+	"       WITH ORDINALITY AS u(id, stamp, i))," \
+	" l AS (" \
+	"  SELECT u.id, u.stamp FROM " table " AS t JOIN u ON t." idcol " = u.id" \
+	"   FOR NO KEY UPDATE OF t SKIP LOCKED)," \
+	" w AS (" \
+	"  UPDATE " table " AS t SET " stampcol " = GREATEST(t." stampcol ", l.stamp)" \
+	"    FROM l WHERE t." idcol " = l.id" \
+	"  RETURNING l.id)" \
+	"SELECT w.id IS NOT NULL," \
+	"       EXISTS (SELECT FROM " table " AS t WHERE t." idcol " = u.id)" \
+	"  FROM u LEFT JOIN w ON w.id = u.id" \
+	" ORDER BY u.i"
+
+static EnrPlan stamps_plans[ENR_STAMP_KINDS] = {
+	[ENR_STAMP_API_KEY] = {
+		.sql = STAMPS_SQL("enrollment.api_key", "key_id", "last_used_at"),
+		.nargs = 2,
+		.argtypes = {INT8ARRAYOID, TIMESTAMPTZARRAYOID}
+	},
+	[ENR_STAMP_NODE] = {
+		.sql = STAMPS_SQL("enrollment.node_record", "secret_public_id", "last_seen_at"),
+		.nargs = 2,
+		.argtypes = {INT8ARRAYOID, TIMESTAMPTZARRAYOID}
+	}
 };
 
-static EnrPlan stamps_plan = {
-	.sql = "UPDATE enrollment.api_key AS k"
-	"   SET last_used_at = GREATEST(k.last_used_at, u.stamp)"
-	"  FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::timestamptz[]))"
-	"       AS u(key_id, stamp)"
-	" WHERE k.key_id = u.key_id",
-	.nargs = 2,
-	.argtypes = {INT8ARRAYOID, TIMESTAMPTZARRAYOID}
+static const char *const stamps_activity[ENR_STAMP_KINDS] = {
+	"enrollment: writing last-used stamps", "enrollment: writing last-seen stamps"
 };
 
 /*
@@ -527,7 +530,7 @@ function_available(const char *name)
 	return found;
 }
 
-/* The stamps as the two array arguments of stamps_plan and seen_plan */
+/* The stamps as the two array arguments of a STAMPS_SQL plan */
 static void
 stamp_arrays(const uint64 *ids, const TimestampTz *stamps, int n, Datum *args)
 {
@@ -543,36 +546,19 @@ stamp_arrays(const uint64 *ids, const TimestampTz *stamps, int n, Datum *args)
 	args[1] = PointerGetDatum(construct_array(std, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
-/* Write noted last-used stamps to their keys, then drop the ones written */
-static uint64
-write_stamps(void)
-{
-	uint64	   *ids = palloc(sizeof(uint64) * MAX_STAMPS_PER_ROUND);
-	TimestampTz *stamps = palloc(sizeof(TimestampTz) * MAX_STAMPS_PER_ROUND);
-	int			n = enr_stamp_collect(ENR_STAMP_API_KEY, ids, stamps, MAX_STAMPS_PER_ROUND, NULL, 0);
-	Datum		args[2];
-
-	if (n == 0)
-		return 0;
-	stamp_arrays(ids, stamps, n, args);
-	run_batch(&stamps_plan, args, "enrollment: writing last-used stamps");
-	enr_stamp_forget(ENR_STAMP_API_KEY, ids, stamps, n);
-	return n;
-}
-
 /*
- * Write up to max noted last-seen stamps to their nodes (seen_plan), in
+ * Write up to max noted stamps of a kind to their rows (stamps_plans), in
  * one transaction, passing over the nkept ids of kept (sorted), and forget
- * them, except those of nodes whose row was locked: their ids are added to
- * kept, which stays sorted.  Returns how many were written; *collected
- * says how many it took from the table.
+ * them, except those whose row was locked: their ids are added to kept,
+ * which stays sorted.  Returns how many were written; *collected says how
+ * many it took from the table.
  */
 static uint64
-write_seen_batch(int max, uint64 *kept, int *nkept, int *collected)
+write_stamp_batch(EnrStampKind kind, int max, uint64 *kept, int *nkept, int *collected)
 {
 	uint64	   *ids = palloc(sizeof(uint64) * max);
 	TimestampTz *stamps = palloc(sizeof(TimestampTz) * max);
-	int			n = enr_stamp_collect(ENR_STAMP_NODE, ids, stamps, max, kept, *nkept);
+	int			n = enr_stamp_collect(kind, ids, stamps, max, kept, *nkept);
 	int			nforget = 0;
 	int			nskipped = 0;
 	uint64		written = 0;
@@ -588,8 +574,8 @@ write_seen_batch(int max, uint64 *kept, int *nkept, int *collected)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "enrollment: writing last-seen stamps");
-	enr_execute(&seen_plan, args, NULL, false, 0);
+	pgstat_report_activity(STATE_RUNNING, stamps_activity[kind]);
+	enr_execute(&stamps_plans[kind], args, NULL, false, 0);
 	/* one row per stamp, in the order of ids */
 	for (uint64 r = 0; r < SPI_processed && r < (uint64) n; r++)
 	{
@@ -617,35 +603,35 @@ write_seen_batch(int max, uint64 *kept, int *nkept, int *collected)
 		stamps[nforget] = stamps[i];
 		nforget++;
 	}
-	enr_stamp_forget(ENR_STAMP_NODE, ids, stamps, nforget);
+	enr_stamp_forget(kind, ids, stamps, nforget);
 	if (nskipped > 0)
 		qsort(kept, *nkept, sizeof(uint64), enr_compare_uint64);
 	return written;
 }
 
 /*
- * Write every last-seen stamp noted in this database, worker_batch_size
- * per transaction, until the table is drained; the stamps of nodes whose
- * row was locked stay noted for the next round.  Returns how many were
- * written.
+ * Write every stamp of a kind noted in this database, worker_batch_size
+ * per transaction, until the table (of slots entries) is drained; the
+ * stamps of rows that were locked stay noted for the next round.  Returns
+ * how many were written.
  */
 static uint64
-write_seen_stamps(void)
+write_stamps(EnrStampKind kind, int slots)
 {
 	int			batch = Max(enrollment_worker_batch, 1);
-	uint64	   *kept = palloc(sizeof(uint64) * enrollment_last_seen_slots);
+	uint64	   *kept = palloc(sizeof(uint64) * slots);
 	int			nkept = 0;
 	uint64		written = 0;
 
 	/* at most as many batches as the table has slots, and one more */
-	for (int i = 0; i <= enrollment_last_seen_slots / batch; i++)
+	for (int i = 0; i <= slots / batch; i++)
 	{
 		int			collected;
-		int			max = Min(batch, enrollment_last_seen_slots - nkept);
+		int			max = Min(batch, slots - nkept);
 
 		if (max <= 0)
 			break;
-		written += write_seen_batch(max, kept, &nkept, &collected);
+		written += write_stamp_batch(kind, max, kept, &nkept, &collected);
 		if (collected < max)
 			break;				/* drained */
 		CHECK_FOR_INTERRUPTS();
@@ -813,7 +799,9 @@ run_round(const char *dbname, bool *said_missing)
 		CHECK_FOR_INTERRUPTS();
 	} while (n == (uint64) enrollment_worker_batch);
 
-	enr_count_worker(WORKER_STAMPS_WRITTEN, write_stamps() + write_seen_stamps());
+	enr_count_worker(WORKER_STAMPS_WRITTEN,
+					 write_stamps(ENR_STAMP_API_KEY, enrollment_last_used_slots) +
+					 write_stamps(ENR_STAMP_NODE, enrollment_last_seen_slots));
 
 	if (function_available("fold_token_uses"))
 	{
