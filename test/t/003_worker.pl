@@ -224,10 +224,30 @@ ok( $node->poll_query_until('postgres',
 is($node->safe_psql('postgres', "SELECT last_seen_at IS NULL FROM enrollment.nodes WHERE name = 'locked-node'"),
 	't', 'they skip a node whose row is locked, without waiting for it');
 $locker->query_safe('COMMIT');
-$locker->quit;
 ok( $node->poll_query_until('postgres',
 		"SELECT last_seen_at >= '$seen_at' FROM enrollment.nodes WHERE name = 'locked-node'"),
 	'and write its stamp, kept noted, once the row is free');
+
+# the same for an API key's last-used stamp (the same statement and code)
+my ($lkid, $lsec) = split / /, $node->safe_psql('postgres',
+	"SELECT key_id || ' ' || hmac_secret FROM enrollment.create_api_key('locked key', ARRAY['events:read'])");
+$locker->query_safe('BEGIN');
+$locker->query_safe("SELECT FROM enrollment.api_key WHERE key_id = ('x' || '$lkid')::bit(64)::bigint FOR UPDATE");
+is($node->safe_psql('postgres',
+		"SELECT ok FROM enrollment.verify_request('GET', '/', enrollment.sign_request('GET', '/', '$lkid', '$lsec'))"),
+	't', 'a request signed with a key whose row is locked is accepted');
+$runs = $node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE counter = 'runs'");
+ok( $node->poll_query_until('postgres',
+		"SELECT value >= $runs + 2 FROM enrollment.stats WHERE counter = 'runs'"),
+	'two more rounds pass');
+is($node->safe_psql('postgres',
+		"SELECT last_used_at IS NULL FROM enrollment.api_key WHERE key_id = ('x' || '$lkid')::bit(64)::bigint"),
+	't', 'they skip the key whose row is locked');
+$locker->query_safe('COMMIT');
+$locker->quit;
+ok( $node->poll_query_until('postgres',
+		"SELECT last_used_at IS NOT NULL FROM enrollment.api_key WHERE key_id = ('x' || '$lkid')::bit(64)::bigint"),
+	'and write its stamp once the row is free');
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET enrollment.worker_batch_size; SELECT pg_reload_conf()');
 
 # counters
@@ -237,7 +257,7 @@ ok($stats{'worker.runs'} > 0, "worker runs counted ($stats{'worker.runs'})");
 ok($stats{'worker.tokens_expired'} >= 1, 'expired tokens counted');
 ok($stats{'worker.tokens_purged'} >= 2, 'purged tokens counted');
 is($stats{'enroll.ok'}, 7, 'the seven enrollments counted');
-is($stats{'verify.ok'}, 1, 'one verification counted');
+is($stats{'verify.ok'}, 2, 'two verifications counted');
 is($stats{'nonces.capacity'}, 100000, 'nonce capacity shown');
 is($stats{'nonces.partitions'}, 16, 'the default capacity has 16 partitions');
 $node->safe_psql('postgres', 'SELECT enrollment.stats_reset()');
