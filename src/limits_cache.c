@@ -24,8 +24,9 @@
  * invalidation it took, and one it did not take yet clears what it learns
  * at its next question.
  *
- * Before ALTER EXTENSION UPDATE to 0.7.0 there is no node_limit column and
- * no token_rate table: nothing is remembered, and both answers are no.
+ * Before ALTER EXTENSION UPDATE to 0.7.0 there is no node_limit or
+ * node_approval column and no token_rate table: nothing is remembered, and
+ * every answer is no.
  *
  * src/limits_cache.c
  *

@@ -312,7 +312,8 @@ enrollment_worker_register(void)
  * CommitTransactionCommand leaves TopMemoryContext current, so each of the
  * round's transactions ends through commit_round_xact, which switches back:
  * otherwise whatever the round allocates after its first transaction (the
- * last-used stamp arrays, 160 kB) would live in TopMemoryContext for ever.
+ * arrays of the stamps it writes, for one) would live in TopMemoryContext
+ * for ever.
  */
 static MemoryContext round_cxt = NULL;
 
@@ -324,12 +325,18 @@ commit_round_xact(void)
 		MemoryContextSwitchTo(round_cxt);
 }
 
+/* What run_statement hands each row of its result, before the commit */
+typedef void (*RowCallback) (uint64 row, void *arg);
+
 /*
  * Run one statement of the round in its own transaction; returns rows
  * processed, or with value the bigint the statement's one row holds.
+ * each_row, if given, is called with each row's number (enr_getattr reads
+ * it) while the result is still there.
  */
 static uint64
-run_statement(EnrPlan *plan, Datum *args, const char *activity, bool value)
+run_statement(EnrPlan *plan, Datum *args, const char *activity, bool value,
+			  RowCallback each_row, void *arg)
 {
 	uint64		n;
 	bool		isnull;
@@ -341,6 +348,9 @@ run_statement(EnrPlan *plan, Datum *args, const char *activity, bool value)
 	pgstat_report_activity(STATE_RUNNING, activity);
 	enr_execute(plan, args, NULL, false, 0);
 	n = SPI_processed;
+	if (each_row)
+		for (uint64 r = 0; r < n; r++)
+			each_row(r, arg);
 	if (value)
 		n = n == 1 ? (uint64) DatumGetInt64(enr_getattr(0, 1, &isnull)) : 0;
 	SPI_finish();
@@ -353,7 +363,7 @@ run_statement(EnrPlan *plan, Datum *args, const char *activity, bool value)
 static uint64
 run_batch(EnrPlan *plan, Datum *args, const char *activity)
 {
-	return run_statement(plan, args, activity, false);
+	return run_statement(plan, args, activity, false, NULL, NULL);
 }
 
 /*
@@ -546,6 +556,29 @@ stamp_arrays(const uint64 *ids, const TimestampTz *stamps, int n, Datum *args)
 	args[1] = PointerGetDatum(construct_array(std, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
+/* What a STAMPS_SQL statement said of each stamp of a batch */
+typedef struct StampOutcome
+{
+	int			n;				/* stamps in the batch */
+	bool	   *skip;			/* per stamp: its row was locked */
+	uint64		written;
+} StampOutcome;
+
+/* A row of a STAMPS_SQL result: one stamp, in the order of the batch */
+static void
+stamp_outcome(uint64 row, void *arg)
+{
+	StampOutcome *o = (StampOutcome *) arg;
+	bool		isnull;
+
+	if (row >= (uint64) o->n)
+		return;
+	if (DatumGetBool(enr_getattr(row, 1, &isnull)))
+		o->written++;
+	else if (DatumGetBool(enr_getattr(row, 2, &isnull)))
+		o->skip[row] = true;	/* its row was locked: keep it noted */
+}
+
 /*
  * Write up to max noted stamps of a kind to their rows (stamps_plans), in
  * one transaction, passing over the nkept ids of kept (sorted), and forget
@@ -561,39 +594,18 @@ write_stamp_batch(EnrStampKind kind, int max, uint64 *kept, int *nkept, int *col
 	int			n = enr_stamp_collect(kind, ids, stamps, max, kept, *nkept);
 	int			nforget = 0;
 	int			nskipped = 0;
-	uint64		written = 0;
-	bool	   *skip = palloc0(sizeof(bool) * Max(n, 1));	/* here, not in SPI's context */
+	StampOutcome o = {n, palloc0(sizeof(bool) * Max(n, 1)), 0};
 	Datum		args[2];
 
 	*collected = n;
 	if (n == 0)
 		return 0;
 	stamp_arrays(ids, stamps, n, args);
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, stamps_activity[kind]);
-	enr_execute(&stamps_plans[kind], args, NULL, false, 0);
-	/* one row per stamp, in the order of ids */
-	for (uint64 r = 0; r < SPI_processed && r < (uint64) n; r++)
-	{
-		bool		isnull;
-
-		if (DatumGetBool(enr_getattr(r, 1, &isnull)))
-			written++;
-		else if (DatumGetBool(enr_getattr(r, 2, &isnull)))
-			skip[r] = true;		/* its row was locked: keep it noted */
-	}
-	SPI_finish();
-	PopActiveSnapshot();
-	commit_round_xact();
-	pgstat_report_activity(STATE_IDLE, NULL);
+	run_statement(&stamps_plans[kind], args, stamps_activity[kind], false, stamp_outcome, &o);
 
 	for (int i = 0; i < n; i++)
 	{
-		if (skip[i])
+		if (o.skip[i])
 		{
 			kept[(*nkept)++] = ids[i];
 			nskipped++;
@@ -606,7 +618,7 @@ write_stamp_batch(EnrStampKind kind, int max, uint64 *kept, int *nkept, int *col
 	enr_stamp_forget(kind, ids, stamps, nforget);
 	if (nskipped > 0)
 		qsort(kept, *nkept, sizeof(uint64), enr_compare_uint64);
-	return written;
+	return o.written;
 }
 
 /*
@@ -809,7 +821,8 @@ run_round(const char *dbname, bool *said_missing)
 
 		do
 		{
-			n = run_statement(&fold_plan, a, "enrollment: counting appended token uses", true);
+			n = run_statement(&fold_plan, a, "enrollment: counting appended token uses", true,
+							  NULL, NULL);
 			enr_count_worker(WORKER_USES_FOLDED, n);
 			CHECK_FOR_INTERRUPTS();
 		} while (n == (uint64) enrollment_worker_batch);
