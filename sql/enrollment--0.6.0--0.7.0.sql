@@ -581,3 +581,198 @@ REVOKE ALL ON enrollment.auto_approve_rules FROM PUBLIC;
 
 COMMENT ON FUNCTION enrollment.authenticate_node(text) IS
     'The node a credential belongs to, or no row when the credential is unknown or wrong, or the node is not active (removed, or waiting for approval)';
+
+--------------------------------------------------------------------------
+-- Where a node is placed (0.7.0): the node's group, OS and private
+-- address, the tenant's address pool, and two more columns of enroll's
+-- result.  enroll takes node_group and node_os: its arguments change, so
+-- it is dropped and created again, and the EXECUTE grants given on it are
+-- carried over (and kept out of the extension's initial privileges: see
+-- below).
+--------------------------------------------------------------------------
+
+ALTER TABLE enrollment.node_record
+    ADD COLUMN node_group text NOT NULL DEFAULT 'default',
+    ADD COLUMN os text,
+    ADD COLUMN private_ip inet;
+CREATE UNIQUE INDEX node_record_private_ip_key ON enrollment.node_record (tenant, private_ip)
+    WHERE private_ip IS NOT NULL;
+ALTER TABLE enrollment.tenant_setting
+    ADD COLUMN ip_pool cidr CHECK (pg_catalog.masklen(ip_pool) OPERATOR(pg_catalog.<=)
+                                   CASE pg_catalog.family(ip_pool) WHEN 4 THEN 30 ELSE 126 END);
+ALTER TYPE enrollment.enrolled_node
+    ADD ATTRIBUTE node_group text,
+    ADD ATTRIBUTE private_ip inet;
+
+DO $upgrade$
+DECLARE
+    old     text := 'enrollment.enroll(text, text, text, text)';
+    fn      text := 'enrollment.enroll(text, text, text, text, text, text)';
+    stmt    text;
+    grants  text[] := '{}';
+    g       record;
+BEGIN
+    FOR g IN
+        SELECT a.grantee, a.is_grantable
+          FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+         WHERE p.oid = old::pg_catalog.regprocedure
+           AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
+    LOOP
+        grants := grants || pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', fn,
+            CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(g.grantee::pg_catalog.regrole::text) END,
+            CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+    EXECUTE 'DROP FUNCTION ' || old;
+    CREATE FUNCTION enrollment.enroll(
+        token      text,
+        node_name  text,
+        cluster_id text DEFAULT NULL,
+        node_role  text DEFAULT NULL,
+        node_group text DEFAULT NULL,
+        node_os    text DEFAULT NULL)
+        RETURNS enrollment.enrolled_node
+        AS 'MODULE_PATHNAME', 'enrollment_enroll'
+        LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = '';
+    EXECUTE 'REVOKE ALL ON FUNCTION ' || fn || ' FROM PUBLIC';
+    FOREACH stmt IN ARRAY grants LOOP
+        EXECUTE stmt;
+    END LOOP;
+END
+$upgrade$;
+
+-- A GRANT run by an extension script is recorded as one of the extension's
+-- initial privileges (pg_init_privs), which pg_dump leaves out of a dump.
+-- So the grants carried over just now, and those the updates to 0.2.0 and
+-- 0.3.0 carried over onto the functions they made again, would be lost by
+-- a dump and restore.  The extension grants nothing on its functions to
+-- anyone but their owner: every other grantee is taken out of their
+-- initial privileges, which are then those of a fresh install.
+UPDATE pg_catalog.pg_init_privs AS i
+   SET initprivs = ARRAY(SELECT a FROM pg_catalog.unnest(i.initprivs) AS a
+                          WHERE NOT EXISTS (SELECT FROM pg_catalog.aclexplode(ARRAY[a]) AS x
+                                             WHERE x.grantee OPERATOR(pg_catalog.<>) p.proowner))
+  FROM pg_catalog.pg_proc AS p, pg_catalog.pg_depend AS d
+ WHERE i.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND i.objoid = p.oid
+   AND d.classid = i.classoid AND d.objid = i.objoid AND d.deptype = 'e'
+   AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension AS e WHERE e.extname = 'enrollment');
+
+COMMENT ON FUNCTION enrollment.enroll(text, text, text, text, text, text) IS
+    'Enroll a machine with a token: counts the use, creates (or re-enrolls) the node, places it (group, address, OS) and returns its credential once';
+
+--------------------------------------------------------------------------
+-- Where a node is placed (0.7.0, seed 001): its group, its private address
+-- and the OS it reports.  enroll's node_group names the group; a group the
+-- tenant does not have yet is created by the first enrollment that names
+-- it (audited group_created), and a node enrolled without one is in the
+-- group 'default', which every tenant has without a row.  Where the tenant
+-- has an address pool (set_ip_pool), each new node gets a free host
+-- address of it (src/placement.c).  A re-enrolled node keeps its address;
+-- a group or OS passed with the re-enrollment replaces the one it had.
+--------------------------------------------------------------------------
+
+CREATE TABLE enrollment.node_group (
+    tenant      text NOT NULL,
+    name        text NOT NULL CHECK (pg_catalog.char_length(name) BETWEEN 1 AND 64),
+    created_by  text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (tenant, name)
+);
+REVOKE ALL ON enrollment.node_group FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('enrollment.node_group', '');
+
+-- The current tenant's address pool: a network with at least two host
+-- addresses (a mask of at most 30 bits for IPv4, 126 for IPv6), or NULL
+-- for none.  Returns the pool before.  Enrollments that start after its
+-- commit use it; nodes keep the addresses they have, also outside a new
+-- pool.  Enrollments that take an address wait for its commit, as it waits
+-- for theirs (both lock the tenant's setting row).
+CREATE FUNCTION enrollment.set_ip_pool(pool cidr) RETURNS cidr
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    t text := enrollment.current_tenant();
+    previous cidr;
+BEGIN
+    PERFORM enrollment.require_role('admin', 'set the address pool');
+    IF (pg_catalog.masklen(set_ip_pool.pool) OPERATOR(pg_catalog.>)
+        CASE pg_catalog.family(set_ip_pool.pool) WHEN 4 THEN 30 ELSE 126 END) THEN
+        RAISE EXCEPTION 'invalid address pool' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('Network %s has fewer than two host addresses.', set_ip_pool.pool),
+            HINT = 'Give a network with a mask of at most 30 bits (IPv4) or 126 bits (IPv6).';
+    END IF;
+    INSERT INTO enrollment.tenant_setting AS s (tenant) VALUES (t) ON CONFLICT (tenant) DO NOTHING;
+    SELECT s.ip_pool INTO previous FROM enrollment.tenant_setting AS s
+     WHERE s.tenant OPERATOR(pg_catalog.=) t FOR UPDATE;
+    UPDATE enrollment.tenant_setting AS s SET ip_pool = set_ip_pool.pool
+     WHERE s.tenant OPERATOR(pg_catalog.=) t;
+    PERFORM enrollment.audit('ip_pool_set', 'tenant', t,
+        pg_catalog.jsonb_build_object('pool', set_ip_pool.pool, 'previous', previous));
+    RETURN previous;
+END
+$$;
+COMMENT ON FUNCTION enrollment.set_ip_pool(cidr) IS
+    'The network the current tenant''s new nodes get their private address from (NULL: none); returns the one before (admin)';
+REVOKE ALL ON FUNCTION enrollment.set_ip_pool(cidr) FROM PUBLIC;
+
+CREATE VIEW enrollment.node_groups WITH (security_barrier) AS
+SELECT g.tenant, g.name, g.created_by, g.created_at,
+       COALESCE(c.nodes, 0) AS nodes
+  FROM (SELECT enrollment.current_tenant() AS tenant, 'default'::text AS name,
+               NULL::text AS created_by, NULL::timestamptz AS created_at
+        UNION ALL
+        SELECT r.tenant, r.name, r.created_by, r.created_at
+          FROM enrollment.node_group AS r
+         WHERE r.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()) AS g
+  LEFT JOIN (SELECT n.node_group, pg_catalog.count(*) AS nodes
+               FROM enrollment.node_record AS n
+              WHERE n.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()
+                AND n.status OPERATOR(pg_catalog.<>) 'removed'
+              GROUP BY n.node_group) AS c ON c.node_group OPERATOR(pg_catalog.=) g.name
+ WHERE (SELECT enrollment.require_role('viewer', 'list node groups'));
+COMMENT ON VIEW enrollment.node_groups IS
+    'Node groups of the current tenant (''default'' included), with how many of its nodes that are not removed each has';
+COMMENT ON COLUMN enrollment.node_groups.created_by IS 'Actor of the enrollment that created the group; NULL for ''default''';
+REVOKE ALL ON enrollment.node_groups FROM PUBLIC;
+
+CREATE VIEW enrollment.ip_pools WITH (security_barrier) AS
+SELECT s.tenant, s.ip_pool AS pool,
+       ((2::numeric OPERATOR(pg_catalog.^)
+          (CASE pg_catalog.family(s.ip_pool) WHEN 4 THEN 32 ELSE 128 END
+           OPERATOR(pg_catalog.-) pg_catalog.masklen(s.ip_pool))) OPERATOR(pg_catalog.-) 2)::numeric(39, 0) AS addresses,
+       (SELECT pg_catalog.count(*) FROM enrollment.node_record AS n
+         WHERE n.tenant OPERATOR(pg_catalog.=) s.tenant AND n.private_ip OPERATOR(pg_catalog.<<) s.ip_pool
+           AND n.status OPERATOR(pg_catalog.<>) 'removed') AS in_use,
+       (SELECT pg_catalog.count(*) FROM enrollment.node_record AS n
+         WHERE n.tenant OPERATOR(pg_catalog.=) s.tenant AND n.private_ip OPERATOR(pg_catalog.<<) s.ip_pool
+           AND n.status OPERATOR(pg_catalog.=) 'removed') AS held_by_removed
+  FROM enrollment.tenant_setting AS s
+ WHERE s.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant() AND s.ip_pool IS NOT NULL
+   AND (SELECT enrollment.require_role('operator', 'list the address pool'));
+COMMENT ON VIEW enrollment.ip_pools IS
+    'The current tenant''s address pool, if it has one: its host addresses, and how many nodes hold one';
+COMMENT ON COLUMN enrollment.ip_pools.addresses IS 'Host addresses new nodes may get (the network''s first and last are never given)';
+COMMENT ON COLUMN enrollment.ip_pools.held_by_removed IS 'Addresses removed nodes still hold; handed on once no other is free';
+REVOKE ALL ON enrollment.ip_pools FROM PUBLIC;
+
+-- the nodes view shows where each node is placed
+CREATE OR REPLACE VIEW enrollment.nodes AS
+SELECT n.node_id,
+       n.tenant,
+       n.name,
+       n.role,
+       n.cluster_id,
+       n.status,
+       n.enrolled_by AS token_id,
+       n.secret_prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(n.secret_public_id), 16, '0')
+           AS credential_prefix,
+       n.enrolled_at,
+       n.reenrolled_at,
+       n.enroll_count,
+       n.last_seen_at,
+       n.node_group,
+       n.os,
+       n.private_ip
+  FROM enrollment.node_record AS n
+ WHERE n.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()
+   AND (SELECT enrollment.require_role('viewer', 'list nodes'));
+COMMENT ON COLUMN enrollment.nodes.private_ip IS 'Address from the tenant''s pool (NULL: it had none when the node enrolled)';

@@ -19,7 +19,8 @@ COMMENT ON FUNCTION enrollment.uuid_v7() IS
 -- Rules (constraint node_record_rules, checked in C: see below): name has 1
 -- to 128 characters, role 1 to 64, cluster_id 1 to 128; status is active,
 -- pending_approval or removed; secret_hash is a 32-byte digest;
--- enroll_count >= 1.
+-- enroll_count >= 1; node_group and os have 1 to 64 characters; private_ip
+-- is one host's address (/32 or /128).
 CREATE TABLE enrollment.node_record (
     node_id           uuid PRIMARY KEY DEFAULT enrollment.uuid_v7(),
     tenant            text NOT NULL DEFAULT 'default',
@@ -35,12 +36,20 @@ CREATE TABLE enrollment.node_record (
     reenrolled_at     timestamptz,
     enroll_count      integer NOT NULL DEFAULT 1,
     last_seen_at      timestamptz,
-    removed_at        timestamptz
+    removed_at        timestamptz,
+    node_group        text NOT NULL DEFAULT 'default',     -- 0.7.0: see "Where a node is placed"
+    os                text,
+    private_ip        inet
 );
 -- (enrolled_by, enrolled_at) since 0.7.0: a token's enrollments of the last
 -- hour are one range of it (src/rate_limit.c)
 CREATE INDEX node_record_enrolled_by_idx ON enrollment.node_record (enrolled_by, enrolled_at);
 CREATE INDEX node_record_tenant_enrolled_at_idx ON enrollment.node_record (tenant, enrolled_at);
+-- (0.7.0) no two nodes of a tenant hold one address, removed ones included
+-- until the pool runs out and hands theirs on (src/placement.c); a node
+-- without an address has no entry here
+CREATE UNIQUE INDEX node_record_private_ip_key ON enrollment.node_record (tenant, private_ip)
+    WHERE private_ip IS NOT NULL;
 
 -- Enrollment tokens.  status holds the last state written; the tokens view
 -- also reports a token whose expires_at has passed as expired, so expiry
@@ -220,18 +229,22 @@ CREATE TYPE enrollment.enrolled_node AS (
     node_secret text,
     status      text,
     token_id    uuid,
-    reenrolled  boolean);
+    reenrolled  boolean,
+    node_group  text,           -- 0.7.0
+    private_ip  inet);
 
 CREATE FUNCTION enrollment.enroll(
     token      text,
     node_name  text,
     cluster_id text DEFAULT NULL,
-    node_role  text DEFAULT NULL)
+    node_role  text DEFAULT NULL,
+    node_group text DEFAULT NULL,
+    node_os    text DEFAULT NULL)
     RETURNS enrollment.enrolled_node
     AS 'MODULE_PATHNAME', 'enrollment_enroll'
     LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = '';
-COMMENT ON FUNCTION enrollment.enroll(text, text, text, text) IS
-    'Enroll a machine with a token: counts the use, creates (or re-enrolls) the node and returns its credential once';
+COMMENT ON FUNCTION enrollment.enroll(text, text, text, text, text, text) IS
+    'Enroll a machine with a token: counts the use, creates (or re-enrolls) the node, places it (group, address, OS) and returns its credential once';
 
 -- Result rows of the per-request functions are named composite types: the
 -- executor then takes their shape from the type cache instead of rebuilding
@@ -493,12 +506,16 @@ CREATE TABLE enrollment.member (
 -- node_approval (0.7.0): 'manual' if new nodes wait for approval unless an
 -- auto-approve rule admits them; NULL: they are active at once
 -- (src/approval.c).
+-- ip_pool (0.7.0): the network new nodes get their private address from;
+-- NULL: none (src/placement.c).
 CREATE TABLE enrollment.tenant_setting (
     tenant            text PRIMARY KEY,
     api_token_prefix  text NOT NULL DEFAULT 'api_'
                       CHECK (api_token_prefix OPERATOR(pg_catalog.~) '^[a-z][a-z0-9-]{0,14}_$'),
     node_limit        integer CHECK (node_limit OPERATOR(pg_catalog.>=) 0),
-    node_approval     text CHECK (node_approval OPERATOR(pg_catalog.=) 'manual')
+    node_approval     text CHECK (node_approval OPERATOR(pg_catalog.=) 'manual'),
+    ip_pool           cidr CHECK (pg_catalog.masklen(ip_pool) OPERATOR(pg_catalog.<=)
+                                  CASE pg_catalog.family(ip_pool) WHEN 4 THEN 30 ELSE 126 END)
 );
 
 -- Bearer API tokens: public id + SHA-256 digest, owned by a member.
@@ -1676,6 +1693,100 @@ COMMENT ON COLUMN enrollment.auto_approve_rules.approved_count IS 'Nodes the rul
 REVOKE ALL ON enrollment.auto_approve_rules FROM PUBLIC;
 
 --------------------------------------------------------------------------
+-- Where a node is placed (0.7.0, seed 001): its group, its private address
+-- and the OS it reports.  enroll's node_group names the group; a group the
+-- tenant does not have yet is created by the first enrollment that names
+-- it (audited group_created), and a node enrolled without one is in the
+-- group 'default', which every tenant has without a row.  Where the tenant
+-- has an address pool (set_ip_pool), each new node gets a free host
+-- address of it (src/placement.c).  A re-enrolled node keeps its address;
+-- a group or OS passed with the re-enrollment replaces the one it had.
+--------------------------------------------------------------------------
+
+CREATE TABLE enrollment.node_group (
+    tenant      text NOT NULL,
+    name        text NOT NULL CHECK (pg_catalog.char_length(name) BETWEEN 1 AND 64),
+    created_by  text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (tenant, name)
+);
+REVOKE ALL ON enrollment.node_group FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('enrollment.node_group', '');
+
+-- The current tenant's address pool: a network with at least two host
+-- addresses (a mask of at most 30 bits for IPv4, 126 for IPv6), or NULL
+-- for none.  Returns the pool before.  Enrollments that start after its
+-- commit use it; nodes keep the addresses they have, also outside a new
+-- pool.  Enrollments that take an address wait for its commit, as it waits
+-- for theirs (both lock the tenant's setting row).
+CREATE FUNCTION enrollment.set_ip_pool(pool cidr) RETURNS cidr
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+    t text := enrollment.current_tenant();
+    previous cidr;
+BEGIN
+    PERFORM enrollment.require_role('admin', 'set the address pool');
+    IF (pg_catalog.masklen(set_ip_pool.pool) OPERATOR(pg_catalog.>)
+        CASE pg_catalog.family(set_ip_pool.pool) WHEN 4 THEN 30 ELSE 126 END) THEN
+        RAISE EXCEPTION 'invalid address pool' USING ERRCODE = '22023',
+            DETAIL = pg_catalog.format('Network %s has fewer than two host addresses.', set_ip_pool.pool),
+            HINT = 'Give a network with a mask of at most 30 bits (IPv4) or 126 bits (IPv6).';
+    END IF;
+    INSERT INTO enrollment.tenant_setting AS s (tenant) VALUES (t) ON CONFLICT (tenant) DO NOTHING;
+    SELECT s.ip_pool INTO previous FROM enrollment.tenant_setting AS s
+     WHERE s.tenant OPERATOR(pg_catalog.=) t FOR UPDATE;
+    UPDATE enrollment.tenant_setting AS s SET ip_pool = set_ip_pool.pool
+     WHERE s.tenant OPERATOR(pg_catalog.=) t;
+    PERFORM enrollment.audit('ip_pool_set', 'tenant', t,
+        pg_catalog.jsonb_build_object('pool', set_ip_pool.pool, 'previous', previous));
+    RETURN previous;
+END
+$$;
+COMMENT ON FUNCTION enrollment.set_ip_pool(cidr) IS
+    'The network the current tenant''s new nodes get their private address from (NULL: none); returns the one before (admin)';
+REVOKE ALL ON FUNCTION enrollment.set_ip_pool(cidr) FROM PUBLIC;
+
+CREATE VIEW enrollment.node_groups WITH (security_barrier) AS
+SELECT g.tenant, g.name, g.created_by, g.created_at,
+       COALESCE(c.nodes, 0) AS nodes
+  FROM (SELECT enrollment.current_tenant() AS tenant, 'default'::text AS name,
+               NULL::text AS created_by, NULL::timestamptz AS created_at
+        UNION ALL
+        SELECT r.tenant, r.name, r.created_by, r.created_at
+          FROM enrollment.node_group AS r
+         WHERE r.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()) AS g
+  LEFT JOIN (SELECT n.node_group, pg_catalog.count(*) AS nodes
+               FROM enrollment.node_record AS n
+              WHERE n.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()
+                AND n.status OPERATOR(pg_catalog.<>) 'removed'
+              GROUP BY n.node_group) AS c ON c.node_group OPERATOR(pg_catalog.=) g.name
+ WHERE (SELECT enrollment.require_role('viewer', 'list node groups'));
+COMMENT ON VIEW enrollment.node_groups IS
+    'Node groups of the current tenant (''default'' included), with how many of its nodes that are not removed each has';
+COMMENT ON COLUMN enrollment.node_groups.created_by IS 'Actor of the enrollment that created the group; NULL for ''default''';
+REVOKE ALL ON enrollment.node_groups FROM PUBLIC;
+
+CREATE VIEW enrollment.ip_pools WITH (security_barrier) AS
+SELECT s.tenant, s.ip_pool AS pool,
+       ((2::numeric OPERATOR(pg_catalog.^)
+          (CASE pg_catalog.family(s.ip_pool) WHEN 4 THEN 32 ELSE 128 END
+           OPERATOR(pg_catalog.-) pg_catalog.masklen(s.ip_pool))) OPERATOR(pg_catalog.-) 2)::numeric(39, 0) AS addresses,
+       (SELECT pg_catalog.count(*) FROM enrollment.node_record AS n
+         WHERE n.tenant OPERATOR(pg_catalog.=) s.tenant AND n.private_ip OPERATOR(pg_catalog.<<) s.ip_pool
+           AND n.status OPERATOR(pg_catalog.<>) 'removed') AS in_use,
+       (SELECT pg_catalog.count(*) FROM enrollment.node_record AS n
+         WHERE n.tenant OPERATOR(pg_catalog.=) s.tenant AND n.private_ip OPERATOR(pg_catalog.<<) s.ip_pool
+           AND n.status OPERATOR(pg_catalog.=) 'removed') AS held_by_removed
+  FROM enrollment.tenant_setting AS s
+ WHERE s.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant() AND s.ip_pool IS NOT NULL
+   AND (SELECT enrollment.require_role('operator', 'list the address pool'));
+COMMENT ON VIEW enrollment.ip_pools IS
+    'The current tenant''s address pool, if it has one: its host addresses, and how many nodes hold one';
+COMMENT ON COLUMN enrollment.ip_pools.addresses IS 'Host addresses new nodes may get (the network''s first and last are never given)';
+COMMENT ON COLUMN enrollment.ip_pools.held_by_removed IS 'Addresses removed nodes still hold; handed on once no other is free';
+REVOKE ALL ON enrollment.ip_pools FROM PUBLIC;
+
+--------------------------------------------------------------------------
 -- Views (the listing interface)
 --
 -- tokens, nodes and audit_log are not security barriers: a barrier view is
@@ -1742,7 +1853,10 @@ SELECT n.node_id,
        n.enrolled_at,
        n.reenrolled_at,
        n.enroll_count,
-       n.last_seen_at
+       n.last_seen_at,
+       n.node_group,
+       n.os,
+       n.private_ip
   FROM enrollment.node_record AS n
  WHERE n.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()
    AND (SELECT enrollment.require_role('viewer', 'list nodes'));
@@ -1750,6 +1864,7 @@ COMMENT ON VIEW enrollment.nodes IS 'Enrolled nodes, without credentials';
 COMMENT ON COLUMN enrollment.nodes.token_id IS 'Token the node was first enrolled with';
 COMMENT ON COLUMN enrollment.nodes.credential_prefix IS 'Public part of the node''s current credential';
 COMMENT ON COLUMN enrollment.nodes.enroll_count IS '1 plus the number of re-enrollments';
+COMMENT ON COLUMN enrollment.nodes.private_ip IS 'Address from the tenant''s pool (NULL: it had none when the node enrolled)';
 
 CREATE VIEW enrollment.audit_log AS
 SELECT a.event_id, a.tenant, a.occurred_at, a.actor, a.action, a.token_id, a.node_id, a.details,
@@ -1790,7 +1905,7 @@ REVOKE ALL ON FUNCTION
     enrollment.enrollment_token_rules(enrollment.enrollment_token),
     enrollment.node_record_rules(enrollment.node_record),
     enrollment.create_token(text, text, interval, integer, text, uuid, integer),
-    enrollment.enroll(text, text, text, text),
+    enrollment.enroll(text, text, text, text, text, text),
     enrollment.check_token(text, text),
     enrollment.authenticate_node(text),
     enrollment.revoke_token(uuid),

@@ -39,7 +39,9 @@
  *
  * An enrollment that creates a node checks the tenant's node limit before
  * it writes or locks anything else (node_limit.c): a tenant with a limit
- * has its setting row locked first, then the token.  Where the tenant
+ * has its setting row locked first, then the token.  A tenant with an
+ * address pool has that row locked for the node's address (placement.c),
+ * and the group the enrollment names is created next if need be.  Where the tenant
  * approves new nodes by hand, the auto-approve rule of the node's cluster
  * is locked next, by the count of its approvals (approval.c), and the node
  * is written pending_approval unless the rule admits it.  A reusable token with
@@ -108,13 +110,18 @@ static EnrPlan lock_node_plan = {
 };
 
 /*
- * The node's columns an enrollment sets: the _PENDING variants also set
- * its status, for a node that waits for approval (approval.c); the others
- * leave it to the column default.
+ * The node's columns an enrollment sets, and their values (the token's id
+ * is $1, or u.token_id where once_plan's UPDATE returns it).  PLACED_
+ * adds the node's placement (0.7.0: placement.c), which a database not
+ * updated yet has no columns for; PENDING_ sets the status of a node that
+ * waits for approval (approval.c), which is otherwise the column default.
  */
 #define NODE_COLS "tenant, name, role, cluster_id, enrolled_by, secret_prefix, secret_public_id, secret_hash, enrolled_at"
-#define NODE_COLS_PENDING NODE_COLS ", status"
-#define PENDING_VALUE ", 'pending_approval'"
+#define NODE_VALUES(token) "$3, $4, $5, $6, " token ", $7, $8, $9, $2"
+#define PLACED_COLS ", node_group, os, private_ip"
+#define PLACED_VALUES ", COALESCE($15, 'default'), $16, $17"
+#define PENDING_COLS ", status"
+#define PENDING_VALUES ", 'pending_approval'"
 
 /* the sensor_enrolled event of the node n (see enrolled_details below) */
 #define ENROLLED_EVENT_SQL \
@@ -123,7 +130,7 @@ static EnrPlan lock_node_plan = {
 	"  SELECT $3, $10, 'sensor_enrolled', $1, n.node_id," \
 	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(" \
 	"           'node_name', $4, 'role', $5, 'cluster_id', $6, 'token_prefix', $11," \
-	"           'approval', $13, 'rule_id', $14))" \
+	"           'approval', $13, 'rule_id', $14, 'node_group', $15, 'os', $16, 'private_ip', $17))" \
 	"  FROM n)" \
 	"SELECT node_id, status FROM n"
 
@@ -132,26 +139,35 @@ static EnrPlan lock_node_plan = {
  * name, $5 role, $6 cluster_id, $7 secret prefix, $8 secret public id,
  * $9 secret digest, $10 actor, $11 token's public part, $12 (once_plan's),
  * $13 how the node was approved where approval is manual ('rule' or
- * 'pending'; NULL: automatic), $14 the approving rule (approval.c)
+ * 'pending'; NULL: automatic), $14 the approving rule (approval.c),
+ * $15 the group named (NULL: default), $16 OS, $17 private address
  */
-#define NEW_NODE_SQL(cols, pending) \
+#define NEW_NODE_SQL(cols, values) \
 	"WITH n AS (" \
-	"  INSERT INTO enrollment.node_record (" cols ")" \
-	"  VALUES ($3, $4, $5, $6, $1, $7, $8, $9, $2" pending ")" \
+	"  INSERT INTO enrollment.node_record (" NODE_COLS cols ")" \
+	"  VALUES (" NODE_VALUES("$1") values ")" \
 	"  RETURNING node_id, status)," \
 	ENROLLED_EVENT_SQL
 
-#define NODE_ARGTYPES {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDOID}
+#define NODE_NARGS 17
+#define NODE_ARGTYPES {UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, UUIDOID, TEXTOID, TEXTOID, INETOID}
 
 static EnrPlan new_node_plan = {
-	.sql = NEW_NODE_SQL(NODE_COLS, ""),
-	.nargs = 14,
+	.sql = NEW_NODE_SQL(PLACED_COLS, PLACED_VALUES),
+	.nargs = NODE_NARGS,
 	.argtypes = NODE_ARGTYPES
 };
 
 static EnrPlan new_pending_node_plan = {
-	.sql = NEW_NODE_SQL(NODE_COLS_PENDING, PENDING_VALUE),
-	.nargs = 14,
+	.sql = NEW_NODE_SQL(PLACED_COLS PENDING_COLS, PLACED_VALUES PENDING_VALUES),
+	.nargs = NODE_NARGS,
+	.argtypes = NODE_ARGTYPES
+};
+
+/* (a database not updated to 0.7.0 has no placement and no manual approval) */
+static EnrPlan new_node_plan_v6 = {
+	.sql = NEW_NODE_SQL("", ""),
+	.nargs = NODE_NARGS,
 	.argtypes = NODE_ARGTYPES
 };
 
@@ -219,7 +235,7 @@ static EnrPlan count_use_plan_v4 = {
  * with $12 now + token_retention.  No row comes back when the UPDATE
  * refuses the token.
  */
-#define ONCE_SQL(retention, cols, pending) \
+#define ONCE_SQL(retention, cols, values) \
 	"WITH u AS (" \
 	"  UPDATE enrollment.enrollment_token" \
 	"     SET use_count = use_count + 1, status = 'used'," \
@@ -228,27 +244,34 @@ static EnrPlan count_use_plan_v4 = {
 	"     AND (expires_at IS NULL OR expires_at > $2)" \
 	"  RETURNING token_id)," \
 	" n AS (" \
-	"  INSERT INTO enrollment.node_record (" cols ")" \
-	"  SELECT $3, $4, $5, $6, u.token_id, $7, $8, $9, $2" pending " FROM u" \
+	"  INSERT INTO enrollment.node_record (" NODE_COLS cols ")" \
+	"  SELECT " NODE_VALUES("u.token_id") values " FROM u" \
 	"  RETURNING node_id, status)," \
 	ENROLLED_EVENT_SQL
 
 static EnrPlan once_plan = {
-	.sql = ONCE_SQL(RETENTION_ON_END("true", "$2", "$12"), NODE_COLS, ""),
-	.nargs = 14,
+	.sql = ONCE_SQL(RETENTION_ON_END("true", "$2", "$12"), PLACED_COLS, PLACED_VALUES),
+	.nargs = NODE_NARGS,
 	.argtypes = NODE_ARGTYPES
 };
 
-/* (a database without retention_from predates manual approval) */
 static EnrPlan once_pending_plan = {
-	.sql = ONCE_SQL(RETENTION_ON_END("true", "$2", "$12"), NODE_COLS_PENDING, PENDING_VALUE),
-	.nargs = 14,
+	.sql = ONCE_SQL(RETENTION_ON_END("true", "$2", "$12"), PLACED_COLS PENDING_COLS,
+					PLACED_VALUES PENDING_VALUES),
+	.nargs = NODE_NARGS,
+	.argtypes = NODE_ARGTYPES
+};
+
+/* databases not updated to 0.7.0 (_v6) or to 0.5.0 (_v4, no retention_from) */
+static EnrPlan once_plan_v6 = {
+	.sql = ONCE_SQL(RETENTION_ON_END("true", "$2", "$12"), "", ""),
+	.nargs = NODE_NARGS,
 	.argtypes = NODE_ARGTYPES
 };
 
 static EnrPlan once_plan_v4 = {
-	.sql = ONCE_SQL("", NODE_COLS, ""),
-	.nargs = 14,
+	.sql = ONCE_SQL("", "", ""),
+	.nargs = NODE_NARGS,
 	.argtypes = NODE_ARGTYPES
 };
 
@@ -256,9 +279,11 @@ static EnrPlan once_plan_v4 = {
  * A re-enrollment, with the token and the node locked: $1 token_id, $2 new
  * token status, $3 now, $4 tenant, $5 node name, $6 role, $7 cluster_id,
  * $8 secret prefix, $9 secret public id, $10 secret digest, $11 actor,
- * $12 token's public part, $13 the bound node, $14 now + token_retention
+ * $12 token's public part, $13 the bound node, $14 now + token_retention,
+ * $15 the group named, $16 OS (NULL: the node keeps its own); the
+ * placed plan also returns the node's group and address
  */
-#define REENROLL_SQL(retention) \
+#define REENROLL_SQL(retention, placed, returned) \
 	"WITH u AS (" \
 	"  UPDATE enrollment.enrollment_token" \
 	"     SET use_count = use_count + 1, status = $2," \
@@ -268,28 +293,39 @@ static EnrPlan once_plan_v4 = {
 	"  UPDATE enrollment.node_record" \
 	"     SET secret_prefix = $8, secret_public_id = $9, secret_hash = $10," \
 	"         reenrolled_at = $3, enroll_count = enroll_count + 1," \
-	"         role = COALESCE($6, role), cluster_id = COALESCE($7, cluster_id)" \
+	"         role = COALESCE($6, role), cluster_id = COALESCE($7, cluster_id)" placed \
 	"   WHERE node_id = $13" \
-	"  RETURNING node_id, status)," \
+	"  RETURNING node_id, status" returned ")," \
 	" a AS (" \
 	"  INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, details)" \
 	"  SELECT $4, $11, 'sensor_enrolled', $1, n.node_id," \
 	"         pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(" \
 	"           'node_name', $5, 'role', $6, 'cluster_id', $7, 'token_prefix', $12," \
-	"           'reenrollment', true))" \
+	"           'node_group', $15, 'os', $16, 'reenrollment', true))" \
 	"  FROM n)" \
-	"SELECT node_id, status FROM n"
+	"SELECT * FROM n"
+
+#define REENROLL_PLACED ", node_group = COALESCE($15, node_group), os = COALESCE($16, os)"
+#define REENROLL_RETURNED ", node_group, private_ip"
+#define REENROLL_NARGS 16
+#define REENROLL_ARGTYPES {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, UUIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID}
 
 static EnrPlan reenroll_plan = {
-	.sql = REENROLL_SQL(RETENTION_ON_END("$2 <> 'active'", "$3", "$14")),
-	.nargs = 14,
-	.argtypes = {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, UUIDOID, TIMESTAMPTZOID}
+	.sql = REENROLL_SQL(RETENTION_ON_END("$2 <> 'active'", "$3", "$14"), REENROLL_PLACED, REENROLL_RETURNED),
+	.nargs = REENROLL_NARGS,
+	.argtypes = REENROLL_ARGTYPES
+};
+
+static EnrPlan reenroll_plan_v6 = {
+	.sql = REENROLL_SQL(RETENTION_ON_END("$2 <> 'active'", "$3", "$14"), "", ""),
+	.nargs = REENROLL_NARGS,
+	.argtypes = REENROLL_ARGTYPES
 };
 
 static EnrPlan reenroll_plan_v4 = {
-	.sql = REENROLL_SQL(""),
-	.nargs = 14,
-	.argtypes = {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BYTEAOID, TEXTOID, TEXTOID, UUIDOID, TIMESTAMPTZOID}
+	.sql = REENROLL_SQL("", "", ""),
+	.nargs = REENROLL_NARGS,
+	.argtypes = REENROLL_ARGTYPES
 };
 
 /*
@@ -333,7 +369,8 @@ enum
 {
 	ND_NODE_ID, ND_TENANT, ND_NAME, ND_ROLE, ND_CLUSTER_ID, ND_STATUS, ND_ENROLLED_BY,
 	ND_SECRET_PREFIX, ND_SECRET_PUBLIC_ID, ND_SECRET_HASH, ND_ENROLLED_AT,
-	ND_REENROLLED_AT, ND_ENROLL_COUNT, ND_LAST_SEEN_AT, ND_REMOVED_AT, ND_NCOLS
+	ND_REENROLLED_AT, ND_ENROLL_COUNT, ND_LAST_SEEN_AT, ND_REMOVED_AT, ND_NODE_GROUP, ND_OS,
+	ND_PRIVATE_IP, ND_NCOLS
 };
 
 /* what once_plan's INSERT leaves to the column defaults is DEFAULTED */
@@ -348,7 +385,8 @@ static EnrDirectTable node_table = {
 		COL("secret_public_id", INT8OID), COL("secret_hash", BYTEAOID),
 		COL("enrolled_at", TIMESTAMPTZOID), DEFAULTED("reenrolled_at", TIMESTAMPTZOID),
 		DEFAULTED("enroll_count", INT4OID), DEFAULTED("last_seen_at", TIMESTAMPTZOID),
-	DEFAULTED("removed_at", TIMESTAMPTZOID)}
+		DEFAULTED("removed_at", TIMESTAMPTZOID), DEFAULTED("node_group", TEXTOID),
+	DEFAULTED("os", TEXTOID), DEFAULTED("private_ip", INETOID)}
 };
 
 enum
@@ -377,6 +415,15 @@ static EnrDirectTable use_table = {
 	.ncols = TU_NCOLS,
 	.cols = {COL("token_id", UUIDOID), COL("used_at", TIMESTAMPTZOID)}
 };
+
+/* Where a new node goes (placement.c): what enroll was given, and its address */
+typedef struct NodePlacement
+{
+	text	   *group;			/* NULL: 'default' */
+	text	   *os;
+	Datum		address;		/* inet */
+	bool		noaddress;		/* the tenant has no pool */
+} NodePlacement;
 
 /* A token row, decoded */
 typedef struct TokenRow
@@ -544,11 +591,12 @@ approval_detail(const NodeApproval *approval)
 /*
  * The details of a sensor_enrolled event, as the SQL path writes them:
  * jsonb_strip_nulls(jsonb_build_object('node_name', …, 'role', …,
- * 'cluster_id', …, 'token_prefix', …, 'approval', …, 'rule_id', …))
+ * 'cluster_id', …, 'token_prefix', …, 'approval', …, 'rule_id', …,
+ * 'node_group', …, 'os', …, 'private_ip', …))
  */
 static Datum
 enrolled_details(text *node_name, text *node_role, text *cluster_id, const char *token_prefix,
-				 const NodeApproval *approval)
+				 const NodeApproval *approval, const NodePlacement *place)
 {
 	JsonbParseState *state = NULL;
 
@@ -561,6 +609,11 @@ enrolled_details(text *node_name, text *node_role, text *cluster_id, const char 
 	if (approval->by_rule)
 		push_text_member(&state, "rule_id",
 						 cstring_to_text(DatumGetCString(DirectFunctionCall1(uuid_out, approval->rule_id))));
+	push_text_member(&state, "node_group", place->group);
+	push_text_member(&state, "os", place->os);
+	if (!place->noaddress)
+		push_text_member(&state, "private_ip",
+						 cstring_to_text(DatumGetCString(DirectFunctionCall1(inet_out, place->address))));
 	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
@@ -744,8 +797,8 @@ direct_append_use(EnrDirectWrite *w, ResultRelInfo *tokens, ResultRelInfo *uses,
 static bool
 enroll_direct(ItemPointer tid, int64 public_id, const uint8 *digest, TimestampTz now,
 			  text *node_name, text *node_role, text *cluster_id,
-			  const IssuedCredential *cred, const NodeApproval *approval, TokenRow *tok,
-			  Datum *node_id, Datum *node_status)
+			  const IssuedCredential *cred, const NodeApproval *approval,
+			  const NodePlacement *place, TokenRow *tok, Datum *node_id, Datum *node_status)
 {
 	EnrDirectWrite w;
 	ResultRelInfo *tokens;
@@ -793,6 +846,12 @@ enroll_direct(ItemPointer tid, int64 public_id, const uint8 *digest, TimestampTz
 	nv[ND_SECRET_PUBLIC_ID] = Int64GetDatum(cred->public_id);
 	nv[ND_SECRET_HASH] = PointerGetDatum(enr_digest_bytea(cred->digest));
 	nv[ND_ENROLLED_AT] = TimestampTzGetDatum(now);
+	if (place->group)
+		nv[ND_NODE_GROUP] = PointerGetDatum(place->group);
+	nv[ND_OS] = PointerGetDatum(place->os);
+	nn[ND_OS] = place->os == NULL;
+	nv[ND_PRIVATE_IP] = place->address;
+	nn[ND_PRIVATE_IP] = place->noaddress;
 	enr_direct_insert(&w, nodes, &node_table, nv, nn);
 	if (nn[ND_NODE_ID] || nn[ND_STATUS])
 		elog(ERROR, "node_record defaults left node_id or status null");	/* NOT NULL caught it */
@@ -808,7 +867,7 @@ enroll_direct(ItemPointer tid, int64 public_id, const uint8 *digest, TimestampTz
 	av[AE_TOKEN_ID] = tok->token_id;
 	av[AE_NODE_ID] = *node_id;
 	av[AE_DETAILS] = enrolled_details(node_name, node_role, cluster_id, tok->public_prefix,
-									  approval);
+									  approval, place);
 	enr_direct_insert(&w, events, &audit_table, av, an);
 
 	/* a shared token: the use last (an error here rolls back node and event) */
@@ -900,8 +959,11 @@ append_use(Datum token_id, ItemPointer tid, TimestampTz now)
 }
 
 /*
- * enrollment.enroll(token text, node_name text, cluster_id text, node_role text)
- *	RETURNS enrollment.enrolled_node
+ * enrollment.enroll(token text, node_name text, cluster_id text, node_role text,
+ *					 node_group text, node_os text) RETURNS enrollment.enrolled_node
+ *
+ * Until ALTER EXTENSION UPDATE to 0.7.0 the function has only the first
+ * four arguments, and its result type the first five columns.
  */
 Datum
 enrollment_enroll(PG_FUNCTION_ARGS)
@@ -910,6 +972,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	text	   *node_name;
 	text	   *cluster_id = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
 	text	   *node_role = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
+	NodePlacement place;
 	int64		public_id;
 	uint8		digest[ENR_DIGEST_LEN];
 	TokenParseResult pr;
@@ -923,8 +986,8 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	NodeApproval approval;
 	bool		counted;
 	ItemPointerData token_tid;
-	Datum		out[5];
-	bool		outnulls[5] = {false};
+	Datum		out[7];
+	bool		outnulls[7] = {false};
 	HeapTuple	result;
 
 	tupdesc = enr_result_tupdesc(fcinfo);
@@ -937,6 +1000,23 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		enr_check_text_arg(cluster_id, "cluster_id", 128, false);
 	if (node_role)
 		enr_check_text_arg(node_role, "node_role", 64, false);
+	place.group = PG_NARGS() > 4 && !PG_ARGISNULL(4) ? PG_GETARG_TEXT_PP(4) : NULL;
+	place.os = PG_NARGS() > 5 && !PG_ARGISNULL(5) ? PG_GETARG_TEXT_PP(5) : NULL;
+	place.address = (Datum) 0;
+	place.noaddress = true;
+	if (place.group)
+		enr_check_text_arg(place.group, "node_group", 64, false);
+	if (place.os)
+		enr_check_text_arg(place.os, "node_os", 64, false);
+	/* the result type of the installed release: 0.7.0's, or an earlier one's */
+	if (tupdesc->natts != 5 && tupdesc->natts != 7)
+		elog(ERROR, "enrolled_node has %d columns, not 5 or 7", tupdesc->natts);
+	if ((place.group || place.os || tupdesc->natts > 5) && !enr_has_node_placement())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the tables of extension \"enrollment\" predate its functions"),
+				 errdetail("enroll of 0.7.0 places nodes, and node_record has no column for that."),
+				 errhint("Run ALTER EXTENSION enrollment UPDATE.")));
 
 	/* shape and checksum: a malformed token never reaches a table */
 	pr = enr_parse_presented(PG_GETARG_TEXT_PP(0), &public_id, digest);
@@ -975,22 +1055,27 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		{
 			/*
 			 * a new node: the tenant's license node limit first
-			 * (node_limit.c), then whether it waits for approval
-			 * (approval.c)
+			 * (node_limit.c), then its address and group (placement.c;
+			 * the address under the same row lock as the limit), then
+			 * whether it waits for approval (approval.c)
 			 */
 			enr_check_node_limit(tok.tenant, tok.public_prefix);
+			place.noaddress = !enr_allocate_address(tok.tenant, tok.public_prefix, &place.address);
+			if (place.group)
+				enr_ensure_group(tok.tenant, place.group);
 			enr_approve_new_node(tok.tenant, tok.nocluster ? NULL : cluster_id, node_role,
 								 &approval);
 
 			if (enrollment_direct_writes &&
 				enroll_direct(&token_tid, public_id, digest, now, node_name, node_role,
-							  cluster_id, &cred, &approval, &tok, &node_id, &node_status))
+							  cluster_id, &cred, &approval, &place, &tok, &node_id, &node_status))
 				counted = true;
 			else
 			{
 				/* through SQL: once_plan, or new_node_plan then count_use_plan */
-				Datum		args[14];
-				char		nulls[14];
+				Datum		args[NODE_NARGS];
+				char		nulls[NODE_NARGS];
+				bool		placed = enr_has_node_placement();
 				text	   *approved = approval_detail(&approval);
 				bool		waits = approval.manual && !approval.by_rule;
 
@@ -1008,6 +1093,9 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 				args[11] = retention_horizon(now);
 				args[12] = approved ? PointerGetDatum(approved) : (Datum) 0;
 				args[13] = approval.rule_id;
+				args[14] = PointerGetDatum(place.group);
+				args[15] = PointerGetDatum(place.os);
+				args[16] = place.address;
 				memset(nulls, ' ', sizeof(nulls));
 				if (!node_role)
 					nulls[4] = 'n';
@@ -1017,14 +1105,22 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 					nulls[12] = 'n';
 				if (!approval.by_rule)
 					nulls[13] = 'n';
+				if (!place.group)
+					nulls[14] = 'n';
+				if (!place.os)
+					nulls[15] = 'n';
+				if (place.noaddress)
+					nulls[16] = 'n';
 
 				if (strcmp(tok.kind, "once") == 0)
 					counted = write_node(waits ? &once_pending_plan :
-										 enr_has_retention_from() ? &once_plan : &once_plan_v4,
+										 placed ? &once_plan :
+										 enr_has_retention_from() ? &once_plan_v6 : &once_plan_v4,
 										 args, nulls, &node_id, &node_status);
 				else
 				{
-					if (!write_node(waits ? &new_pending_node_plan : &new_node_plan,
+					if (!write_node(waits ? &new_pending_node_plan :
+									placed ? &new_node_plan : &new_node_plan_v6,
 									args, nulls, &node_id, &node_status))
 						elog(ERROR, "enrollment of token %s wrote no node", tok.public_prefix);
 					/* last: count the use under the row lock, or append it */
@@ -1051,8 +1147,8 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		else
 		{
 			/* a re-enrollment token only serves the node it is bound to */
-			Datum		args[14];
-			char		nulls[14];
+			Datum		args[REENROLL_NARGS];
+			char		nulls[REENROLL_NARGS];
 			Datum		a[1];
 			char	   *bound_name;
 			char	   *bound_status;
@@ -1090,17 +1186,33 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 			args[11] = CStringGetTextDatum(tok.public_prefix);
 			args[12] = tok.bound_node;
 			args[13] = retention_horizon(now);
+			args[14] = PointerGetDatum(place.group);
+			args[15] = PointerGetDatum(place.os);
 			memset(nulls, ' ', sizeof(nulls));
 			if (!node_role)
 				nulls[5] = 'n';
 			if (!cluster_id)
 				nulls[6] = 'n';
+			if (!place.group)
+				nulls[14] = 'n';
+			if (!place.os)
+				nulls[15] = 'n';
+			if (place.group)
+				enr_ensure_group(tok.tenant, place.group);
 
-			if (enr_execute(enr_has_retention_from() ? &reenroll_plan : &reenroll_plan_v4, args, nulls, false, 0) != SPI_OK_SELECT ||
+			if (enr_execute(enr_has_node_placement() ? &reenroll_plan :
+							enr_has_retention_from() ? &reenroll_plan_v6 : &reenroll_plan_v4,
+							args, nulls, false, 0) != SPI_OK_SELECT ||
 				SPI_processed != 1)
 				elog(ERROR, "re-enrollment through token %s wrote no node", tok.public_prefix);
 			node_id = enr_getattr(0, 1, &isnull);
 			node_status = enr_getattr(0, 2, &isnull);
+			/* the node keeps its group unless one was named, and its address */
+			if (tupdesc->natts > 5)
+			{
+				place.group = DatumGetTextPP(enr_getattr(0, 3, &isnull));
+				place.address = enr_getattr(0, 4, &place.noaddress);
+			}
 		}
 	}
 	PG_CATCH();
@@ -1119,6 +1231,13 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	out[2] = node_status;
 	out[3] = tok.token_id;
 	out[4] = BoolGetDatum(!tok.unbound);
+	if (tupdesc->natts > 5)
+	{
+		/* 0.7.0: where the node is (the group 'default' when none was named) */
+		out[5] = place.group ? PointerGetDatum(place.group) : CStringGetTextDatum("default");
+		out[6] = place.address;
+		outnulls[6] = place.noaddress;
+	}
 	result = heap_form_tuple(tupdesc, out, outnulls);
 	enr_wipe_credential(&cred);
 	SPI_finish();

@@ -33,6 +33,7 @@
 #define ERRCODE_ENR_NODE_MISMATCH		MAKE_SQLSTATE('N','R','0','0','6')	/* node_mismatch */
 #define ERRCODE_ENR_NODE_LIMIT_EXCEEDED	MAKE_SQLSTATE('N','R','0','0','7')	/* node_limit_exceeded */
 #define ERRCODE_ENR_RATE_LIMITED		MAKE_SQLSTATE('N','R','0','0','8')	/* rate_limited */
+#define ERRCODE_ENR_IP_POOL_EXHAUSTED	MAKE_SQLSTATE('N','R','0','0','9')	/* ip_pool_exhausted */
 #define ERRCODE_ENR_API_KEY_NOT_FOUND	MAKE_SQLSTATE('N','R','0','1','0')	/* invalid_key */
 
 /* Channel of NOTIFY payloads for state changes */
@@ -123,6 +124,10 @@ typedef struct NodeApproval
 extern void enr_approve_new_node(Datum tenant, text *cluster_id, text *node_role,
 								 NodeApproval *approval);
 
+/* placement.c: a new node's group and private address (0.7.0) */
+extern void enr_ensure_group(Datum tenant, text *node_group);
+extern bool enr_allocate_address(Datum tenant, const char *token_public_part, Datum *address);
+
 /* node_count.c: nodes counted by direct index scans, for the limits */
 extern int64 enr_count_tenant_nodes(Datum tenant, Snapshot snapshot);
 extern int64 enr_count_token_nodes_since(Datum token_id, TimestampTz since, Snapshot snapshot);
@@ -131,6 +136,7 @@ extern int64 enr_count_token_nodes_since(Datum token_id, TimestampTz since, Snap
 extern bool enr_any_node_limit(void);
 extern bool enr_any_manual_approval(void);
 extern bool enr_any_token_rate(void);
+extern bool enr_any_ip_pool(void);
 extern Oid	enr_node_record_relid(void);
 
 /* rate_limit.c: enrollments per hour of a reusable token */
@@ -173,6 +179,7 @@ typedef enum EnrollOutcome
 	ENROLL_NODE_MISMATCH,
 	ENROLL_NODE_LIMIT_EXCEEDED,
 	ENROLL_RATE_LIMITED,
+	ENROLL_IP_POOL_EXHAUSTED,
 	ENROLL_WRITTEN_DIRECTLY,	/* not an outcome: of the ok ones, how many without SQL */
 	ENROLL_NUM_OUTCOMES
 } EnrollOutcome;
@@ -277,7 +284,7 @@ typedef struct EnrPlan
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[16];
+	Oid			argtypes[20];
 	SPIPlanPtr	plan;			/* prepared on first use, kept for the backend's life */
 } EnrPlan;
 

@@ -1,10 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * limits_cache.c
- *	  Whether any tenant has a node limit or approves new nodes by hand,
- *	  and any token a rate (0.7.0), remembered per backend, so that the
- *	  per-request paths read tenant_setting and token_rate only where a
- *	  limit or a manual approval exists.
+ *	  Whether any tenant has a node limit, approves new nodes by hand or
+ *	  has an address pool, and any token a rate (0.7.0), remembered per
+ *	  backend, so that the per-request paths read tenant_setting and
+ *	  token_rate only where a limit, a manual approval or a pool exists.
  *
  * Most databases set neither limit.  Without this, every enrollment of a
  * new node would probe tenant_setting, and every check_token of a reusable
@@ -24,8 +24,8 @@
  * invalidation it took, and one it did not take yet clears what it learns
  * at its next question.
  *
- * Before ALTER EXTENSION UPDATE to 0.7.0 there is no node_limit or
- * node_approval column and no token_rate table: nothing is remembered, and
+ * Before ALTER EXTENSION UPDATE to 0.7.0 there is no node_limit,
+ * node_approval or ip_pool column and no token_rate table: nothing is remembered, and
  * every answer is no.
  *
  * src/limits_cache.c
@@ -56,6 +56,7 @@ typedef struct LimitsCache
 	bool		any_node_limit;
 	bool		any_manual_approval;
 	bool		any_token_rate;
+	bool		any_ip_pool;
 	Oid			setting_relid;
 	Oid			rate_relid;
 } LimitsCache;
@@ -135,6 +136,7 @@ fill(void)
 	Oid			rate = enr_schema_relid("token_rate");
 	AttrNumber	limit_att = OidIsValid(setting) ? get_attnum(setting, "node_limit") : InvalidAttrNumber;
 	AttrNumber	approval_att = OidIsValid(setting) ? get_attnum(setting, "node_approval") : InvalidAttrNumber;
+	AttrNumber	pool_att = OidIsValid(setting) ? get_attnum(setting, "ip_pool") : InvalidAttrNumber;
 	Relation	setting_rel = NULL;
 	Relation	rate_rel = NULL;
 	Snapshot	snapshot;
@@ -160,6 +162,8 @@ fill(void)
 	cache.any_node_limit = setting_rel != NULL && has_row(setting_rel, limit_att, snapshot);
 	cache.any_manual_approval = setting_rel != NULL && approval_att != InvalidAttrNumber &&
 		has_row(setting_rel, approval_att, snapshot);
+	cache.any_ip_pool = setting_rel != NULL && pool_att != InvalidAttrNumber &&
+		has_row(setting_rel, pool_att, snapshot);
 	cache.any_token_rate = rate_rel != NULL && has_row(rate_rel, InvalidAttrNumber, snapshot);
 	UnregisterSnapshot(snapshot);
 	if (setting_rel)
@@ -199,6 +203,14 @@ enr_any_token_rate(void)
 {
 	refresh();
 	return cache.any_token_rate;
+}
+
+/* May some tenant have an address pool?  (No: none has.) */
+bool
+enr_any_ip_pool(void)
+{
+	refresh();
+	return cache.any_ip_pool;
 }
 
 /*

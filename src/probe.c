@@ -82,6 +82,10 @@ static Oid	retention_relid = InvalidOid;
 /* enrollment.token_use (0.6.0), once found; InvalidOid: look again */
 static Oid	token_use_relid = InvalidOid;
 
+/* has node_record the placement columns (0.7.0)?  -1: not known yet */
+static int	has_node_placement = -1;
+static Oid	placement_relid = InvalidOid;
+
 /* Forget resolved OIDs when a relation changes (or all of them, relid 0) */
 static void
 probe_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
@@ -90,6 +94,8 @@ probe_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 		has_retention_from = -1;
 	if (relid == InvalidOid || relid == token_use_relid)
 		token_use_relid = InvalidOid;
+	if (relid == InvalidOid || relid == placement_relid)
+		has_node_placement = -1;
 	for (int i = 0; i < nresolved; i++)
 	{
 		EnrProbeTable *t = resolved[i];
@@ -186,6 +192,28 @@ enr_has_token_use(void)
 		token_use_relid = enr_schema_relid("token_use");
 	}
 	return OidIsValid(token_use_relid);
+}
+
+/*
+ * Has this database's node_record the columns of a node's placement
+ * (node_group, os, private_ip: 0.7.0)?  Before ALTER EXTENSION UPDATE,
+ * enroll writes nodes without them.  Known once per backend until the
+ * table changes.
+ */
+bool
+enr_has_node_placement(void)
+{
+	if (has_node_placement < 0)
+	{
+		Oid			relid = enr_schema_relid("node_record");
+
+		if (!OidIsValid(relid))
+			schema_missing();
+		register_callback();
+		placement_relid = relid;
+		has_node_placement = get_attnum(relid, "private_ip") != InvalidAttrNumber;
+	}
+	return has_node_placement == 1;
 }
 
 static inline int

@@ -53,6 +53,7 @@ extern bool enr_probe_latest(EnrProbeTable *t, Datum key, Datum *values, bool *n
 extern bool enr_probe_newest(EnrProbeTable *t, Datum key, Datum *values, bool *nulls);
 extern bool enr_has_retention_from(void);
 extern bool enr_has_token_use(void);
+extern bool enr_has_node_placement(void);
 extern bool enr_probe2(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls);
 
 #endif							/* ENROLLMENT_PROBE_H */

@@ -44,6 +44,7 @@ typedef struct RowRules
 	const char *table;
 	const char *constraint;
 	int			ncols;
+	int			nrequired;		/* the columns after these may be missing (NULL) */
 	const char *cols[RULES_MAX_COLS];
 	AttrNumber	attnums[RULES_MAX_COLS];	/* last seen positions, 0 = unknown */
 } RowRules;
@@ -66,26 +67,31 @@ static RowRules token_rules = {
 	.table = "enrollment_token",
 	.constraint = "enrollment_token_rules",
 	.ncols = 9,
+	.nrequired = 9,
 	.cols = {"kind", "status", "token_hash", "label", "use_count", "max_uses",
 	"cluster_id", "node_id", "revoked_at"}
 };
 
 enum
 {
-	N_NAME, N_ROLE, N_CLUSTER_ID, N_STATUS, N_SECRET_HASH, N_ENROLL_COUNT
+	N_NAME, N_ROLE, N_CLUSTER_ID, N_STATUS, N_SECRET_HASH, N_ENROLL_COUNT, N_NODE_GROUP,
+	N_OS, N_PRIVATE_IP
 };
 
 static RowRules node_rules = {
 	.table = "node_record",
 	.constraint = "node_record_rules",
-	.ncols = 6,
-	.cols = {"name", "role", "cluster_id", "status", "secret_hash", "enroll_count"}
+	.ncols = 9,
+	.nrequired = 6,				/* the placement of 0.7.0 may not be there yet */
+	.cols = {"name", "role", "cluster_id", "status", "secret_hash", "enroll_count",
+	"node_group", "os", "private_ip"}
 };
 
 /*
  * Position of column "name" in tupdesc: the remembered one when it still
  * names that column (attribute numbers survive every ALTER TABLE but a drop
- * and re-add), else found by a search.
+ * and re-add), else found by a search; InvalidAttrNumber for an optional
+ * column the table does not have.
  */
 static AttrNumber
 rule_column(TupleDesc tupdesc, RowRules *rules, int i)
@@ -105,6 +111,8 @@ rule_column(TupleDesc tupdesc, RowRules *rules, int i)
 		if (!att->attisdropped && strcmp(NameStr(att->attname), rules->cols[i]) == 0)
 			return rules->attnums[i] = a;
 	}
+	if (i >= rules->nrequired)
+		return InvalidAttrNumber;
 	elog(ERROR, "column \"%s\" of %s is missing", rules->cols[i], rules->table);
 	return InvalidAttrNumber;	/* keep the compiler quiet */
 }
@@ -134,8 +142,8 @@ rule_row(FunctionCallInfo fcinfo, RowRules *rules, RuleRow *row)
 	{
 		AttrNumber	a = rule_column(tupdesc, rules, i);
 
-		row->value[i] = values[a - 1];
-		row->isnull[i] = nulls[a - 1];
+		row->value[i] = a == InvalidAttrNumber ? (Datum) 0 : values[a - 1];
+		row->isnull[i] = a == InvalidAttrNumber || nulls[a - 1];
 	}
 	ReleaseTupleDesc(tupdesc);
 }
@@ -198,6 +206,16 @@ is_digest(RuleRow *row, int i)
 {
 	return row->isnull[i] ||
 		VARSIZE_ANY_EXHDR(DatumGetByteaPP(row->value[i])) == ENR_DIGEST_LEN;
+}
+
+/* an inet with a full mask: one host's address */
+static bool
+is_host_address(Datum inet)
+{
+	int32		bits = DatumGetInt32(DirectFunctionCall1(network_masklen, inet));
+	int32		family = DatumGetInt32(DirectFunctionCall1(network_family, inet));
+
+	return bits == (family == 4 ? 32 : 128);
 }
 
 static const char *const token_kinds[] = {"once", "cluster", "reusable", NULL};
@@ -277,6 +295,12 @@ enrollment_node_record_rules(PG_FUNCTION_ARGS)
 		broken(&r, "secret_hash is a 32-byte digest");
 	if (!r.isnull[N_ENROLL_COUNT] && DatumGetInt32(r.value[N_ENROLL_COUNT]) < 1)
 		broken(&r, "enroll_count is at least 1");
+	if (!length_between(&r, N_NODE_GROUP, 1, 64))
+		broken(&r, "node_group has 1 to 64 characters");
+	if (!length_between(&r, N_OS, 1, 64))
+		broken(&r, "os has 1 to 64 characters");
+	if (!r.isnull[N_PRIVATE_IP] && !is_host_address(r.value[N_PRIVATE_IP]))
+		broken(&r, "private_ip is one host's address (/32 or /128)");
 
 	PG_RETURN_BOOL(true);
 }

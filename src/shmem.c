@@ -154,7 +154,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 const char *const enroll_outcome_names[ENROLL_NUM_OUTCOMES] = {
 	"ok", "invalid_token", "token_expired", "token_revoked", "token_exhausted",
 	"cluster_mismatch", "node_mismatch", "node_limit_exceeded", "rate_limited",
-	"written_directly"
+	"ip_pool_exhausted", "written_directly"
 };
 const char *const verify_outcome_names[VERIFY_NUM_OUTCOMES] = {
 	"ok", "missing_headers", "invalid_key", "invalid_timestamp", "invalid_nonce",

@@ -1,6 +1,6 @@
 -- pgTAP: the public API of enrollment, its privileges and its error codes
 BEGIN;
-SELECT plan(63);
+SELECT plan(70);
 
 SELECT has_schema('enrollment');
 SELECT has_extension('enrollment');
@@ -13,23 +13,24 @@ SELECT functions_are('enrollment', ARRAY[
     'set_member_role', 'remove_member', 'create_self_enrollment_token', 'create_api_token', 'set_node_limit', 'set_token_rate', 'limits_changed',
     'remove_node', 'renew_token', 'revoke_token_and_nodes',
     'set_node_approval', 'create_auto_approve_rule', 'delete_auto_approve_rule', 'approve_node',
+    'set_ip_pool',
     'verify_api_token', 'set_api_token_prefix', 'api_token_for_management', 'revoke_api_token',
     'delete_api_token', 'reassign_api_token', 'audit_canonical', 'seal_audit',
     'verify_audit_chain', 'purge_audit', 'may_read_audit', 'require_dba', 'enrollment_token_rules', 'node_record_rules', 'uuid_v7',
     'fold_token_uses']);
 SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log', 'api_keys', 'stats', 'members', 'api_tokens', 'tenant_stats',
-    'auto_approve_rules']);
+    'auto_approve_rules', 'node_groups', 'ip_pools']);
 SELECT tables_are('enrollment', ARRAY['enrollment_token', 'node_record', 'audit_event', 'api_key',
     'member', 'tenant_setting', 'api_token', 'audit_chain', 'replay_horizon', 'token_use', 'token_rate',
-    'auto_approve_rule']);
+    'auto_approve_rule', 'node_group']);
 
 SELECT has_function('enrollment', 'create_token',
     ARRAY['text', 'text', 'interval', 'integer', 'text', 'uuid', 'integer']);
-SELECT has_function('enrollment', 'enroll', ARRAY['text', 'text', 'text', 'text']);
+SELECT has_function('enrollment', 'enroll', ARRAY['text', 'text', 'text', 'text', 'text', 'text']);
 SELECT has_function('enrollment', 'check_token', ARRAY['text', 'text']);
 SELECT has_function('enrollment', 'authenticate_node', ARRAY['text']);
 SELECT has_function('enrollment', 'revoke_token', ARRAY['uuid']);
-SELECT is_definer('enrollment', 'enroll', ARRAY['text', 'text', 'text', 'text']);
+SELECT is_definer('enrollment', 'enroll', ARRAY['text', 'text', 'text', 'text', 'text', 'text']);
 SELECT is_definer('enrollment', 'create_token',
     ARRAY['text', 'text', 'interval', 'integer', 'text', 'uuid', 'integer']);
 
@@ -38,7 +39,7 @@ SELECT table_privs_are('enrollment', 'enrollment_token', 'public', ARRAY[]::text
 SELECT table_privs_are('enrollment', 'node_record', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('enrollment', 'audit_event', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('enrollment', 'tokens', 'public', ARRAY[]::text[]);
-SELECT function_privs_are('enrollment', 'enroll', ARRAY['text', 'text', 'text', 'text'],
+SELECT function_privs_are('enrollment', 'enroll', ARRAY['text', 'text', 'text', 'text', 'text', 'text'],
                           'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'revoke_token', ARRAY['uuid'], 'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'remove_node', ARRAY['uuid'], 'public', ARRAY[]::text[]);
@@ -53,6 +54,16 @@ SELECT table_privs_are('enrollment', 'auto_approve_rule', 'public', ARRAY[]::tex
 SELECT table_privs_are('enrollment', 'auto_approve_rules', 'public', ARRAY[]::text[]);
 SELECT throws_ok($$SELECT enrollment.delete_auto_approve_rule('00000000-0000-0000-0000-000000000000')$$,
                  'NR022', 'rule_not_found');
+-- where a node is placed (0.7.0)
+SELECT function_privs_are('enrollment', 'set_ip_pool', ARRAY['cidr'], 'public', ARRAY[]::text[]);
+SELECT table_privs_are('enrollment', 'node_group', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('enrollment', 'node_groups', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('enrollment', 'ip_pools', 'public', ARRAY[]::text[]);
+SELECT function_returns('enrollment', 'set_ip_pool', ARRAY['cidr'], 'cidr');
+SELECT throws_ok($$SELECT enrollment.set_ip_pool('192.168.7.0/31')$$, '22023', 'invalid address pool');
+SELECT is((SELECT private_ip FROM enrollment.enroll((SELECT token FROM enrollment.create_token()), 'placed',
+                                                    node_group => 'tap', node_os => 'linux')),
+          NULL, 'a node of a tenant without a pool has no address');
 
 SELECT has_function('enrollment', 'verify_request',
     ARRAY['text', 'text', 'text', 'text', 'text', 'text', 'bytea', 'text']);

@@ -2,7 +2,7 @@
 -- isolation, the cascade of removing a member, API tokens and their
 -- permissions after a demotion, and the audit hash chain.
 BEGIN;
-SELECT plan(218);
+SELECT plan(236);
 
 -- the SQLSTATE a statement ends with, or 'ok'
 CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text LANGUAGE plpgsql AS $$
@@ -51,6 +51,9 @@ INSERT INTO action VALUES
   ('create an auto-approve rule', 4, $$SELECT enrollment.create_auto_approve_rule('c-' || gen_random_uuid(), 'r')$$, '{ok}'),
   ('delete an auto-approve rule', 4, $$SELECT enrollment.delete_auto_approve_rule(gen_random_uuid())$$, '{NR022}'),
   ('set how new nodes are approved', 4, $$SELECT enrollment.set_node_approval('auto')$$, '{ok}'),
+  ('set the address pool',        4, $$SELECT enrollment.set_ip_pool(NULL)$$, '{ok}'),
+  ('list the address pool',       3, $$SELECT count(*) FROM enrollment.ip_pools$$, '{ok}'),
+  ('list node groups',            1, $$SELECT count(*) FROM enrollment.node_groups$$, '{ok}'),
   ('list enrollment tokens',      3, $$SELECT count(*) FROM enrollment.tokens$$, '{ok}'),
   ('create an API key',           4, $$SELECT enrollment.create_api_key('k', ARRAY['events:read'])$$, '{ok}'),
   ('revoke an API key',           4, $$SELECT enrollment.revoke_api_key('0000000000000001')$$, '{NR010}'),
@@ -87,7 +90,7 @@ BEGIN
     END LOOP;
 END
 $$;
-SELECT * FROM pg_temp.matrix();              -- 6 x 25 = 150 tests
+SELECT * FROM pg_temp.matrix();              -- 6 x 28 = 168 tests
 
 -- the server-wide counters are for DBAs only: they span all tenants
 SELECT pg_temp.act('own@acme');

@@ -2,7 +2,7 @@
 -- gives its documented error (a SQLSTATE, or the error key of a function
 -- that reports instead of raising) and changes no row of any table.
 BEGIN;
-SELECT plan(304);
+SELECT plan(326);
 
 -- what every table of the extension holds, as one value
 CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
@@ -17,7 +17,8 @@ CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
         (SELECT string_agg(u::text, ',' ORDER BY u::text) FROM enrollment.token_use u),
         (SELECT string_agg(s::text, ',' ORDER BY s::text) FROM enrollment.tenant_setting s),
         (SELECT string_agg(r::text, ',' ORDER BY r::text) FROM enrollment.token_rate r),
-        (SELECT string_agg(q::text, ',' ORDER BY q.rule_id) FROM enrollment.auto_approve_rule q)))
+        (SELECT string_agg(q::text, ',' ORDER BY q.rule_id) FROM enrollment.auto_approve_rule q),
+        (SELECT string_agg(g::text, ',' ORDER BY g::text) FROM enrollment.node_group g)))
 $$;
 
 -- run sql; its outcome is the SQLSTATE it raised, or for a reporting function
@@ -123,6 +124,18 @@ INSERT INTO hostile VALUES
   ('delete_auto_approve_rule: NULL', $$SELECT enrollment.delete_auto_approve_rule(NULL)$$, '22004'),
   ('delete_auto_approve_rule: unknown id', $$SELECT enrollment.delete_auto_approve_rule(gen_random_uuid())$$, 'NR022'),
   ('approve_node: unknown id', $$SELECT enrollment.approve_node(gen_random_uuid())$$, 'NR021'),
+-- where a node is placed (0.7.0)
+  ('enroll: empty node_group', $$SELECT enrollment.enroll(current_setting('h.token'), 'n', node_group => '')$$, '22023'),
+  ('enroll: 65-character node_group', $$SELECT enrollment.enroll(current_setting('h.token'), 'n', node_group => repeat('g', 65))$$, '22001'),
+  ('enroll: 1 MB node_group', $$SELECT enrollment.enroll(current_setting('h.token'), 'n', node_group => repeat('g', 1048576))$$, '22001'),
+  ('enroll: newline in node_group', $$SELECT enrollment.enroll(current_setting('h.token'), 'n', node_group => E'a\nb')$$, '22023'),
+  ('enroll: empty node_os', $$SELECT enrollment.enroll(current_setting('h.token'), 'n', node_os => '')$$, '22023'),
+  ('enroll: 1 MB node_os', $$SELECT enrollment.enroll(current_setting('h.token'), 'n', node_os => repeat('o', 1048576))$$, '22001'),
+  ('enroll: escape in node_os', $$SELECT enrollment.enroll(current_setting('h.token'), 'n', node_os => E'linux\x1b[2J')$$, '22023'),
+  ('set_ip_pool: IPv4 /31', $$SELECT enrollment.set_ip_pool('10.0.0.0/31')$$, '22023'),
+  ('set_ip_pool: IPv4 /32', $$SELECT enrollment.set_ip_pool('10.0.0.1/32')$$, '22023'),
+  ('set_ip_pool: IPv6 /127', $$SELECT enrollment.set_ip_pool('fd00::/127')$$, '22023'),
+  ('set_ip_pool: host bits set', $$SELECT enrollment.set_ip_pool('10.0.0.1/24')$$, '22P02'),
 -- set_token_rate, set_node_limit (0.7.0)
   ('set_token_rate: NULL token_id', $$SELECT enrollment.set_token_rate(NULL, 5)$$, '22004'),
   ('set_token_rate: unknown id', $$SELECT enrollment.set_token_rate(gen_random_uuid(), 5)$$, 'NR001'),

@@ -5,7 +5,7 @@
 CREATE ROLE nobody LOGIN;
 CREATE ROLE app LOGIN;
 GRANT USAGE ON SCHEMA enrollment TO nobody, app;
-GRANT EXECUTE ON FUNCTION enrollment.enroll(text, text, text, text),
+GRANT EXECUTE ON FUNCTION enrollment.enroll(text, text, text, text, text, text),
                           enrollment.check_token(text, text),
                           enrollment.authenticate_node(text) TO app;
 

@@ -148,7 +148,25 @@ WITH c AS (
           AND enroll_count >= 1) IS NOT FALSE AS old_ok,
          node_rules_accept(ROW(gen_random_uuid(), 'default', name, role, cluster_id, status,
                                gen_random_uuid(), 'node_', 1, secret_hash, now(), NULL, enroll_count,
-                               NULL, NULL)::enrollment.node_record) AS new_ok
+                               NULL, NULL, 'default', NULL, NULL)::enrollment.node_record) AS new_ok
+    FROM c
+)
+SELECT count(*) AS combinations, count(*) FILTER (WHERE old_ok) AS accepted,
+       count(*) FILTER (WHERE old_ok IS DISTINCT FROM new_ok) AS disagreements
+  FROM judged;
+-- the placement of 0.7.0, on an otherwise valid row
+WITH c AS (
+  SELECT g AS node_group, o AS os, ip AS private_ip
+    FROM unnest(ARRAY['', 'g', repeat('ñ', 64), repeat('ñ', 65)]) g,
+         unnest(ARRAY[NULL, '', 'linux', repeat('o', 64), repeat('o', 65)]) o,
+         unnest(ARRAY[NULL, '10.0.0.1', '10.0.0.1/24', 'fd00::1', 'fd00::1/64']::inet[]) ip
+), judged AS (
+  SELECT (char_length(node_group) BETWEEN 1 AND 64
+          AND char_length(os) BETWEEN 1 AND 64
+          AND masklen(private_ip) = CASE family(private_ip) WHEN 4 THEN 32 ELSE 128 END) IS NOT FALSE AS old_ok,
+         node_rules_accept(ROW(gen_random_uuid(), 'default', 'n', NULL, NULL, 'active',
+                               gen_random_uuid(), 'node_', 1, sha256('x'), now(), NULL, 1,
+                               NULL, NULL, node_group, os, private_ip)::enrollment.node_record) AS new_ok
     FROM c
 )
 SELECT count(*) AS combinations, count(*) FILTER (WHERE old_ok) AS accepted,

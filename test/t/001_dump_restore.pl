@@ -28,6 +28,10 @@ $apitok = (split /\n/, $apitok)[-1];
 # 0.7.0: new nodes wait for approval, except the cluster's, which a rule admits
 $node->safe_psql('postgres', "SELECT enrollment.set_node_approval('manual')");
 $node->safe_psql('postgres', "SELECT enrollment.create_auto_approve_rule('k8s', 'dumped rule', NULL, 5)");
+# 0.7.0: an address pool, and a group an enrollment made
+$node->safe_psql('postgres', "SELECT enrollment.set_ip_pool('100.64.0.0/24')");
+$node->safe_psql('postgres',
+	"SELECT enrollment.enroll(token, 'placed', node_group => 'dumped group') FROM enrollment.create_token()");
 $node->safe_psql('postgres', 'SELECT enrollment.seal_audit()');
 like($once, qr/^enr_[0-9a-f]{16}\.[A-Za-z0-9_-]{49}$/, 'token has the documented shape');
 like($secret, qr/^node_[0-9a-f]{16}\.[A-Za-z0-9_-]{49}$/, 'node credential has the documented shape');
@@ -65,6 +69,12 @@ is($node->safe_psql('restored', "SELECT label || ' ' || approved_count FROM enro
 is($node->safe_psql('restored',
 		"SELECT e.status FROM enrollment.create_token() AS t, LATERAL enrollment.enroll(t.token, 'n3') AS e"),
 	'pending_approval', 'the restored setting holds a node of no cluster for approval');
+is($node->safe_psql('restored',
+		"SELECT host(e.private_ip) || ' ' || e.node_group FROM enrollment.create_token() AS t,"
+		  . " LATERAL enrollment.enroll(t.token, 'n4', node_group => 'dumped group') AS e"),
+	'100.64.0.4 dumped group', 'the restored pool gives the next address, and the group is the restored one');
+is($node->safe_psql('restored', "SELECT count(*) FROM enrollment.node_group"), '1',
+	'the group was restored, and not made again');
 is($node->safe_psql('restored', "SELECT name FROM enrollment.authenticate_node('$secret')"), 'n1',
 	'a restored node credential authenticates');
 is($node->safe_psql('restored',
@@ -77,8 +87,8 @@ is($node->safe_psql('restored', 'SELECT ok AND events_checked > 5 FROM enrollmen
 my ($rc, $out, $err) = $node->psql('restored', "SELECT enrollment.enroll('$used', 'again')");
 like($err, qr/token_exhausted/, 'a used token stays used after restore');
 is($node->safe_psql('restored', 'SELECT count(*) FROM enrollment.audit_log'),
-	$node->safe_psql('postgres', 'SELECT count(*) FROM enrollment.audit_log') + 3,
-	'the audit log was restored (plus the two enrollments and a token)');
+	$node->safe_psql('postgres', 'SELECT count(*) FROM enrollment.audit_log') + 5,
+	'the audit log was restored (plus the three enrollments and two tokens)');
 
 $node->stop;
 done_testing();

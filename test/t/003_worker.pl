@@ -205,7 +205,7 @@ SELECT e.node_secret FROM enrollment.create_token() AS t, LATERAL enrollment.enr
 SELECT e.node_secret || E'\n' || e.node_id FROM enrollment.create_token() AS t,
        LATERAL enrollment.enroll(t.token, 'locked-node') AS e;
 });
-my $locker = $node->background_psql('postgres');
+$locker = $node->background_psql('postgres');
 $locker->query_safe('BEGIN');
 $locker->query_safe("SELECT FROM enrollment.node_record WHERE node_id = '$locked_node' FOR UPDATE");
 my $seen_at = $node->safe_psql('postgres', 'SELECT now()');
@@ -217,7 +217,7 @@ SELECT name FROM enrollment.authenticate_node('$also_seen_secret');
 ok( $node->poll_query_until('postgres',
 		"SELECT bool_and(last_seen_at >= '$seen_at') FROM enrollment.nodes WHERE name LIKE '%seen-node'"),
 	'the worker writes when a node was last seen');
-my $runs = $node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE counter = 'runs'");
+$runs = $node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE counter = 'runs'");
 ok( $node->poll_query_until('postgres',
 		"SELECT value >= $runs + 2 FROM enrollment.stats WHERE counter = 'runs'"),
 	'two more rounds pass');

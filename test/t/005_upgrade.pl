@@ -70,6 +70,13 @@ SELECT 'trigger ' || pg_catalog.pg_get_triggerdef(t.oid) FROM pg_catalog.pg_trig
   JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
  WHERE c.relnamespace = 'enrollment'::pg_catalog.regnamespace AND NOT t.tgisinternal
 UNION ALL
+SELECT 'init_privs ' || pg_catalog.pg_describe_object(i.classoid, i.objoid, i.objsubid) || ' '
+       || i.privtype::text || ' ' || i.initprivs::text
+  FROM pg_catalog.pg_init_privs i
+ WHERE EXISTS (SELECT FROM pg_catalog.pg_depend d
+                WHERE d.classid = i.classoid AND d.objid = i.objoid AND d.deptype = 'e'
+                  AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'enrollment'))
+UNION ALL
 SELECT 'config_dump ' || pg_catalog.array_to_string(extconfig::pg_catalog.regclass[], ',')
   FROM pg_catalog.pg_extension WHERE extname = 'enrollment'
 ORDER BY 1};
@@ -78,7 +85,7 @@ $node->safe_psql('postgres', 'CREATE ROLE app');
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION enrollment CASCADE');
 $node->safe_psql('fresh',
-	'GRANT EXECUTE ON FUNCTION enrollment.check_token(text, text), enrollment.enroll(text, text, text, text), enrollment.verify_request(text, text, jsonb, bytea, text) TO app');
+	'GRANT EXECUTE ON FUNCTION enrollment.check_token(text, text), enrollment.enroll(text, text, text, text, text, text), enrollment.verify_request(text, text, jsonb, bytea, text) TO app');
 my $want = $node->safe_psql('fresh', $describe);
 
 for my $from (@old)
@@ -101,6 +108,11 @@ for my $from (@old)
 	is($node->safe_psql($db, "SELECT extversion FROM pg_extension WHERE extname = 'enrollment'"),
 		$current, "$from: updated to $current");
 	my $got = $node->safe_psql($db, $describe);
+	# grants carried over by the upgrade are the user's, not the
+	# extension's: pg_dump still dumps them (pg_init_privs, in $describe)
+	like($node->safe_psql($db, q{SELECT pg_catalog.array_to_string(proacl, ',') FROM pg_catalog.pg_proc
+			WHERE oid = 'enrollment.enroll(text, text, text, text, text, text)'::pg_catalog.regprocedure}),
+		qr/(^|,)app=X\//, "$from: the EXECUTE grant on enroll is carried over");
 	is($got, $want, "$from: the upgraded objects are those of a fresh install");
 	if ($got ne $want)
 	{
@@ -115,6 +127,14 @@ for my $from (@old)
 		"$from: a node enrolled before the upgrade still authenticates");
 	is($node->safe_psql($db, "SELECT status FROM enrollment.enroll('$token', 'n2', 'c')"), 'active',
 		"$from: the token enrolls again after the upgrade");
+	# 0.7.0: nodes made before have the group 'default' and no address
+	$node->safe_psql($db, "SELECT enrollment.set_ip_pool('100.64.0.0/24')");
+	is($node->safe_psql($db,
+			"SELECT node_group || ' ' || host(private_ip) FROM enrollment.enroll('$token', 'n4', 'c', node_group => 'g')"),
+		'g 100.64.0.1', "$from: a new node gets the group named and an address after the upgrade");
+	is($node->safe_psql($db,
+			"SELECT string_agg(name || ':' || node_group || ':' || coalesce(host(private_ip), '-'), ' ' ORDER BY name) FROM enrollment.nodes"),
+		'n1:default:- n2:default:- n3:default:- n4:g:100.64.0.1', "$from: nodes enrolled before keep the group default");
 	# retention clocks (0.5.0): tokens made before 0.5.0 keep those 0.4.0
 	# purged by; a once token used since then counts from its near expiry
 	my $used_clock = (version_before($from, '0.5.0') ? 'last use' : 'expiry');

@@ -72,6 +72,7 @@ SELECT enrollment.create_auto_approve_rule('acme-c', 'acme rule', ARRAY['sensor'
 SELECT enrollment.delete_auto_approve_rule(enrollment.create_auto_approve_rule('acme-d', 'acme deleted', NULL, 3));
 SELECT enrollment.approve_node('TO_APPROVE');
 SELECT enrollment.set_node_approval('auto');
+SELECT enrollment.set_ip_pool('10.77.0.0/24') IS NULL;
 SELECT key_id IS NOT NULL FROM enrollment.create_api_key('acme-key', ARRAY['events:read']);
 SELECT token IS NOT NULL FROM enrollment.create_api_token('acme-api-token');
 SELECT true FROM enrollment.add_member('new@acme', 'viewer');
@@ -83,9 +84,10 @@ $calls =~ s/TO_REMOVE/$to_remove/;
 $calls =~ s/TO_BULK_REVOKE/$to_bulk_revoke/;
 $calls =~ s/TO_APPROVE/$to_approve/;
 my $made = as_role('console', 'adm@acme', $calls);
-is($made, "t\n0\nt\nt\n1\nauto\nt\n0\nt\nmanual\nt\nt\nt\nt\nt\nadmin",
+is($made, "t\n0\nt\nt\n1\nauto\nt\n0\nt\nmanual\nt\nt\nt\nt\nt\nt\nadmin",
 	'console: the management functions of its grant');
-foreach my $view (qw(tokens nodes api_keys api_tokens members audit_log tenant_stats auto_approve_rules))
+foreach my $view (qw(tokens nodes api_keys api_tokens members audit_log tenant_stats auto_approve_rules
+	node_groups ip_pools))
 {
 	my $got = as_role('console', 'adm@acme', "SELECT count(*) > 0 OR '$view' = 'nodes' FROM enrollment.$view");
 	is($got, 't', "console as an admin reads enrollment.$view");

@@ -1,0 +1,215 @@
+/*-------------------------------------------------------------------------
+ *
+ * placement.c
+ *	  Where a new node is placed (0.7.0): the group an enrollment names,
+ *	  created on first use, and a private address from the tenant's pool.
+ *
+ * Groups.  A node is in the group enroll's node_group names, or in
+ * 'default', which every tenant has without a row.  The first enrollment
+ * that names a group the tenant does not have creates it (one INSERT ...
+ * ON CONFLICT DO NOTHING, audited group_created); later ones find its row
+ * and write nothing.
+ *
+ * Addresses.  Where the tenant has an address pool (tenant_setting.ip_pool,
+ * enrollment.set_ip_pool), every new node gets one host address of it: not
+ * the network's first or last, and stored with a full mask (/32, /128).
+ * The address is the one after the highest the tenant's nodes hold in the
+ * pool, so an address is not handed out again soon after its node went.
+ * When the pool's last address is taken, it is the lowest one no node
+ * holds; when every one is held, the address of the node removed longest
+ * ago is handed on (that removed node's row loses it); when none is left,
+ * the enrollment fails with ip_pool_exhausted.
+ *
+ * Exactness.  An enrollment that takes an address locks the tenant's
+ * tenant_setting row (FOR UPDATE, as the node limit does: node_limit.c) and
+ * looks for the address under the newest snapshot: the lock is held until
+ * the commit, so whoever looks next sees the address the previous holder
+ * took, at any isolation level, and no two nodes get one address.  The
+ * unique index node_record_private_ip_key holds that too.  The enrollments
+ * of a tenant with a pool queue for each other from there to the commit;
+ * a tenant without one pays nothing, and where no tenant has one nothing
+ * is read (limits_cache.c).
+ *
+ * src/placement.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/snapmgr.h"
+
+#include "enrollment.h"
+#include "probe.h"
+
+/* Create the group if the tenant has none of that name, and audit it */
+static EnrPlan ensure_group_plan = {
+	.sql = "WITH g AS ("
+	"  INSERT INTO enrollment.node_group (tenant, name, created_by) VALUES ($1, $2, $3)"
+	"  ON CONFLICT (tenant, name) DO NOTHING RETURNING name)"
+	" INSERT INTO enrollment.audit_event (tenant, actor, action, details, object_type, object_id)"
+	" SELECT $1, $3, 'group_created', '{}'::jsonb, 'group', g.name FROM g",
+	.nargs = 3,
+	.argtypes = {TEXTOID, TEXTOID, TEXTOID}
+};
+
+static EnrProbeTable pool_by_tenant = {
+	.relname = "tenant_setting",
+	.indexname = "tenant_setting_pkey",
+	.eqproc = F_TEXTEQ,
+	.ncols = 2,
+	.cols = {"tenant", "ip_pool"}
+};
+
+/* the pool again, under the row lock */
+static EnrPlan lock_pool_plan = {
+	.sql = "SELECT s.ip_pool FROM enrollment.tenant_setting AS s"
+	" WHERE s.tenant OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+	.nargs = 1,
+	.argtypes = {TEXTOID}
+};
+
+/* the pool's first and last host address, with a full mask: $2 the pool */
+#define POOL_BOUNDS \
+	"WITH m AS (SELECT CASE pg_catalog.family($2) WHEN 4 THEN 32 ELSE 128 END AS bits)," \
+	" b AS (SELECT pg_catalog.set_masklen($2::pg_catalog.inet, m.bits) OPERATOR(pg_catalog.+) 1 AS lo," \
+	"              pg_catalog.set_masklen(pg_catalog.broadcast($2), m.bits) OPERATOR(pg_catalog.-) 1 AS hi" \
+	"         FROM m) "
+
+/*
+ * A free address of the pool, or NULL: the one after the highest held,
+ * else the lowest free one.  $1 tenant, $2 pool.
+ */
+static EnrPlan free_address_plan = {
+	.sql = POOL_BOUNDS
+	"SELECT COALESCE("
+	"  (SELECT CASE WHEN t.top IS NULL THEN b.lo"
+	"               WHEN t.top OPERATOR(pg_catalog.<) b.hi THEN t.top OPERATOR(pg_catalog.+) 1 END"
+	"     FROM (SELECT pg_catalog.max(n.private_ip) AS top FROM enrollment.node_record AS n"
+	"            WHERE n.tenant OPERATOR(pg_catalog.=) $1"
+	"              AND n.private_ip OPERATOR(pg_catalog.>=) b.lo"
+	"              AND n.private_ip OPERATOR(pg_catalog.<=) b.hi) AS t),"
+	"  (SELECT c.ip FROM (SELECT b.lo AS ip"
+	"                     UNION ALL"
+	"                     SELECT n.private_ip OPERATOR(pg_catalog.+) 1 FROM enrollment.node_record AS n"
+	"                      WHERE n.tenant OPERATOR(pg_catalog.=) $1"
+	"                        AND n.private_ip OPERATOR(pg_catalog.>=) b.lo"
+	"                        AND n.private_ip OPERATOR(pg_catalog.<) b.hi) AS c"
+	"    WHERE NOT EXISTS (SELECT FROM enrollment.node_record AS h"
+	"                       WHERE h.tenant OPERATOR(pg_catalog.=) $1"
+	"                         AND h.private_ip OPERATOR(pg_catalog.=) c.ip)"
+	"    ORDER BY c.ip LIMIT 1))"
+	"  FROM b",
+	.nargs = 2,
+	.argtypes = {TEXTOID, CIDROID}
+};
+
+/* Take the address of the node of the pool removed longest ago */
+static EnrPlan reclaim_address_plan = {
+	.sql = POOL_BOUNDS ","
+	" r AS (SELECT n.node_id, n.private_ip FROM enrollment.node_record AS n, b"
+	"        WHERE n.tenant OPERATOR(pg_catalog.=) $1 AND n.status OPERATOR(pg_catalog.=) 'removed'"
+	"          AND n.private_ip OPERATOR(pg_catalog.>=) b.lo"
+	"          AND n.private_ip OPERATOR(pg_catalog.<=) b.hi"
+	"        ORDER BY n.removed_at, n.node_id LIMIT 1 FOR UPDATE OF n),"
+	" u AS (UPDATE enrollment.node_record AS n SET private_ip = NULL FROM r"
+	"        WHERE n.node_id OPERATOR(pg_catalog.=) r.node_id RETURNING r.private_ip)"
+	"SELECT u.private_ip FROM u",
+	.nargs = 2,
+	.argtypes = {TEXTOID, CIDROID}
+};
+
+/*
+ * Make sure the tenant has the group node_group (not 'default'), creating
+ * it if need be.  Between SPI_connect and SPI_finish.
+ */
+void
+enr_ensure_group(Datum tenant, text *node_group)
+{
+	Datum		a[3];
+
+	if (enr_text_is(node_group, "default"))
+		return;
+	a[0] = tenant;
+	a[1] = PointerGetDatum(node_group);
+	a[2] = CStringGetTextDatum(enr_current_actor());
+	if (enr_execute(&ensure_group_plan, a, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not create the node group");
+}
+
+/*
+ * Run a plan of one inet column under the newest snapshot (with the
+ * foreign keys' triggers: reclaim_address_plan updates a node); false if
+ * it returns no address
+ */
+static bool
+address_from(EnrPlan *plan, Datum tenant, Datum pool, Datum *address)
+{
+	Datum		a[2] = {tenant, pool};
+	bool		isnull;
+	int			rc;
+
+	CommandCounterIncrement();	/* this transaction's own nodes too */
+	rc = SPI_execute_snapshot(enr_prepare(plan), a, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, false, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not look for a free address (%d)", rc);
+	if (SPI_processed != 1)
+		return false;
+	*address = enr_getattr(0, 1, &isnull);
+	if (isnull)
+		return false;
+	/* kept past the next statement's results, until SPI_finish */
+	*address = datumCopy(*address, false, -1);
+	return true;
+}
+
+/*
+ * The private address of a new node of the tenant, in *address (an inet
+ * in the memory of the caller's SPI procedure): false where the tenant has no pool.  Raises
+ * ip_pool_exhausted when the pool has no address left.  Between
+ * SPI_connect and SPI_finish, after the node limit's check (which may lock
+ * the same row) and before the approval rule's and the token's locks.
+ */
+bool
+enr_allocate_address(Datum tenant, const char *token_public_part, Datum *address)
+{
+	Datum		v[2];
+	bool		n[2];
+	Datum		a[1] = {tenant};
+	Datum		pool;
+	bool		isnull;
+	char	   *pool_text;
+
+	if (!enr_any_ip_pool() || !enr_probe_newest(&pool_by_tenant, tenant, v, n) || n[1])
+		return false;
+
+	/* the newest version: under REPEATABLE READ, one newer than the snapshot */
+	if (SPI_execute_snapshot(enr_prepare(&lock_pool_plan), a, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, false, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock the setting row of the tenant");
+	if (SPI_processed != 1)
+		return false;			/* deleted meanwhile */
+	pool = enr_getattr(0, 1, &isnull);
+	if (isnull)
+		return false;			/* taken away meanwhile */
+
+	if (address_from(&free_address_plan, tenant, pool, address) ||
+		address_from(&reclaim_address_plan, tenant, pool, address))
+		return true;
+
+	pool_text = DatumGetCString(DirectFunctionCall1(cidr_out, pool));
+	enr_count_enroll(ENROLL_IP_POOL_EXHAUSTED);
+	ereport(ERROR,
+			(errcode(ERRCODE_ENR_IP_POOL_EXHAUSTED),
+			 errmsg("ip_pool_exhausted"),
+			 errdetail("Every address of the tenant's pool %s is held by a node that is not removed; token %s enrolled nothing.",
+					   pool_text, token_public_part),
+			 errhint("Remove nodes that are gone (their addresses are handed on), or give the tenant a larger pool (enrollment.set_ip_pool).")));
+	return false;				/* keep the compiler quiet */
+}
