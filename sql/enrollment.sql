@@ -45,11 +45,6 @@ CREATE TABLE enrollment.node_record (
 -- hour are one range of it (src/rate_limit.c)
 CREATE INDEX node_record_enrolled_by_idx ON enrollment.node_record (enrolled_by, enrolled_at);
 CREATE INDEX node_record_tenant_enrolled_at_idx ON enrollment.node_record (tenant, enrolled_at);
--- (0.7.0) no two nodes of a tenant hold one address, removed ones included
--- until the pool runs out and hands theirs on (src/placement.c); a node
--- without an address has no entry here
-CREATE UNIQUE INDEX node_record_private_ip_key ON enrollment.node_record (tenant, private_ip)
-    WHERE private_ip IS NOT NULL;
 
 -- Enrollment tokens.  status holds the last state written; the tokens view
 -- also reports a token whose expires_at has passed as expired, so expiry
@@ -1713,6 +1708,23 @@ CREATE TABLE enrollment.node_group (
 REVOKE ALL ON enrollment.node_group FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('enrollment.node_group', '');
 
+-- The addresses of a tenant's nodes, one row per address held (removed
+-- nodes included, until the pool runs out and hands theirs on): the primary
+-- key keeps two nodes of a tenant from holding one address, and the pool is
+-- searched here (src/placement.c).  node_record.private_ip is the node's
+-- copy, for listings.  Only a tenant with a pool writes rows here, so the
+-- enrollments of the others open no index for addresses.
+CREATE TABLE enrollment.node_address (
+    tenant   text NOT NULL,
+    address  inet NOT NULL CHECK (pg_catalog.masklen(address) OPERATOR(pg_catalog.=)
+                                  CASE pg_catalog.family(address) WHEN 4 THEN 32 ELSE 128 END),
+    node_id  uuid NOT NULL REFERENCES enrollment.node_record (node_id) ON DELETE CASCADE,
+    PRIMARY KEY (tenant, address)
+);
+CREATE INDEX node_address_node_id_idx ON enrollment.node_address (node_id);
+REVOKE ALL ON enrollment.node_address FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('enrollment.node_address', '');
+
 -- The current tenant's address pool: a network with at least two host
 -- addresses (a mask of at most 30 bits for IPv4, 126 for IPv6), or NULL
 -- for none.  Returns the pool before.  Enrollments that start after its
@@ -1771,11 +1783,13 @@ SELECT s.tenant, s.ip_pool AS pool,
        ((2::numeric OPERATOR(pg_catalog.^)
           (CASE pg_catalog.family(s.ip_pool) WHEN 4 THEN 32 ELSE 128 END
            OPERATOR(pg_catalog.-) pg_catalog.masklen(s.ip_pool))) OPERATOR(pg_catalog.-) 2)::numeric(39, 0) AS addresses,
-       (SELECT pg_catalog.count(*) FROM enrollment.node_record AS n
-         WHERE n.tenant OPERATOR(pg_catalog.=) s.tenant AND n.private_ip OPERATOR(pg_catalog.<<) s.ip_pool
+       (SELECT pg_catalog.count(*) FROM enrollment.node_address AS a
+          JOIN enrollment.node_record AS n ON n.node_id OPERATOR(pg_catalog.=) a.node_id
+         WHERE a.tenant OPERATOR(pg_catalog.=) s.tenant AND a.address OPERATOR(pg_catalog.<<) s.ip_pool
            AND n.status OPERATOR(pg_catalog.<>) 'removed') AS in_use,
-       (SELECT pg_catalog.count(*) FROM enrollment.node_record AS n
-         WHERE n.tenant OPERATOR(pg_catalog.=) s.tenant AND n.private_ip OPERATOR(pg_catalog.<<) s.ip_pool
+       (SELECT pg_catalog.count(*) FROM enrollment.node_address AS a
+          JOIN enrollment.node_record AS n ON n.node_id OPERATOR(pg_catalog.=) a.node_id
+         WHERE a.tenant OPERATOR(pg_catalog.=) s.tenant AND a.address OPERATOR(pg_catalog.<<) s.ip_pool
            AND n.status OPERATOR(pg_catalog.=) 'removed') AS held_by_removed
   FROM enrollment.tenant_setting AS s
  WHERE s.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant() AND s.ip_pool IS NOT NULL

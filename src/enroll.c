@@ -1143,6 +1143,8 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 
 			if (strcmp(tok.kind, "reusable") == 0)
 				check_rate(&tok, now);
+			if (!place.noaddress)
+				enr_record_address(tok.tenant, place.address, node_id);
 		}
 		else
 		{

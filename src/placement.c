@@ -13,19 +13,22 @@
  * Addresses.  Where the tenant has an address pool (tenant_setting.ip_pool,
  * enrollment.set_ip_pool), every new node gets one host address of it: not
  * the network's first or last, and stored with a full mask (/32, /128).
- * The address is the one after the highest the tenant's nodes hold in the
- * pool, so an address is not handed out again soon after its node went.
- * When the pool's last address is taken, it is the lowest one no node
- * holds; when every one is held, the address of the node removed longest
- * ago is handed on (that removed node's row loses it); when none is left,
- * the enrollment fails with ip_pool_exhausted.
+ * The addresses held are rows of node_address (removed nodes keep theirs),
+ * whose primary key is (tenant, address); the node row has a copy.  The
+ * address is the one after the highest held in the pool, so an address is
+ * not handed out again soon after its node went.  When the pool's last
+ * address is taken, it is the lowest one none holds; when every one is
+ * held, the address of the node removed longest ago is handed on (that
+ * node's row and its node_address row lose it); when none is left, the
+ * enrollment fails with ip_pool_exhausted.  A tenant without a pool writes
+ * nothing there, and its enrollments open no index for addresses.
  *
  * Exactness.  An enrollment that takes an address locks the tenant's
  * tenant_setting row (FOR UPDATE, as the node limit does: node_limit.c) and
  * looks for the address under the newest snapshot: the lock is held until
  * the commit, so whoever looks next sees the address the previous holder
  * took, at any isolation level, and no two nodes get one address.  The
- * unique index node_record_private_ip_key holds that too.  The enrollments
+ * primary key of node_address holds that too.  The enrollments
  * of a tenant with a pool queue for each other from there to the commit;
  * a tenant without one pays nothing, and where no tenant has one nothing
  * is read (limits_cache.c).
@@ -90,38 +93,51 @@ static EnrPlan free_address_plan = {
 	"SELECT COALESCE("
 	"  (SELECT CASE WHEN t.top IS NULL THEN b.lo"
 	"               WHEN t.top OPERATOR(pg_catalog.<) b.hi THEN t.top OPERATOR(pg_catalog.+) 1 END"
-	"     FROM (SELECT pg_catalog.max(n.private_ip) AS top FROM enrollment.node_record AS n"
-	"            WHERE n.tenant OPERATOR(pg_catalog.=) $1"
-	"              AND n.private_ip OPERATOR(pg_catalog.>=) b.lo"
-	"              AND n.private_ip OPERATOR(pg_catalog.<=) b.hi) AS t),"
+	"     FROM (SELECT pg_catalog.max(a.address) AS top FROM enrollment.node_address AS a"
+	"            WHERE a.tenant OPERATOR(pg_catalog.=) $1"
+	"              AND a.address OPERATOR(pg_catalog.>=) b.lo"
+	"              AND a.address OPERATOR(pg_catalog.<=) b.hi) AS t),"
 	"  (SELECT c.ip FROM (SELECT b.lo AS ip"
 	"                     UNION ALL"
-	"                     SELECT n.private_ip OPERATOR(pg_catalog.+) 1 FROM enrollment.node_record AS n"
-	"                      WHERE n.tenant OPERATOR(pg_catalog.=) $1"
-	"                        AND n.private_ip OPERATOR(pg_catalog.>=) b.lo"
-	"                        AND n.private_ip OPERATOR(pg_catalog.<) b.hi) AS c"
-	"    WHERE NOT EXISTS (SELECT FROM enrollment.node_record AS h"
+	"                     SELECT a.address OPERATOR(pg_catalog.+) 1 FROM enrollment.node_address AS a"
+	"                      WHERE a.tenant OPERATOR(pg_catalog.=) $1"
+	"                        AND a.address OPERATOR(pg_catalog.>=) b.lo"
+	"                        AND a.address OPERATOR(pg_catalog.<) b.hi) AS c"
+	"    WHERE NOT EXISTS (SELECT FROM enrollment.node_address AS h"
 	"                       WHERE h.tenant OPERATOR(pg_catalog.=) $1"
-	"                         AND h.private_ip OPERATOR(pg_catalog.=) c.ip)"
+	"                         AND h.address OPERATOR(pg_catalog.=) c.ip)"
 	"    ORDER BY c.ip LIMIT 1))"
 	"  FROM b",
 	.nargs = 2,
 	.argtypes = {TEXTOID, CIDROID}
 };
 
-/* Take the address of the node of the pool removed longest ago */
+/*
+ * Take the address of the pool's node removed longest ago: its row in
+ * node_address goes, and the node's copy with it
+ */
 static EnrPlan reclaim_address_plan = {
 	.sql = POOL_BOUNDS ","
-	" r AS (SELECT n.node_id, n.private_ip FROM enrollment.node_record AS n, b"
-	"        WHERE n.tenant OPERATOR(pg_catalog.=) $1 AND n.status OPERATOR(pg_catalog.=) 'removed'"
-	"          AND n.private_ip OPERATOR(pg_catalog.>=) b.lo"
-	"          AND n.private_ip OPERATOR(pg_catalog.<=) b.hi"
-	"        ORDER BY n.removed_at, n.node_id LIMIT 1 FOR UPDATE OF n),"
+	" r AS (SELECT a.address, n.node_id FROM b, enrollment.node_address AS a"
+	"         JOIN enrollment.node_record AS n ON n.node_id OPERATOR(pg_catalog.=) a.node_id"
+	"        WHERE a.tenant OPERATOR(pg_catalog.=) $1"
+	"          AND a.address OPERATOR(pg_catalog.>=) b.lo AND a.address OPERATOR(pg_catalog.<=) b.hi"
+	"          AND n.status OPERATOR(pg_catalog.=) 'removed'"
+	"        ORDER BY n.removed_at, n.node_id LIMIT 1 FOR UPDATE OF a, n),"
+	" d AS (DELETE FROM enrollment.node_address AS a USING r"
+	"        WHERE a.tenant OPERATOR(pg_catalog.=) $1 AND a.address OPERATOR(pg_catalog.=) r.address),"
 	" u AS (UPDATE enrollment.node_record AS n SET private_ip = NULL FROM r"
-	"        WHERE n.node_id OPERATOR(pg_catalog.=) r.node_id RETURNING r.private_ip)"
-	"SELECT u.private_ip FROM u",
+	"        WHERE n.node_id OPERATOR(pg_catalog.=) r.node_id)"
+	"SELECT r.address FROM r",
 	.nargs = 2,
 	.argtypes = {TEXTOID, CIDROID}
+};
+
+/* The new node's address, held: $1 tenant, $2 address, $3 node_id */
+static EnrPlan record_address_plan = {
+	.sql = "INSERT INTO enrollment.node_address (tenant, address, node_id) VALUES ($1, $2, $3)",
+	.nargs = 3,
+	.argtypes = {TEXTOID, INETOID, UUIDOID}
 };
 
 /*
@@ -171,10 +187,12 @@ address_from(EnrPlan *plan, Datum tenant, Datum pool, Datum *address)
 
 /*
  * The private address of a new node of the tenant, in *address (an inet
- * in the memory of the caller's SPI procedure): false where the tenant has no pool.  Raises
- * ip_pool_exhausted when the pool has no address left.  Between
- * SPI_connect and SPI_finish, after the node limit's check (which may lock
- * the same row) and before the approval rule's and the token's locks.
+ * in the memory of the caller's SPI procedure): false where the tenant has
+ * no pool.  Raises ip_pool_exhausted when the pool has no address left.
+ * Between SPI_connect and SPI_finish, after the node limit's check (which
+ * may lock the same row) and before the approval rule's and the token's
+ * locks; the caller records the address once the node is written
+ * (enr_record_address), still under the setting row's lock.
  */
 bool
 enr_allocate_address(Datum tenant, const char *token_public_part, Datum *address)
@@ -212,4 +230,17 @@ enr_allocate_address(Datum tenant, const char *token_public_part, Datum *address
 					   pool_text, token_public_part),
 			 errhint("Remove nodes that are gone (their addresses are handed on), or give the tenant a larger pool (enrollment.set_ip_pool).")));
 	return false;				/* keep the compiler quiet */
+}
+
+/*
+ * Note that the new node node_id holds the address enr_allocate_address
+ * gave it.  Between SPI_connect and SPI_finish, in the same transaction.
+ */
+void
+enr_record_address(Datum tenant, Datum address, Datum node_id)
+{
+	Datum		a[3] = {tenant, address, node_id};
+
+	if (enr_execute(&record_address_plan, a, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record the address of the node");
 }

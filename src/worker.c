@@ -239,7 +239,8 @@ static EnrPlan announce_plan = {
 	"           'event', 'enrolled', 'tenant', a.tenant, 'token_id', a.token_id,"
 	"           'node_id', a.node_id,"
 	"           'reenrolled', a.details OPERATOR(pg_catalog.?) 'reenrollment',"
-	"           'approval', a.details OPERATOR(pg_catalog.->>) 'approval')::text) END"
+	"           'approval', a.details OPERATOR(pg_catalog.->>) 'approval',"
+	"           'private_ip', a.details OPERATOR(pg_catalog.->>) 'private_ip')::text) END"
 	"  FROM enrollment.audit_event AS a"
 	" WHERE a.event_id > $1 OR a.event_id OPERATOR(pg_catalog.=) ANY ($2)"
 	" ORDER BY a.event_id LIMIT $3",

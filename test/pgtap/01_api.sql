@@ -1,6 +1,6 @@
 -- pgTAP: the public API of enrollment, its privileges and its error codes
 BEGIN;
-SELECT plan(70);
+SELECT plan(71);
 
 SELECT has_schema('enrollment');
 SELECT has_extension('enrollment');
@@ -22,7 +22,7 @@ SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log', 'api_keys',
     'auto_approve_rules', 'node_groups', 'ip_pools']);
 SELECT tables_are('enrollment', ARRAY['enrollment_token', 'node_record', 'audit_event', 'api_key',
     'member', 'tenant_setting', 'api_token', 'audit_chain', 'replay_horizon', 'token_use', 'token_rate',
-    'auto_approve_rule', 'node_group']);
+    'auto_approve_rule', 'node_group', 'node_address']);
 
 SELECT has_function('enrollment', 'create_token',
     ARRAY['text', 'text', 'interval', 'integer', 'text', 'uuid', 'integer']);
@@ -57,6 +57,7 @@ SELECT throws_ok($$SELECT enrollment.delete_auto_approve_rule('00000000-0000-000
 -- where a node is placed (0.7.0)
 SELECT function_privs_are('enrollment', 'set_ip_pool', ARRAY['cidr'], 'public', ARRAY[]::text[]);
 SELECT table_privs_are('enrollment', 'node_group', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('enrollment', 'node_address', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('enrollment', 'node_groups', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('enrollment', 'ip_pools', 'public', ARRAY[]::text[]);
 SELECT function_returns('enrollment', 'set_ip_pool', ARRAY['cidr'], 'cidr');

@@ -18,7 +18,8 @@ CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
         (SELECT string_agg(s::text, ',' ORDER BY s::text) FROM enrollment.tenant_setting s),
         (SELECT string_agg(r::text, ',' ORDER BY r::text) FROM enrollment.token_rate r),
         (SELECT string_agg(q::text, ',' ORDER BY q.rule_id) FROM enrollment.auto_approve_rule q),
-        (SELECT string_agg(g::text, ',' ORDER BY g::text) FROM enrollment.node_group g)))
+        (SELECT string_agg(g::text, ',' ORDER BY g::text) FROM enrollment.node_group g),
+        (SELECT string_agg(d::text, ',' ORDER BY d::text) FROM enrollment.node_address d)))
 $$;
 
 -- run sql; its outcome is the SQLSTATE it raised, or for a reporting function

@@ -105,7 +105,14 @@ SET enrollment.tenant = 'placement';
 SELECT err($$UPDATE enrollment.node_record SET private_ip = '100.64.0.9/24' WHERE name = 'b-1'$$);
 SELECT err($$UPDATE enrollment.node_record SET node_group = '' WHERE name = 'b-1'$$);
 SELECT err($$UPDATE enrollment.node_record SET os = repeat('o', 65) WHERE name = 'b-1'$$);
-SELECT err($$UPDATE enrollment.node_record SET private_ip = '100.64.0.2' WHERE name = 'b-2'$$);
+-- the addresses held are rows of node_address, one per address and tenant,
+-- and each node with an address has its row (the removed ones too)
+SELECT err($$INSERT INTO enrollment.node_address
+             SELECT tenant, '100.64.0.2', node_id FROM enrollment.node_record WHERE name = 'b-2'$$);
+SELECT count(*) AS addresses_held,
+       count(*) FILTER (WHERE n.private_ip IS DISTINCT FROM a.address) AS out_of_step
+  FROM enrollment.node_record AS n FULL JOIN enrollment.node_address AS a ON a.node_id = n.node_id
+ WHERE n.private_ip IS NOT NULL OR a.address IS NOT NULL;
 -- only an admin sets the pool; a viewer lists groups, an operator the pool
 SELECT enrollment.set_ip_pool('10.9.0.0/24') AS previous_pool;
 SELECT enrollment.add_member('view@example.com', 'viewer');

@@ -74,14 +74,17 @@ like($heard, qr/"event" : "enrolled".*"node_id" : "$late_node"/s,
 	'an enrollment that commits after a later one is announced too');
 like($heard, qr/"event" : "expired".*"token_id" : "$tid"/s, 'NOTIFY for the expiry');
 like($heard, qr/"event" : "revoked".*"token_id" : "$rid"/s, 'NOTIFY for the revocation');
-like($heard, qr/"node_id" : "$nid", "reenrolled" : false, "approval" : null/,
-	'an enrollment where approval is automatic says nothing of it');
+like($heard, qr/"node_id" : "$nid", "reenrolled" : false, "approval" : null, "private_ip" : null/,
+	'an enrollment where approval is automatic and the tenant has no pool says nothing of either');
 
-# a node that waits for approval is announced as such (0.7.0)
+# a node that waits for approval is announced as such, and a node's
+# address with it (0.7.0)
 my $pending_node = $node->safe_psql('postgres', q{
 SELECT FROM enrollment.set_node_approval('manual');
+SELECT FROM enrollment.set_ip_pool('100.64.0.0/24');
 SELECT e.node_id FROM enrollment.create_token() AS t, LATERAL enrollment.enroll(t.token, 'waiting-node') AS e;
 SELECT FROM enrollment.set_node_approval('auto');
+SELECT FROM enrollment.set_ip_pool(NULL);
 });
 $pending_node =~ s/\s+//g;
 for (my $i = 0; $i < 100 && $heard !~ /$pending_node/; $i++)
@@ -89,8 +92,8 @@ for (my $i = 0; $i < 100 && $heard !~ /$pending_node/; $i++)
 	$heard .= $listener->query_safe('SELECT 1');
 	usleep(100_000);
 }
-like($heard, qr/"node_id" : "$pending_node", "reenrolled" : false, "approval" : "pending"/,
-	'the announcement of a node that waits for approval says so');
+like($heard, qr/"node_id" : "$pending_node", "reenrolled" : false, "approval" : "pending", "private_ip" : "100.64.0.1"/,
+	'the announcement of a node that waits for approval says so, and gives its address');
 $listener->quit;
 
 # retention: used and expired tokens are deleted, their audit events stay
