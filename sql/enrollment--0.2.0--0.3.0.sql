@@ -73,7 +73,7 @@ BEGIN
     LOOP
         grants := grants || pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', fn,
             CASE WHEN g.grantee = 0 THEN 'PUBLIC'
-                 ELSE pg_catalog.quote_ident(g.grantee::pg_catalog.regrole::text) END,
+                 ELSE g.grantee::pg_catalog.regrole::text END,  -- regrole quotes as needed
             CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
     END LOOP;
     EXECUTE 'DROP FUNCTION ' || fn;

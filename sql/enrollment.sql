@@ -1727,10 +1727,13 @@ SELECT pg_catalog.pg_extension_config_dump('enrollment.node_address', '');
 
 -- The current tenant's address pool: a network with at least two host
 -- addresses (a mask of at most 30 bits for IPv4, 126 for IPv6), or NULL
--- for none.  Returns the pool before.  Enrollments that start after its
--- commit use it; nodes keep the addresses they have, also outside a new
--- pool.  Enrollments that take an address wait for its commit, as it waits
--- for theirs (both lock the tenant's setting row).
+-- for none.  Returns the pool before.  New nodes get an address of it from
+-- its commit on; nodes keep the addresses they have, also outside a new
+-- pool.  The enrollments of a tenant that has a pool wait for it, as it
+-- waits for them (they lock the tenant's setting row); where no tenant had
+-- one, an enrollment already past that question may still commit after it
+-- without an address (src/placement.c).  Unlike set_node_limit, it does
+-- not hold up the other tenants' enrollments: it is a tenant admin's call.
 CREATE FUNCTION enrollment.set_ip_pool(pool cidr) RETURNS cidr
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE

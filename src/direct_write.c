@@ -139,7 +139,7 @@ has_expected_shape(Relation rel, EnrDirectTable *t)
 		if (!listed)
 			return false;		/* a column this library does not know */
 	}
-	for (int c = 0; c < t->ncols; c++)
+	for (int c = 0; c < (t->nrequired > 0 ? t->nrequired : t->ncols); c++)
 		if (t->attnums[c] == InvalidAttrNumber)
 			return false;
 
@@ -160,7 +160,8 @@ has_expected_shape(Relation rel, EnrDirectTable *t)
 	old = MemoryContextSwitchTo(t->cxt);
 	for (int c = 0; c < t->ncols; c++)
 	{
-		Node	   *def = t->cols[c].from_default ? build_column_default(rel, t->attnums[c]) : NULL;
+		Node	   *def = t->cols[c].from_default && t->attnums[c] != InvalidAttrNumber
+			? build_column_default(rel, t->attnums[c]) : NULL;
 
 		t->defaults[c] = def ? ExecInitExpr(expression_planner((Expr *) def), NULL) : NULL;
 	}
@@ -410,8 +411,10 @@ enr_direct_values(EnrDirectTable *t, TupleTableSlot *slot, Datum *values, bool *
 	heap_deform_tuple(copy, desc, v, n);
 	for (int c = 0; c < t->ncols; c++)
 	{
-		values[c] = v[t->attnums[c] - 1];
-		nulls[c] = n[t->attnums[c] - 1];
+		bool		missing = t->attnums[c] == InvalidAttrNumber;
+
+		values[c] = missing ? (Datum) 0 : v[t->attnums[c] - 1];
+		nulls[c] = missing || n[t->attnums[c] - 1];
 	}
 }
 
@@ -453,7 +456,16 @@ form_row(ResultRelInfo *rri, EnrDirectTable *t, Datum *values, bool *nulls)
 	memset(n, true, desc->natts * sizeof(bool));
 	for (int c = 0; c < t->ncols; c++)
 	{
-		Form_pg_attribute att = TupleDescAttr(desc, t->attnums[c] - 1);
+		Form_pg_attribute att;
+
+		if (t->attnums[c] == InvalidAttrNumber)
+		{
+			if (!nulls[c])
+				elog(ERROR, "column \"%s\" of relation \"%s\" is missing", t->cols[c].name,
+					 t->relname);
+			continue;
+		}
+		att = TupleDescAttr(desc, t->attnums[c] - 1);
 
 		if (nulls[c] && att->attnotnull)
 			ereport(ERROR,

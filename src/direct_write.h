@@ -36,7 +36,11 @@ typedef struct EnrDirectColumn
  * A table written directly: every column it has (a table with any other
  * column, or one of another type, is not written directly), the name and C
  * function of the one CHECK constraint it may have, and whether it is
- * written by UPDATE or by INSERT.  The last fields are a per-backend cache.
+ * written by UPDATE or by INSERT.  The columns after the first nrequired
+ * (0: all are required) may be missing, in a database not updated yet to
+ * the release that added them: such a column is read as NULL, and a value
+ * for it other than NULL is an error.  The last fields are a per-backend
+ * cache.
  */
 typedef struct EnrDirectTable
 {
@@ -45,11 +49,12 @@ typedef struct EnrDirectTable
 	PGFunction	rules;			/* the C function that constraint calls */
 	bool		update;
 	int			ncols;
+	int			nrequired;
 	EnrDirectColumn cols[ENR_DW_MAXCOLS];
 	Oid			relid;			/* InvalidOid: not looked at yet */
 	bool		usable;
 	MemoryContext cxt;			/* holds the default expressions */
-	AttrNumber	attnums[ENR_DW_MAXCOLS];
+	AttrNumber	attnums[ENR_DW_MAXCOLS];	/* InvalidAttrNumber: a column missing */
 	ExprState  *defaults[ENR_DW_MAXCOLS];	/* NULL: no default (NULL value) */
 } EnrDirectTable;
 

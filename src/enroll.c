@@ -373,12 +373,16 @@ enum
 	ND_PRIVATE_IP, ND_NCOLS
 };
 
-/* what once_plan's INSERT leaves to the column defaults is DEFAULTED */
+/*
+ * what once_plan's INSERT leaves to the column defaults is DEFAULTED;
+ * before ALTER EXTENSION UPDATE to 0.7.0 the last three are missing
+ */
 static EnrDirectTable node_table = {
 	.relname = "node_record",
 	.check = "node_record_rules",
 	.rules = enrollment_node_record_rules,
 	.ncols = ND_NCOLS,
+	.nrequired = ND_NODE_GROUP, /* the placement of 0.7.0 may not be there yet */
 	.cols = {DEFAULTED("node_id", UUIDOID), COL("tenant", TEXTOID), COL("name", TEXTOID),
 		COL("role", TEXTOID), COL("cluster_id", TEXTOID), DEFAULTED("status", TEXTOID),
 		COL("enrolled_by", UUIDOID), COL("secret_prefix", TEXTOID),

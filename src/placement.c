@@ -6,9 +6,9 @@
  *
  * Groups.  A node is in the group enroll's node_group names, or in
  * 'default', which every tenant has without a row.  The first enrollment
- * that names a group the tenant does not have creates it (one INSERT ...
- * ON CONFLICT DO NOTHING, audited group_created); later ones find its row
- * and write nothing.
+ * that names a group the tenant does not have creates it (audited
+ * group_created), under a lock of the group's name; later ones find its
+ * row by a probe and lock and write nothing (enr_ensure_group).
  *
  * Addresses.  Where the tenant has an address pool (tenant_setting.ip_pool,
  * enrollment.set_ip_pool), every new node gets one host address of it: not
@@ -28,10 +28,20 @@
  * looks for the address under the newest snapshot: the lock is held until
  * the commit, so whoever looks next sees the address the previous holder
  * took, at any isolation level, and no two nodes get one address.  The
- * primary key of node_address holds that too.  The enrollments
- * of a tenant with a pool queue for each other from there to the commit;
- * a tenant without one pays nothing, and where no tenant has one nothing
- * is read (limits_cache.c).
+ * primary key of node_address holds that too.  The enrollments of a
+ * tenant with a pool queue for each other from there to the commit; a
+ * tenant without one pays nothing, and where no tenant has one nothing is
+ * read (limits_cache.c).  That answer comes before any lock: where no
+ * tenant had a pool, an enrollment past that question when the first pool
+ * is set may commit after it without an address.  set_ip_pool could close
+ * that window only by holding up every tenant's enrollments (as
+ * set_node_limit, a DBA's call, does), which a tenant admin must not.
+ *
+ * Cost.  While the pool has addresses above the highest held, an address
+ * is one index probe.  After that (the pool's last address handed out),
+ * each new node reads the held addresses in order up to the first gap,
+ * and with none, all of them joined to their nodes for the one removed
+ * longest ago: a pool much larger than the fleet keeps to the first case.
  *
  * src/placement.c
  *
@@ -41,7 +51,10 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -50,16 +63,34 @@
 #include "enrollment.h"
 #include "probe.h"
 
-/* Create the group if the tenant has none of that name, and audit it */
-static EnrPlan ensure_group_plan = {
+static EnrProbeTable group_by_name = {
+	.relname = "node_group",
+	.indexname = "node_group_pkey",
+	.eqproc = F_TEXTEQ,
+	.eqproc2 = F_TEXTEQ,
+	.nkeys = 2,
+	.ncols = 2,
+	.cols = {"tenant", "name"}
+};
+
+/* Create the group $2 of tenant $1 for actor $3, and audit it */
+static EnrPlan create_group_plan = {
 	.sql = "WITH g AS ("
 	"  INSERT INTO enrollment.node_group (tenant, name, created_by) VALUES ($1, $2, $3)"
-	"  ON CONFLICT (tenant, name) DO NOTHING RETURNING name)"
+	"  RETURNING name)"
 	" INSERT INTO enrollment.audit_event (tenant, actor, action, details, object_type, object_id)"
 	" SELECT $1, $3, 'group_created', '{}'::jsonb, 'group', g.name FROM g",
 	.nargs = 3,
 	.argtypes = {TEXTOID, TEXTOID, TEXTOID}
 };
+
+/*
+ * The lock an enrollment that would create a group holds to its commit, on
+ * the group's (tenant, name): a lock tag of the advisory kind in a space of
+ * the extension's own, which pg_advisory_lock() cannot reach (its spaces
+ * are 1 and 2)
+ */
+#define ENR_GROUP_LOCK_SPACE 3
 
 static EnrProbeTable pool_by_tenant = {
 	.relname = "tenant_setting",
@@ -85,8 +116,11 @@ static EnrPlan lock_pool_plan = {
 	"         FROM m) "
 
 /*
- * A free address of the pool, or NULL: the one after the highest held,
- * else the lowest free one.  $1 tenant, $2 pool.
+ * A free address of the pool, or NULL: the one after the highest held
+ * (one index probe from the top), else the pool's first if free, else the
+ * one after the first held address whose successor is not held (one pass
+ * over the held addresses in index order, up to that gap).  $1 tenant,
+ * $2 pool.
  */
 static EnrPlan free_address_plan = {
 	.sql = POOL_BOUNDS
@@ -97,16 +131,19 @@ static EnrPlan free_address_plan = {
 	"            WHERE a.tenant OPERATOR(pg_catalog.=) $1"
 	"              AND a.address OPERATOR(pg_catalog.>=) b.lo"
 	"              AND a.address OPERATOR(pg_catalog.<=) b.hi) AS t),"
-	"  (SELECT c.ip FROM (SELECT b.lo AS ip"
-	"                     UNION ALL"
-	"                     SELECT a.address OPERATOR(pg_catalog.+) 1 FROM enrollment.node_address AS a"
-	"                      WHERE a.tenant OPERATOR(pg_catalog.=) $1"
-	"                        AND a.address OPERATOR(pg_catalog.>=) b.lo"
-	"                        AND a.address OPERATOR(pg_catalog.<) b.hi) AS c"
-	"    WHERE NOT EXISTS (SELECT FROM enrollment.node_address AS h"
-	"                       WHERE h.tenant OPERATOR(pg_catalog.=) $1"
-	"                         AND h.address OPERATOR(pg_catalog.=) c.ip)"
-	"    ORDER BY c.ip LIMIT 1))"
+	"  (SELECT b.lo WHERE NOT EXISTS (SELECT FROM enrollment.node_address AS h"
+	"                                  WHERE h.tenant OPERATOR(pg_catalog.=) $1"
+	"                                    AND h.address OPERATOR(pg_catalog.=) b.lo)),"
+	"  (SELECT g.address OPERATOR(pg_catalog.+) 1"
+	"     FROM (SELECT a.address, pg_catalog.lead(a.address) OVER (ORDER BY a.address) AS next"
+	"             FROM enrollment.node_address AS a"
+	"            WHERE a.tenant OPERATOR(pg_catalog.=) $1"
+	"              AND a.address OPERATOR(pg_catalog.>=) b.lo"
+	"              AND a.address OPERATOR(pg_catalog.<=) b.hi"
+	"            ORDER BY a.address) AS g"
+	"    WHERE g.address OPERATOR(pg_catalog.<) b.hi"
+	"      AND (g.next IS NULL OR g.next OPERATOR(pg_catalog.>) (g.address OPERATOR(pg_catalog.+) 1))"
+	"    ORDER BY g.address LIMIT 1))"
 	"  FROM b",
 	.nargs = 2,
 	.argtypes = {TEXTOID, CIDROID}
@@ -123,7 +160,7 @@ static EnrPlan reclaim_address_plan = {
 	"        WHERE a.tenant OPERATOR(pg_catalog.=) $1"
 	"          AND a.address OPERATOR(pg_catalog.>=) b.lo AND a.address OPERATOR(pg_catalog.<=) b.hi"
 	"          AND n.status OPERATOR(pg_catalog.=) 'removed'"
-	"        ORDER BY n.removed_at, n.node_id LIMIT 1 FOR UPDATE OF a, n),"
+	"        ORDER BY n.removed_at, n.node_id LIMIT 1 FOR UPDATE OF a),"
 	" d AS (DELETE FROM enrollment.node_address AS a USING r"
 	"        WHERE a.tenant OPERATOR(pg_catalog.=) $1 AND a.address OPERATOR(pg_catalog.=) r.address),"
 	" u AS (UPDATE enrollment.node_record AS n SET private_ip = NULL FROM r"
@@ -140,21 +177,58 @@ static EnrPlan record_address_plan = {
 	.argtypes = {TEXTOID, INETOID, UUIDOID}
 };
 
+/* Has the tenant the group, as of now (this transaction's writes included)? */
+static bool
+group_exists_now(Datum tenant, text *node_group)
+{
+	Datum		v[2];
+	bool		n[2];
+	bool		found;
+
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetLatestSnapshot());
+	/* an error unwinds the snapshot stack with the (sub)transaction */
+	found = enr_probe2(&group_by_name, tenant, PointerGetDatum(node_group), v, n);
+	PopActiveSnapshot();
+	return found;
+}
+
+static uint32
+text_hash(Datum t)
+{
+	text	   *x = DatumGetTextPP(t);
+
+	return hash_bytes((const unsigned char *) VARDATA_ANY(x), VARSIZE_ANY_EXHDR(x));
+}
+
 /*
  * Make sure the tenant has the group node_group (not 'default'), creating
- * it if need be.  Between SPI_connect and SPI_finish.
+ * it if need be.  A group that exists is found by a probe under the newest
+ * snapshot, and nothing is locked or written.  One that does not is created
+ * under a lock of its name held to the commit, after looking again: so of
+ * concurrent enrollments that name a new group one creates it and the
+ * others find it once it has committed, at any isolation level (an INSERT
+ * ... ON CONFLICT DO NOTHING would raise a serialization failure under
+ * REPEATABLE READ for a row committed after the snapshot).  Between
+ * SPI_connect and SPI_finish.
  */
 void
 enr_ensure_group(Datum tenant, text *node_group)
 {
+	LOCKTAG		tag;
 	Datum		a[3];
 
-	if (enr_text_is(node_group, "default"))
+	if (enr_text_is(node_group, "default") || group_exists_now(tenant, node_group))
 		return;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, text_hash(tenant),
+						 text_hash(PointerGetDatum(node_group)), ENR_GROUP_LOCK_SPACE);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	if (group_exists_now(tenant, node_group))
+		return;					/* created by the one that held the lock */
 	a[0] = tenant;
 	a[1] = PointerGetDatum(node_group);
 	a[2] = CStringGetTextDatum(enr_current_actor());
-	if (enr_execute(&ensure_group_plan, a, NULL, false, 0) != SPI_OK_INSERT)
+	if (enr_execute(&create_group_plan, a, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not create the node group");
 }
 

@@ -70,8 +70,11 @@ typedef struct EnrProbeHint
 
 #define PROBE_HINTS 1024		/* slots per table, a power of two (24 kB) */
 
-/* tables resolved in this backend, for the invalidation callback */
-static EnrProbeTable *resolved[8];
+/*
+ * tables resolved in this backend, for the invalidation callback: every
+ * EnrProbeTable of the library fits (12 in 0.7.0), with room to grow
+ */
+static EnrProbeTable *resolved[32];
 static int	nresolved = 0;
 static bool callback_registered = false;
 
@@ -235,6 +238,7 @@ resolve(EnrProbeTable *t)
 	Relation	idx;
 	bool		found;
 	bool		is_heap;
+	bool		known;
 
 	register_callback();
 	relid = enr_schema_relid(t->relname);
@@ -294,13 +298,20 @@ resolve(EnrProbeTable *t)
 		t->hints = NULL;
 	}
 
+	/* known to the invalidation callback before it is marked resolved */
+	known = false;
+	for (int i = 0; i < nresolved; i++)
+		known |= resolved[i] == t;
+	if (!known)
+	{
+		/* (before 0.7.0 only an Assert guarded this, with room for 8 of 10) */
+		if (nresolved >= (int) lengthof(resolved))
+			elog(ERROR, "too many probe tables: %s would be table %d of %d", t->relname,
+				 nresolved + 1, (int) lengthof(resolved));
+		resolved[nresolved++] = t;
+	}
 	t->indexid = indexid;
 	t->relid = relid;
-	for (int i = 0; i < nresolved; i++)
-		if (resolved[i] == t)
-			return;
-	Assert(nresolved < lengthof(resolved));
-	resolved[nresolved++] = t;
 }
 
 /* Fetch the row whose key column (cols[0]) equals key: see probe() */
