@@ -601,6 +601,11 @@ ALTER TABLE enrollment.tenant_setting
 ALTER TYPE enrollment.enrolled_node
     ADD ATTRIBUTE node_group text,
     ADD ATTRIBUTE private_ip inet;
+-- authenticate_node answers where the node is, too
+ALTER TYPE enrollment.node_identity
+    ADD ATTRIBUTE node_group text,
+    ADD ATTRIBUTE os text,
+    ADD ATTRIBUTE private_ip inet;
 
 DO $upgrade$
 DECLARE

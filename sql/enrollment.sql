@@ -260,7 +260,10 @@ CREATE TYPE enrollment.node_identity AS (
     role        text,
     cluster_id  text,
     status      text,
-    enrolled_at timestamptz);
+    enrolled_at timestamptz,
+    node_group  text,           -- 0.7.0
+    os          text,
+    private_ip  inet);
 
 CREATE TYPE enrollment.request_verdict AS (
     ok          boolean,

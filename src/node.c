@@ -32,19 +32,38 @@
 
 PG_FUNCTION_INFO_V1(enrollment_authenticate_node);
 
-/* The node is read by the public id of its secret, without SPI (probe.c) */
+/*
+ * The node is read by the public id of its secret, without SPI (probe.c):
+ * the key, the columns of node_identity in its order, and the digest last.
+ * Before ALTER EXTENSION UPDATE to 0.7.0 the table and the type have no
+ * placement (node_group, os, private_ip): node_by_secret_v6.
+ */
+#define NODE_IDENTITY_COLS "node_id", "tenant", "name", "role", "cluster_id", "status", "enrolled_at"
+
 static EnrProbeTable node_by_secret = {
 	.relname = "node_record",
 	.indexname = "node_record_secret_public_id_key",
 	.eqproc = F_INT8EQ,
-	.ncols = 9,
-	.cols = {"secret_public_id", "node_id", "tenant", "name", "role", "cluster_id",
-	"status", "enrolled_at", "secret_hash"}
+	.ncols = 12,
+	.cols = {"secret_public_id", NODE_IDENTITY_COLS, "node_group", "os", "private_ip", "secret_hash"}
 };
 
+static EnrProbeTable node_by_secret_v6 = {
+	.relname = "node_record",
+	.indexname = "node_record_secret_public_id_key",
+	.eqproc = F_INT8EQ,
+	.ncols = 9,
+	.cols = {"secret_public_id", NODE_IDENTITY_COLS, "secret_hash"}
+};
+
+/* where the columns are among the probe's values */
+#define NI_TENANT 2
+#define NI_STATUS 6
+
 /*
- * enrollment.authenticate_node(node_secret text)
- *	RETURNS SETOF (node_id, tenant, name, role, cluster_id, status, enrolled_at)
+ * enrollment.authenticate_node(node_secret text) RETURNS SETOF node_identity:
+ *	(node_id, tenant, name, role, cluster_id, status, enrolled_at, and since
+ *	 0.7.0 node_group, os, private_ip)
  */
 Datum
 enrollment_authenticate_node(PG_FUNCTION_ARGS)
@@ -60,14 +79,25 @@ enrollment_authenticate_node(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	{
-		Datum		v[9];
-		bool		n[9];
+		bool		placed = enr_has_node_placement();
+		EnrProbeTable *t = placed ? &node_by_secret : &node_by_secret_v6;
+		Datum		v[12];
+		bool		n[12];
+
+		/* the result type of the installed release: 10 columns, or 7 before 0.7.0 */
+		if (rsinfo->setDesc->natts != t->ncols - 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the tables of extension \"enrollment\" do not match its functions"),
+					 errdetail("node_identity has %d columns, and node_record %s the placement of 0.7.0.",
+							   rsinfo->setDesc->natts, placed ? "has" : "has not"),
+					 errhint("Run ALTER EXTENSION enrollment UPDATE.")));
 
 		/* only an active node of the current tenant authenticates */
-		if (enr_probe(&node_by_secret, Int64GetDatum(public_id), v, n) &&
-			enr_digest_matches(DatumGetByteaPP(v[8]), digest) &&
-			enr_is_current_tenant(v[2]) &&
-			strcmp(TextDatumGetCString(v[6]), "active") == 0)
+		if (enr_probe(t, Int64GetDatum(public_id), v, n) &&
+			enr_digest_matches(DatumGetByteaPP(v[t->ncols - 1]), digest) &&
+			enr_is_current_tenant(v[NI_TENANT]) &&
+			strcmp(TextDatumGetCString(v[NI_STATUS]), "active") == 0)
 		{
 			/* tuplestore_putvalues copies into the tuplestore's own context */
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &v[1], &n[1]);

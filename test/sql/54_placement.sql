@@ -45,7 +45,9 @@ SELECT action, details FROM enrollment.audit_log WHERE action = 'ip_pool_set';
 SELECT node_id AS a1_id, private_ip FROM enrollment.enroll(:'t', 'a-1') \gset
 SELECT :'private_ip' AS a1_ip;
 SET enrollment.direct_writes = off;
-SELECT private_ip FROM enrollment.enroll(:'t', 'a-2', node_group => 'servers');
+SELECT node_secret AS a2_secret, private_ip FROM enrollment.enroll(:'t', 'a-2', node_group => 'servers',
+                                                                     node_os => 'linux') \gset
+SELECT :'private_ip' AS a2_ip;
 RESET enrollment.direct_writes;
 SELECT node_id AS a3_id, private_ip FROM enrollment.enroll(:'t', 'a-3') \gset
 SELECT private_ip FROM enrollment.enroll(:'t', 'a-4');
@@ -58,6 +60,8 @@ SELECT reenrolled, node_group, private_ip FROM enrollment.enroll(:'r1', 'a-1', n
 SELECT token AS r2 FROM enrollment.create_token(node_id => :'a1_id') \gset
 SELECT reenrolled, node_group, private_ip FROM enrollment.enroll(:'r2', 'a-1');
 SELECT name, node_group, os, private_ip, enroll_count FROM enrollment.nodes WHERE name = 'a-1';
+-- the node's credential answers where it is
+SELECT name, node_group, os, private_ip FROM enrollment.authenticate_node(:'a2_secret');
 -- the pool runs out: the enrollment fails and writes nothing
 SELECT private_ip FROM enrollment.enroll(:'t', 'a-5');
 SELECT private_ip FROM enrollment.enroll(:'t', 'a-6');

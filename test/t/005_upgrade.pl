@@ -99,6 +99,8 @@ for my $from (@old)
 		'GRANT EXECUTE ON FUNCTION enrollment.check_token(text, text), enrollment.enroll(text, text, text, text), enrollment.verify_request(text, text, jsonb, bytea, text) TO app, "Web-Backend"');
 	my $token = $node->safe_psql($db, "SELECT token FROM enrollment.create_token('cluster', cluster_id => 'c')");
 	my $secret = $node->safe_psql($db, "SELECT node_secret FROM enrollment.enroll('$token', 'n1', 'c')");
+	is($node->safe_psql($db, "SELECT name FROM enrollment.authenticate_node('$secret')"), 'n1',
+		"$from: before the upgrade, the library authenticates a node on its tables");
 
 	# a used token and a revoked one, for the retention clocks of 0.5.0
 	my $once = $node->safe_psql($db, "SELECT token FROM enrollment.create_token()");
@@ -132,8 +134,8 @@ for my $from (@old)
 	}
 	is($node->safe_psql($db, "SELECT ok FROM enrollment.check_token('$token', 'c')"), 't',
 		"$from: a token made before the upgrade still checks out");
-	is($node->safe_psql($db, "SELECT name FROM enrollment.authenticate_node('$secret')"), 'n1',
-		"$from: a node enrolled before the upgrade still authenticates");
+	is($node->safe_psql($db, "SELECT name || ' ' || node_group FROM enrollment.authenticate_node('$secret')"),
+		'n1 default', "$from: a node enrolled before the upgrade still authenticates, in the group default");
 	is($node->safe_psql($db, "SELECT status FROM enrollment.enroll('$token', 'n2', 'c')"), 'active',
 		"$from: the token enrolls again after the upgrade");
 	# 0.7.0: nodes made before have the group 'default' and no address
