@@ -1876,7 +1876,11 @@ SELECT n.node_id,
        n.last_seen_at,
        n.node_group,
        n.os,
-       n.private_ip
+       n.private_ip,
+       COALESCE(n.status OPERATOR(pg_catalog.=) 'active'
+                AND n.last_seen_at OPERATOR(pg_catalog.>=) (pg_catalog.statement_timestamp()
+                    OPERATOR(pg_catalog.-) COALESCE(pg_catalog.current_setting('enrollment.online_window', true),
+                                                    '5min')::pg_catalog.interval), false) AS online
   FROM enrollment.node_record AS n
  WHERE n.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()
    AND (SELECT enrollment.require_role('viewer', 'list nodes'));
@@ -1885,6 +1889,7 @@ COMMENT ON COLUMN enrollment.nodes.token_id IS 'Token the node was first enrolle
 COMMENT ON COLUMN enrollment.nodes.credential_prefix IS 'Public part of the node''s current credential';
 COMMENT ON COLUMN enrollment.nodes.enroll_count IS '1 plus the number of re-enrollments';
 COMMENT ON COLUMN enrollment.nodes.private_ip IS 'Address from the tenant''s pool (NULL: it had none when the node enrolled)';
+COMMENT ON COLUMN enrollment.nodes.online IS 'Active and seen (authenticated) within enrollment.online_window; the worker writes last_seen_at each round';
 
 CREATE VIEW enrollment.audit_log AS
 SELECT a.event_id, a.tenant, a.occurred_at, a.actor, a.action, a.token_id, a.node_id, a.details,

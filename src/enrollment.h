@@ -52,6 +52,7 @@ extern int	enrollment_max_ttl;			/* seconds */
 extern char *enrollment_actor;
 extern char *enrollment_tenant;
 extern int	enrollment_hmac_window;		/* seconds */
+extern int	enrollment_online_window;	/* seconds (the nodes view's online) */
 extern char *enrollment_server_key_file;
 extern char *enrollment_header_key_id;
 extern char *enrollment_header_timestamp;

@@ -29,6 +29,7 @@ int			enrollment_max_ttl = 730 * SECS_PER_DAY_INT;
 char	   *enrollment_actor = NULL;
 char	   *enrollment_tenant = NULL;
 int			enrollment_hmac_window = 300;
+int			enrollment_online_window = 300;
 char	   *enrollment_server_key_file = NULL;
 char	   *enrollment_header_key_id = NULL;
 char	   *enrollment_header_timestamp = NULL;
@@ -244,6 +245,15 @@ enrollment_guc_init(bool preloading)
 							&enrollment_token_retention,
 							86400, 0, 3650 * SECS_PER_DAY_INT,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	/* read by the nodes view only, with current_setting (0.7.0) */
+	DefineCustomIntVariable("enrollment.online_window",
+							"How recently a node must have been seen for the nodes view to call it online.",
+							"A node is seen when it authenticates; the worker writes the time each round.",
+							&enrollment_online_window,
+							300, 1, 30 * SECS_PER_DAY_INT,
+							PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("enrollment.worker_batch_size",

@@ -104,6 +104,16 @@ SELECT private_ip FROM enrollment.enroll(:'t2', 'other-3');
 SELECT pool, in_use FROM enrollment.ip_pools;
 SET enrollment.tenant = 'placement';
 
+---------------------------------------------------------------- online
+-- a node is online when it is active and was seen within online_window
+-- (the worker writes last_seen_at; here it is written by hand)
+UPDATE enrollment.node_record SET last_seen_at = now() - interval '2 minutes'
+ WHERE tenant = 'placement' AND name IN ('a-2', 'a-1');
+SELECT name, status, online FROM enrollment.nodes WHERE name IN ('a-1', 'a-2', 'a-4') ORDER BY name;
+SET enrollment.online_window = '1min';
+SELECT name, online FROM enrollment.nodes WHERE name = 'a-2';
+RESET enrollment.online_window;
+
 ---------------------------------------------------------------- the rules
 -- the table's rules hold for rows written by hand too
 SELECT err($$UPDATE enrollment.node_record SET private_ip = '100.64.0.9/24' WHERE name = 'b-1'$$);

@@ -220,6 +220,8 @@ SELECT name FROM enrollment.authenticate_node('$also_seen_secret');
 ok( $node->poll_query_until('postgres',
 		"SELECT bool_and(last_seen_at >= '$seen_at') FROM enrollment.nodes WHERE name LIKE '%seen-node'"),
 	'the worker writes when a node was last seen');
+is($node->safe_psql('postgres', "SELECT string_agg(name || ':' || online, ' ' ORDER BY name) FROM enrollment.nodes WHERE name LIKE '%seen-node'"),
+	'also-seen-node:true seen-node:true', 'and the nodes view calls them online');
 $runs = $node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE counter = 'runs'");
 ok( $node->poll_query_until('postgres',
 		"SELECT value >= $runs + 2 FROM enrollment.stats WHERE counter = 'runs'"),
