@@ -701,6 +701,14 @@ BEGIN
         ntokens := ntokens OPERATOR(pg_catalog.+) 1;
     END LOOP;
 
+    -- the nodes' re-enrollment tokens before the nodes (0.7.0: see revoke_bound_tokens)
+    PERFORM enrollment.revoke_bound_tokens(ARRAY(
+        SELECT n.node_id FROM enrollment.node_record AS n
+          JOIN enrollment.enrollment_token AS e ON e.token_id OPERATOR(pg_catalog.=) n.enrolled_by
+         WHERE n.tenant OPERATOR(pg_catalog.=) cur_tenant
+           AND e.created_by OPERATOR(pg_catalog.=) remove_member.identity
+           AND n.status OPERATOR(pg_catalog.<>) 'removed'));
+
     FOR t IN
         UPDATE enrollment.node_record AS n
            SET status = 'removed', removed_at = pg_catalog.statement_timestamp()
@@ -1301,6 +1309,56 @@ REVOKE ALL ON FUNCTION enrollment.set_token_rate(uuid, integer) FROM PUBLIC;
 -- enrolled.  Cold management paths, so PL/pgSQL.
 --------------------------------------------------------------------------
 
+-- The re-enrollment tokens bound to nodes about to be removed are revoked
+-- with them, so the tokens listing does not show as pending a token that
+-- can no longer enroll anything.  They are locked before the nodes, in the
+-- order of their ids, as a re-enrollment locks its token before its node:
+-- a removal and a re-enrollment of one node queue one behind the other,
+-- never for each other.  Only a token that could still be used is revoked
+-- (pending, not expired); the others say already why they cannot.  Called
+-- by remove_node, revoke_token_and_nodes and remove_member, with the nodes
+-- they are about to remove; returns how many tokens it revoked.
+CREATE INDEX enrollment_token_node_id_idx ON enrollment.enrollment_token (node_id)
+    WHERE node_id IS NOT NULL;
+
+CREATE FUNCTION enrollment.revoke_bound_tokens(nodes uuid[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SET search_path = '' AS $$
+DECLARE
+    actor text := enrollment.current_actor();
+    t record;
+    public_part text;
+    n bigint := 0;
+BEGIN
+    FOR t IN
+        SELECT e.token_id, e.tenant, e.kind, e.prefix, e.public_id, e.node_id, e.status, e.expires_at
+          FROM enrollment.enrollment_token AS e
+         WHERE e.node_id OPERATOR(pg_catalog.=) ANY (revoke_bound_tokens.nodes)
+         ORDER BY e.token_id
+           FOR UPDATE
+    LOOP
+        CONTINUE WHEN t.status OPERATOR(pg_catalog.<>) 'pending'
+                   OR t.expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp();
+        public_part := t.prefix OPERATOR(pg_catalog.||) pg_catalog.lpad(pg_catalog.to_hex(t.public_id), 16, '0');
+        UPDATE enrollment.enrollment_token AS e
+           SET status = 'revoked', revoked_at = pg_catalog.statement_timestamp(), revoked_by = actor,
+               retention_from = NULL
+         WHERE e.token_id OPERATOR(pg_catalog.=) t.token_id;
+        INSERT INTO enrollment.audit_event (tenant, actor, action, token_id, node_id, object_type, object_id, details)
+        VALUES (t.tenant, actor, 'sensor_enrollment_token_revoked', t.token_id, t.node_id, 'enrollment_token',
+                t.token_id::text,
+                pg_catalog.jsonb_build_object('kind', t.kind, 'prefix', public_part, 'use_count', 0,
+                                              'reason', 'node_removed'));
+        PERFORM pg_catalog.pg_notify('enrollment_events', pg_catalog.json_build_object(
+            'event', 'revoked', 'tenant', t.tenant, 'token_id', t.token_id, 'prefix', public_part)::text);
+        n := n OPERATOR(pg_catalog.+) 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION enrollment.revoke_bound_tokens(uuid[]) IS
+    'Revoke the re-enrollment tokens bound to nodes about to be removed (called by the functions that remove nodes)';
+REVOKE ALL ON FUNCTION enrollment.revoke_bound_tokens(uuid[]) FROM PUBLIC;
+
 -- Remove one node.  Its credential stops authenticating at the next call
 -- (authenticate_node answers no row for a removed node), a re-enrollment
 -- token bound to it can no longer be used, and it no longer counts against
@@ -1315,6 +1373,13 @@ BEGIN
     PERFORM enrollment.require_role('operator', 'remove nodes');
     IF remove_node.node_id IS NULL THEN
         RAISE EXCEPTION 'node_id must not be null' USING ERRCODE = '22004';
+    END IF;
+    -- its re-enrollment tokens first: they are locked before the node
+    IF EXISTS (SELECT FROM enrollment.node_record AS r
+                WHERE r.node_id OPERATOR(pg_catalog.=) remove_node.node_id
+                  AND r.tenant OPERATOR(pg_catalog.=) enrollment.current_tenant()
+                  AND r.status OPERATOR(pg_catalog.<>) 'removed') THEN
+        PERFORM enrollment.revoke_bound_tokens(ARRAY[remove_node.node_id]);
     END IF;
     SELECT * INTO n FROM enrollment.node_record AS r
      WHERE r.node_id OPERATOR(pg_catalog.=) remove_node.node_id
@@ -1442,6 +1507,12 @@ BEGIN
                 'event', 'expired', 'tenant', t.tenant, 'token_id', t.token_id, 'prefix', public_part)::text);
         END IF;
     END IF;
+    -- the nodes' re-enrollment tokens before the nodes (see revoke_bound_tokens)
+    PERFORM enrollment.revoke_bound_tokens(ARRAY(
+        SELECT r.node_id FROM enrollment.node_record AS r
+         WHERE r.enrolled_by OPERATOR(pg_catalog.=) t.token_id
+           AND r.tenant OPERATOR(pg_catalog.=) t.tenant
+           AND r.status OPERATOR(pg_catalog.<>) 'removed'));
     FOR n IN
         UPDATE enrollment.node_record AS r
            SET status = 'removed', removed_at = pg_catalog.statement_timestamp()

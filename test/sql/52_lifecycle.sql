@@ -20,14 +20,25 @@ SELECT action, node_id = :'a_id' AS this_node, details
 -- the token still enrolls new nodes
 SELECT status FROM enrollment.enroll(:'t', 'node-c');
 
--- a re-enrollment token of a removed node: check_token and enroll refuse it
--- alike, and none can be made for it any more
-SELECT token AS r FROM enrollment.create_token(node_id => :'b_id') \gset
+-- a re-enrollment token of a removed node is revoked with it (0.7.0):
+-- check_token and enroll refuse it alike, the listing says so, and none can
+-- be made for the node any more; a used one stays used
+SELECT token AS r, token_id AS r_id FROM enrollment.create_token(node_id => :'b_id') \gset
+SELECT token AS r_used, token_id AS r_used_id FROM enrollment.create_token(node_id => :'b_id') \gset
+SELECT reenrolled FROM enrollment.enroll(:'r_used', 'node-b');
 SELECT ok, error FROM enrollment.check_token(:'r');
 SELECT enrollment.remove_node(:'b_id');
 SELECT ok, error FROM enrollment.check_token(:'r');
 SELECT err(format('SELECT enrollment.enroll(%L, %L)', :'r', 'node-b'));
+SELECT token_id = :'r_id' AS unused_one, status, revoked_at IS NOT NULL AS revoked_at_set
+  FROM enrollment.tokens WHERE token_id IN (:'r_id', :'r_used_id') ORDER BY token_id = :'r_id';
+SELECT node_id = :'b_id' AS names_node, details->>'reason' AS reason, details->>'use_count' AS use_count
+  FROM enrollment.audit_log WHERE action = 'sensor_enrollment_token_revoked' AND token_id = :'r_id';
 SELECT err(format('SELECT enrollment.create_token(node_id => %L)', :'b_id'));
+-- one that escaped (made pending again by hand here) is still refused at use
+UPDATE enrollment.enrollment_token SET status = 'pending', revoked_at = NULL, revoked_by = NULL
+ WHERE token_id = :'r_id';
+SELECT err(format('SELECT enrollment.enroll(%L, %L)', :'r', 'node-b'));
 
 -- a removed node frees its place under the tenant's node limit
 SELECT enrollment.set_node_limit(1) AS nodes_now;
