@@ -898,6 +898,22 @@ BEGIN
         PERFORM enrollment.require_role('owner', 'remove an owner');
     END IF;
 
+    -- the member's usable tokens and the re-enrollment tokens of the nodes
+    -- about to go, locked first and in the order of their ids, as
+    -- remove_node and revoke_bound_tokens lock tokens (0.7.0)
+    PERFORM FROM enrollment.enrollment_token AS e
+     WHERE e.tenant OPERATOR(pg_catalog.=) cur_tenant
+       AND ((e.created_by OPERATOR(pg_catalog.=) remove_member.identity
+             AND e.status OPERATOR(pg_catalog.=) ANY (ARRAY['pending', 'active']))
+            OR e.node_id OPERATOR(pg_catalog.=) ANY (ARRAY(
+                SELECT n.node_id FROM enrollment.node_record AS n
+                  JOIN enrollment.enrollment_token AS x ON x.token_id OPERATOR(pg_catalog.=) n.enrolled_by
+                 WHERE n.tenant OPERATOR(pg_catalog.=) cur_tenant
+                   AND x.created_by OPERATOR(pg_catalog.=) remove_member.identity
+                   AND n.status OPERATOR(pg_catalog.<>) 'removed')))
+     ORDER BY e.token_id
+       FOR UPDATE;
+
     FOR t IN
         UPDATE enrollment.enrollment_token AS e
            SET status = 'revoked', revoked_at = pg_catalog.statement_timestamp(), revoked_by = cur_actor,

@@ -35,7 +35,10 @@
  * by one statement.
  *
  * A re-enrollment token (bound to a node) locks the token first and then
- * the node, so two re-enrollments of one node apply one after the other.
+ * the node, so two re-enrollments of one node apply one after the other;
+ * a group it names is created (or found) before either, under the group's
+ * own lock (placement.c).  The functions that remove nodes lock the nodes'
+ * re-enrollment tokens before the nodes, in the same order.
  *
  * An enrollment that creates a node checks the tenant's node limit before
  * it writes or locks anything else (node_limit.c): a tenant with a limit
@@ -1159,6 +1162,13 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 			char	   *bound_name;
 			char	   *bound_status;
 
+			/*
+			 * a group named here first: its lock (placement.c) comes before
+			 * the token's and the node's, as a new node's does before its
+			 * token's, and as removals lock tokens before nodes
+			 */
+			if (place.group)
+				enr_ensure_group(tok.tenant, place.group);
 			if (!lock_token(public_id, digest, &tok))
 				invalid_token();
 			check_usable(&tok, now, cluster_id);
@@ -1203,8 +1213,6 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 				nulls[14] = 'n';
 			if (!place.os)
 				nulls[15] = 'n';
-			if (place.group)
-				enr_ensure_group(tok.tenant, place.group);
 
 			if (enr_execute(enr_has_node_placement() ? &reenroll_plan :
 							enr_has_retention_from() ? &reenroll_plan_v6 : &reenroll_plan_v4,

@@ -167,6 +167,25 @@ SELECT err(format('SELECT enrollment.revoke_token_and_nodes(%L)', :'t_id'));
 RESET enrollment.actor;
 SELECT status FROM enrollment.tokens WHERE token_id = :'t_id';
 
+-- revoke_token_and_nodes and remove_member revoke the removed nodes'
+-- unused re-enrollment tokens too, whoever made them (0.7.0)
+SELECT token AS v, token_id AS v_id FROM enrollment.create_token('reusable', 'v') \gset
+SELECT node_id AS v_node FROM enrollment.enroll(:'v', 'node-v') \gset
+SELECT token_id AS vr_id FROM enrollment.create_token(node_id => :'v_node') \gset
+SELECT enrollment.revoke_token_and_nodes(:'v_id');
+SELECT status FROM enrollment.tokens WHERE token_id = :'vr_id';
+SET enrollment.actor = 'op@example.com';
+SELECT token AS w FROM enrollment.create_token('reusable', 'w') \gset
+RESET enrollment.actor;
+SELECT node_id AS w_node FROM enrollment.enroll(:'w', 'node-w') \gset
+SELECT token_id AS wr_id FROM enrollment.create_token(node_id => :'w_node') \gset
+SELECT enrollment.remove_member('op@example.com');
+SELECT (SELECT status FROM enrollment.tokens WHERE token_id = :'wr_id') AS bound_token,
+       (SELECT status FROM enrollment.nodes WHERE node_id = :'w_node') AS node;
+SELECT count(*) AS node_removed_revocations FROM enrollment.audit_log
+ WHERE action = 'sensor_enrollment_token_revoked' AND details->>'reason' = 'node_removed'
+   AND token_id IN (:'vr_id', :'wr_id');
+
 DELETE FROM enrollment.node_record WHERE tenant = 'lifecycle';
 DELETE FROM enrollment.enrollment_token WHERE tenant = 'lifecycle';
 DELETE FROM enrollment.token_rate;
