@@ -44,11 +44,12 @@
  * it writes or locks anything else (node_limit.c): a tenant with a limit
  * has its setting row locked first, then the token.  A tenant with an
  * address pool has that row locked for the node's address (placement.c),
- * and the group the enrollment names is created next if need be.  Where the tenant
- * approves new nodes by hand, the auto-approve rule of the node's cluster
- * is locked next, by the count of its approvals (approval.c), and the node
- * is written pending_approval unless the rule admits it.  A reusable token with
- * a rate of enrollments per hour counts its use in its row, and checks the
+ * and a group the enrollment names is found, or created under its own
+ * lock, next.  Where the tenant approves new nodes by hand, the
+ * auto-approve rule of the node's cluster is locked after that, by the
+ * count of its approvals (approval.c), and the node is written
+ * pending_approval unless the rule admits it.  A reusable token with a
+ * rate of enrollments per hour counts its use in its row, and checks the
  * rate under that row's lock (rate_limit.c).
  *
  * src/enroll.c

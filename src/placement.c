@@ -290,6 +290,7 @@ enr_allocate_address(Datum tenant, const char *token_public_part, Datum *address
 	pool = enr_getattr(0, 1, &isnull);
 	if (isnull)
 		return false;			/* taken away meanwhile */
+	pool = datumCopy(pool, false, -1);	/* past the next statements' results */
 
 	if (address_from(&free_address_plan, tenant, pool, address) ||
 		address_from(&reclaim_address_plan, tenant, pool, address))
