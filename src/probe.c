@@ -304,7 +304,7 @@ resolve(EnrProbeTable *t)
 		known |= resolved[i] == t;
 	if (!known)
 	{
-		/* (before 0.7.0 only an Assert guarded this, with room for 8 of 10) */
+		/* (only an Assert guarded this once, with room for 8 of what became 10) */
 		if (nresolved >= (int) lengthof(resolved))
 			elog(ERROR, "too many probe tables: %s would be table %d of %d", t->relname,
 				 nresolved + 1, (int) lengthof(resolved));
