@@ -1819,11 +1819,18 @@ SELECT pg_catalog.pg_extension_config_dump('enrollment.node_address', '');
 -- addresses (a mask of at most 30 bits for IPv4, 126 for IPv6), or NULL
 -- for none.  Returns the pool before.  New nodes get an address of it from
 -- its commit on; nodes keep the addresses they have, also outside a new
--- pool.  The enrollments of a tenant that has a pool wait for it, as it
--- waits for them (they lock the tenant's setting row); where no tenant had
--- one, an enrollment already past that question may still commit after it
--- without an address (src/placement.c).  Unlike set_node_limit, it does
--- not hold up the other tenants' enrollments: it is a tenant admin's call.
+-- pool.  The tenant's enrollments under way finish first, and new ones
+-- wait for its commit (lock_pool_setting); only where no tenant had a
+-- pool, an enrollment already past that question may still commit after
+-- it without an address (src/placement.c).  Unlike set_node_limit, it
+-- does not hold up the other tenants' enrollments: it is a tenant admin's
+-- call.
+CREATE FUNCTION enrollment.lock_pool_setting(tenant text) RETURNS void
+    AS 'MODULE_PATHNAME', 'enrollment_lock_pool_setting' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION enrollment.lock_pool_setting(text) IS
+    'Wait for the tenant''s enrollments under way and hold new ones until the commit (called by set_ip_pool)';
+REVOKE ALL ON FUNCTION enrollment.lock_pool_setting(text) FROM PUBLIC;
+
 CREATE FUNCTION enrollment.set_ip_pool(pool cidr) RETURNS cidr
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
@@ -1837,6 +1844,8 @@ BEGIN
             DETAIL = pg_catalog.format('Network %s has fewer than two host addresses.', set_ip_pool.pool),
             HINT = 'Give a network with a mask of at most 30 bits (IPv4) or 126 bits (IPv6).';
     END IF;
+    -- before the setting row, which an enrollment locks after its share of this
+    PERFORM enrollment.lock_pool_setting(t);
     INSERT INTO enrollment.tenant_setting AS s (tenant) VALUES (t) ON CONFLICT (tenant) DO NOTHING;
     SELECT s.ip_pool INTO previous FROM enrollment.tenant_setting AS s
      WHERE s.tenant OPERATOR(pg_catalog.=) t FOR UPDATE;

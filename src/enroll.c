@@ -42,8 +42,10 @@
  *
  * An enrollment that creates a node checks the tenant's node limit before
  * it writes or locks anything else (node_limit.c): a tenant with a limit
- * has its setting row locked first, then the token.  A tenant with an
- * address pool has that row locked for the node's address (placement.c),
+ * has its setting row locked first, then the token; where any tenant has
+ * an address pool, a share of the tenant's pool lock comes before that
+ * row, as set_ip_pool takes it.  A tenant with an address pool has that
+ * row locked for the node's address (placement.c),
  * and a group the enrollment names is found, or created under its own
  * lock, next.  Where the tenant approves new nodes by hand, the
  * auto-approve rule of the node's cluster is locked after that, by the
@@ -1062,11 +1064,13 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		if (tok.unbound)
 		{
 			/*
-			 * a new node: the tenant's license node limit first
-			 * (node_limit.c), then its address and group (placement.c;
-			 * the address under the same row lock as the limit), then
-			 * whether it waits for approval (approval.c)
+			 * a new node: a share of the tenant's pool lock where pools
+			 * exist, the tenant's license node limit (node_limit.c), then
+			 * its address and group (placement.c; the address under the
+			 * same row lock as the limit), then whether it waits for
+			 * approval (approval.c)
 			 */
+			enr_await_pool_change(tok.tenant);
 			enr_check_node_limit(tok.tenant, tok.public_prefix);
 			place.noaddress = !enr_allocate_address(tok.tenant, tok.public_prefix, &place.address);
 			if (place.group)

@@ -127,6 +127,7 @@ extern void enr_approve_new_node(Datum tenant, text *cluster_id, text *node_role
 
 /* placement.c: a new node's group and private address (0.7.0) */
 extern void enr_ensure_group(Datum tenant, text *node_group);
+extern void enr_await_pool_change(Datum tenant);
 extern bool enr_allocate_address(Datum tenant, const char *token_public_part, Datum *address);
 extern void enr_record_address(Datum tenant, Datum address, Datum node_id);
 

@@ -31,11 +31,17 @@
  * primary key of node_address holds that too.  The enrollments of a
  * tenant with a pool queue for each other from there to the commit; a
  * tenant without one pays nothing, and where no tenant has one nothing is
- * read (limits_cache.c).  That answer comes before any lock: where no
- * tenant had a pool, an enrollment past that question when the first pool
- * is set may commit after it without an address.  set_ip_pool could close
- * that window only by holding up every tenant's enrollments (as
- * set_node_limit, a DBA's call, does), which a tenant admin must not.
+ * read (limits_cache.c).  Whether the tenant has a pool is asked again
+ * under the newest snapshot once the enrollment holds a share of the
+ * tenant's pool lock, which set_ip_pool takes exclusively before it writes
+ * (enr_await_pool_change): a pool set while an enrollment of the tenant is
+ * under way waits for its commit, and one that committed before is seen,
+ * so no node committed after a tenant's pool is left without an address.
+ * The one window left is the database's first pool: where no tenant had
+ * one, the enrollments take no lock (the hot path stays as it was), and one
+ * past that question when the first pool is set may commit after it
+ * without an address.  Closing that too would hold up every enrollment of
+ * every tenant on a lock, which a tenant admin's call must not cause.
  *
  * Cost.  While the pool has addresses above the highest held, an address
  * is one index probe.  After that (the pool's last address handed out),
@@ -91,6 +97,14 @@ static EnrPlan create_group_plan = {
  * are 1 and 2)
  */
 #define ENR_GROUP_LOCK_SPACE 3
+
+/*
+ * The lock on a tenant's pool setting: every enrollment that creates a node
+ * holds a share of it to its commit where any tenant has a pool, and
+ * set_ip_pool takes it exclusively (tenant hashed; a collision only makes
+ * two tenants wait for each other)
+ */
+#define ENR_POOL_LOCK_SPACE 4
 
 static EnrProbeTable pool_by_tenant = {
 	.relname = "tenant_setting",
@@ -232,6 +246,44 @@ enr_ensure_group(Datum tenant, text *node_group)
 		elog(ERROR, "could not create the node group");
 }
 
+static void
+lock_pool_setting(Datum tenant, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, text_hash(tenant), 0, ENR_POOL_LOCK_SPACE);
+	(void) LockAcquire(&tag, mode, false, false);
+}
+
+/*
+ * Before an enrollment of a new node locks anything of its tenant (its
+ * setting row first of all, for the node limit): where any tenant has a
+ * pool, hold a share of the tenant's pool lock to the commit, so that
+ * set_ip_pool, which takes it exclusively before it locks that row, waits
+ * for this enrollment, and enr_allocate_address, asking later under the
+ * newest snapshot, sees a pool set before.  Where no tenant has a pool it
+ * costs nothing.
+ */
+void
+enr_await_pool_change(Datum tenant)
+{
+	if (enr_any_ip_pool())
+		lock_pool_setting(tenant, ShareLock);
+}
+
+/*
+ * enrollment.lock_pool_setting(tenant text): set_ip_pool's first step.
+ * Waits for the tenant's enrollments under way and holds new ones back
+ * until the commit.  Revoked from PUBLIC; the caller checks the role.
+ */
+PG_FUNCTION_INFO_V1(enrollment_lock_pool_setting);
+Datum
+enrollment_lock_pool_setting(PG_FUNCTION_ARGS)
+{
+	lock_pool_setting(PG_GETARG_DATUM(0), ExclusiveLock);
+	PG_RETURN_VOID();
+}
+
 /*
  * Run a plan of one inet column under the newest snapshot (with the
  * foreign keys' triggers: reclaim_address_plan updates a node); false if
@@ -263,10 +315,11 @@ address_from(EnrPlan *plan, Datum tenant, Datum pool, Datum *address)
  * The private address of a new node of the tenant, in *address (an inet
  * in the memory of the caller's SPI procedure): false where the tenant has
  * no pool.  Raises ip_pool_exhausted when the pool has no address left.
- * Between SPI_connect and SPI_finish, after the node limit's check (which
- * may lock the same row) and before the approval rule's and the token's
- * locks; the caller records the address once the node is written
- * (enr_record_address), still under the setting row's lock.
+ * Between SPI_connect and SPI_finish, after enr_await_pool_change and the
+ * node limit's check (which may lock the same row) and before the approval
+ * rule's and the token's locks; the caller records the address once the
+ * node is written (enr_record_address), still under the setting row's
+ * lock.
  */
 bool
 enr_allocate_address(Datum tenant, const char *token_public_part, Datum *address)

@@ -1,6 +1,6 @@
 -- pgTAP: the public API of enrollment, its privileges and its error codes
 BEGIN;
-SELECT plan(72);
+SELECT plan(73);
 
 SELECT has_schema('enrollment');
 SELECT has_extension('enrollment');
@@ -13,7 +13,7 @@ SELECT functions_are('enrollment', ARRAY[
     'set_member_role', 'remove_member', 'create_self_enrollment_token', 'create_api_token', 'set_node_limit', 'set_token_rate', 'limits_changed',
     'remove_node', 'renew_token', 'revoke_token_and_nodes',
     'set_node_approval', 'create_auto_approve_rule', 'delete_auto_approve_rule', 'approve_node',
-    'set_ip_pool', 'revoke_bound_tokens',
+    'set_ip_pool', 'lock_pool_setting', 'revoke_bound_tokens',
     'verify_api_token', 'set_api_token_prefix', 'api_token_for_management', 'revoke_api_token',
     'delete_api_token', 'reassign_api_token', 'audit_canonical', 'seal_audit',
     'verify_audit_chain', 'purge_audit', 'may_read_audit', 'require_dba', 'enrollment_token_rules', 'node_record_rules', 'uuid_v7',
@@ -57,6 +57,7 @@ SELECT throws_ok($$SELECT enrollment.delete_auto_approve_rule('00000000-0000-000
 -- where a node is placed (0.7.0)
 SELECT function_privs_are('enrollment', 'set_ip_pool', ARRAY['cidr'], 'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'revoke_bound_tokens', ARRAY['uuid[]'], 'public', ARRAY[]::text[]);
+SELECT function_privs_are('enrollment', 'lock_pool_setting', ARRAY['text'], 'public', ARRAY[]::text[]);
 SELECT table_privs_are('enrollment', 'node_group', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('enrollment', 'node_address', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('enrollment', 'node_groups', 'public', ARRAY[]::text[]);

@@ -77,6 +77,13 @@ SELECT 'init_privs ' || pg_catalog.pg_describe_object(i.classoid, i.objoid, i.ob
                 WHERE d.classid = i.classoid AND d.objid = i.objoid AND d.deptype = 'e'
                   AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'enrollment'))
 UNION ALL
+SELECT 'comment ' || pg_catalog.pg_describe_object(c.classoid, c.objoid, c.objsubid) || ' '
+       || pg_catalog.md5(c.description)
+  FROM pg_catalog.pg_description c
+ WHERE EXISTS (SELECT FROM pg_catalog.pg_depend d
+                WHERE d.classid = c.classoid AND d.objid = c.objoid AND d.deptype = 'e'
+                  AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'enrollment'))
+UNION ALL
 SELECT 'config_dump ' || pg_catalog.array_to_string(extconfig::pg_catalog.regclass[], ',')
   FROM pg_catalog.pg_extension WHERE extname = 'enrollment'
 ORDER BY 1};
