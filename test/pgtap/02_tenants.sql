@@ -2,7 +2,7 @@
 -- isolation, the cascade of removing a member, API tokens and their
 -- permissions after a demotion, and the audit hash chain.
 BEGIN;
-SELECT plan(236);
+SELECT plan(264);
 
 -- the SQLSTATE a statement ends with, or 'ok'
 CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text LANGUAGE plpgsql AS $$
@@ -68,7 +68,11 @@ INSERT INTO action VALUES
   ('list members',                4, $$SELECT count(*) FROM enrollment.members$$, '{ok}'),
   ('add a member',                4, $$SELECT enrollment.add_member('new-' || gen_random_uuid(), 'viewer')$$, '{ok}'),
   ('set the API token prefix',    4, $$SELECT enrollment.set_api_token_prefix('acme_')$$, '{ok}'),
-  ('purge the audit log',         6, $$SELECT enrollment.purge_audit('30 days')$$, '{ok}');
+  ('purge the audit log',         6, $$SELECT enrollment.purge_audit('30 days')$$, '{ok}'),
+  ('set a token''s rate',          3, $$SELECT enrollment.set_token_rate(gen_random_uuid(), 5)$$, '{NR001}'),
+  ('set the license node limit',  6, $$SELECT enrollment.set_node_limit(NULL)$$, '{ok}'),
+  ('change a member''s role',      4, $$SELECT enrollment.set_member_role('nobody@acme', 'viewer')$$, '{NR020}'),
+  ('remove a member',             4, $$SELECT enrollment.remove_member('nobody@acme')$$, '{NR020}');
 CREATE TEMP TABLE who (identity text, rank int);
 INSERT INTO who VALUES ('own@acme', 5), ('adm@acme', 4), ('ops@acme', 3), ('ana@acme', 2),
                        ('view@acme', 1), ('stranger@elsewhere', 0);
@@ -90,7 +94,7 @@ BEGIN
     END LOOP;
 END
 $$;
-SELECT * FROM pg_temp.matrix();              -- 6 x 28 = 168 tests
+SELECT * FROM pg_temp.matrix();              -- 6 x 32 = 192 tests
 
 -- the server-wide counters are for DBAs only: they span all tenants
 SELECT pg_temp.act('own@acme');
@@ -111,7 +115,24 @@ SELECT t.token, t.token_id, e.node_secret, NULL::text AS key_id, NULL::text AS h
 SELECT pg_temp.act(NULL);
 UPDATE acme SET (key_id, hmac_secret) =
     (SELECT key_id, hmac_secret FROM enrollment.create_api_key('acme key', ARRAY['events:read']));
+-- and a group, a pool and an auto-approve rule
+SELECT enrollment.set_ip_pool('10.9.0.0/24');
+CREATE TEMP TABLE acme_more AS
+SELECT (SELECT node_group FROM enrollment.enroll((SELECT token FROM enrollment.create_token('once', 'acme group')),
+                                                 'acme-node-2', node_group => 'acme-group')) AS grp,
+       enrollment.create_auto_approve_rule('acme-cluster', 'acme rule') AS rule_id,
+       (SELECT token_id FROM enrollment.api_tokens WHERE label = 'acme api') AS api_token_id;
+SELECT ok((SELECT count(*) FROM enrollment.node_groups WHERE name = 'acme-group') = 1
+          AND (SELECT count(*) FROM enrollment.ip_pools) = 1 AND (SELECT count(*) FROM enrollment.members) >= 5,
+          'acme sees its group, its pool and its members');
 SELECT pg_temp.act(NULL, 'globex');
+SELECT is((SELECT count(*) FROM enrollment.node_groups WHERE name <> 'default')
+          + (SELECT count(*) FROM enrollment.ip_pools) + (SELECT count(*) FROM enrollment.members), 0::bigint,
+          'globex sees none of acme''s groups, pools or members');
+SELECT is(pg_temp.outcome($$SELECT enrollment.delete_auto_approve_rule((SELECT rule_id FROM acme_more))$$), 'NR022',
+          'another tenant''s auto-approve rule cannot be deleted');
+SELECT is(pg_temp.outcome($$SELECT enrollment.reassign_api_token((SELECT api_token_id FROM acme_more), 'ops@acme')$$), 'NR001',
+          'another tenant''s API token cannot be reassigned');
 SELECT is((SELECT error FROM enrollment.check_token((SELECT token FROM acme))), 'invalid_token',
           'another tenant''s token does not check out');
 SELECT is(pg_temp.outcome($$SELECT enrollment.enroll((SELECT token FROM acme), 'intruder')$$), 'NR001',

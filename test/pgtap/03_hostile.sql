@@ -1,8 +1,10 @@
 -- pgTAP: a catalogue of hostile inputs for the public functions.  Each case
 -- gives its documented error (a SQLSTATE, or the error key of a function
--- that reports instead of raising) and changes no row of any table.
+-- that reports instead of raising), and one that reports changes no row of
+-- any table (one that raises is rolled back by PostgreSQL: checking its
+-- rows could not fail).
 BEGIN;
-SELECT plan(326);
+SELECT plan(204);
 
 -- what every table of the extension holds, as one value
 CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
@@ -243,7 +245,9 @@ BEGIN
         before := pg_temp.fingerprint();
         got := pg_temp.outcome(h.sql);
         RETURN NEXT is(got, h.expect, h.what);
-        RETURN NEXT is(pg_temp.fingerprint(), before, h.what || ': no row changed');
+        IF h.expect LIKE 'report:%' THEN
+            RETURN NEXT is(pg_temp.fingerprint(), before, h.what || ': no row changed');
+        END IF;
     END LOOP;
 END
 $$;

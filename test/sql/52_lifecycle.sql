@@ -186,6 +186,19 @@ SELECT count(*) AS node_removed_revocations FROM enrollment.audit_log
  WHERE action = 'sensor_enrollment_token_revoked' AND details->>'reason' = 'node_removed'
    AND token_id IN (:'vr_id', :'wr_id');
 
+-- a re-enrollment token whose node is removed without the functions (by
+-- hand, triggers off, as a logical apply would): check_token answers
+-- node_mismatch, as enroll refuses it
+SELECT token AS x FROM enrollment.create_token('reusable', 'x') \gset
+SELECT node_id AS x_node FROM enrollment.enroll(:'x', 'node-x') \gset
+SELECT token AS xr FROM enrollment.create_token(node_id => :'x_node') \gset
+SELECT ok, error FROM enrollment.check_token(:'xr');
+SET session_replication_role = replica;
+UPDATE enrollment.node_record SET status = 'removed', removed_at = now() WHERE node_id = :'x_node';
+RESET session_replication_role;
+SELECT ok, error FROM enrollment.check_token(:'xr');
+SELECT err(format('SELECT enrollment.enroll(%L, ''node-x'')', :'xr'));
+
 DELETE FROM enrollment.node_record WHERE tenant = 'lifecycle';
 DELETE FROM enrollment.enrollment_token WHERE tenant = 'lifecycle';
 DELETE FROM enrollment.token_rate;

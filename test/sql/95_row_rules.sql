@@ -52,13 +52,19 @@ SELECT rule, rule_err(:'node' || stmt || ' WHERE node_id = ' || quote_literal(:'
   ('cluster_id length',  $$cluster_id = repeat('c', 129)$$),
   ('status',             $$status = 'lost'$$),
   ('secret_hash length', $$secret_hash = sha224('x')$$),
-  ('enroll_count >= 1',  $$enroll_count = 0$$)
+  ('enroll_count >= 1',  $$enroll_count = 0$$),
+  ('node_group empty',   $$node_group = ''$$),
+  ('node_group length',  $$node_group = repeat('g', 65)$$),
+  ('os empty',           $$os = ''$$),
+  ('os length',          $$os = repeat('o', 65)$$),
+  ('private_ip network', $$private_ip = '10.1.2.0/24'$$),
+  ('private_ip v6 net',  $$private_ip = 'fd00::/64'$$)
 ) AS r(rule, stmt);
 
 -- nothing above changed a row
 SELECT kind, status, label, use_count, max_uses, cluster_id, revoked_at IS NULL AS not_revoked
   FROM enrollment.enrollment_token WHERE token_id IN (:'cid', :'oid') ORDER BY kind;
-SELECT name, role, cluster_id, status, enroll_count, octet_length(secret_hash)
+SELECT name, role, cluster_id, status, enroll_count, octet_length(secret_hash), node_group, os, private_ip
   FROM enrollment.node_record WHERE node_id = :'nid';
 
 -- what the rules allow: NULLs where SQL lets them pass, 128 two-byte characters
@@ -68,6 +74,9 @@ SELECT err($$INSERT INTO enrollment.enrollment_token (public_id, prefix, token_h
              VALUES (42, 'enr_', sha256('x'), 'reusable', 'pending', 'test')$$);
 
 SELECT err(:'node' || $$role = NULL, cluster_id = NULL, name = repeat('ñ', 128) WHERE node_id = '$$ || :'nid' || $$'$$);
+SELECT err(:'node' || $$node_group = repeat('ğ', 64), os = repeat('ö', 64), private_ip = 'fd00::7' WHERE node_id = '$$ || :'nid' || $$'$$);
+SELECT char_length(node_group), char_length(os), private_ip FROM enrollment.node_record WHERE node_id = :'nid';
+SELECT err(:'node' || $$os = NULL, private_ip = '10.1.2.3' WHERE node_id = '$$ || :'nid' || $$'$$);
 SELECT kind, status, label = repeat('é', 128) AS label_128, max_uses FROM enrollment.enrollment_token
  WHERE token_id IN (:'cid', :'oid') ORDER BY kind;
 SELECT char_length(name), role, cluster_id FROM enrollment.node_record WHERE node_id = :'nid';

@@ -121,5 +121,16 @@ for my $what (sort keys %secret)
 }
 unlike($log, qr/parameters: \$1 = /, 'no bind parameter value was logged');
 
+# control of the setting itself: with log_parameter_max_length = -1 the
+# same kind of call leaves its bound token in the log, and the search
+# above would have found it
+my $offset = -s $node->logfile;
+$node->append_conf('postgresql.conf', "log_parameter_max_length = -1\n");
+$node->reload;
+ok(bench("SELECT ok FROM enrollment.check_token(:tok)", tok => $once), 'check_token, parameters logged in full');
+my $logged = substr(slurp_file($node->logfile), $offset);
+like($logged, qr/parameters: \$1 = /, 'control: with log_parameter_max_length = -1 the bind parameters are logged');
+ok(index($logged, $secret{'once token'}) >= 0, 'control: and with them the token, which the search finds');
+
 $node->stop;
 done_testing();
