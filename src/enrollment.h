@@ -59,6 +59,7 @@ extern char *enrollment_header_timestamp;
 extern char *enrollment_header_nonce;
 extern char *enrollment_header_signature;
 extern char *enrollment_database_names;
+#define ENR_MAX_DATABASES	64		/* names in enrollment.database_names */
 extern int	enrollment_worker_interval;		/* seconds */
 extern int	enrollment_token_retention;		/* seconds */
 extern int	enrollment_worker_batch;

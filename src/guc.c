@@ -14,7 +14,9 @@
  */
 #include "postgres.h"
 
+#include "nodes/pg_list.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "enrollment.h"
 
@@ -47,6 +49,53 @@ check_prefix(char **newval, void **extra pg_attribute_unused(), GucSource source
 		return false;
 	}
 	return true;
+}
+
+/*
+ * The maintenance workers' databases: a list the launcher can read, of at
+ * most ENR_MAX_DATABASES names, none twice.  Checked here, at server start
+ * and by ALTER SYSTEM, so that a wrong value stops the server with a clear
+ * message instead of failing the launcher again on every restart of it.
+ */
+static bool
+check_database_names(char **newval, void **extra pg_attribute_unused(), GucSource source pg_attribute_unused())
+{
+	char	   *raw;
+	List	   *names;
+	ListCell   *lc;
+	bool		ok = true;
+
+	if (*newval == NULL)
+		return true;			/* the default applies */
+	raw = pstrdup(*newval);
+	if (!SplitIdentifierString(raw, ',', &names))
+	{
+		GUC_check_errdetail("List syntax is invalid.");
+		GUC_check_errhint("List database names separated by commas; double-quote a name with commas, spaces or capitals.");
+		ok = false;
+	}
+	else if (list_length(names) > ENR_MAX_DATABASES)
+	{
+		GUC_check_errdetail("At most %d databases can be listed; %d are.",
+							ENR_MAX_DATABASES, list_length(names));
+		ok = false;
+	}
+	else
+		foreach(lc, names)
+		{
+			for (ListCell *prev = list_head(names); prev != lc; prev = lnext(names, prev))
+				if (strcmp(lfirst(prev), lfirst(lc)) == 0)
+				{
+					GUC_check_errdetail("Database \"%s\" is listed twice.", (char *) lfirst(lc));
+					ok = false;
+					break;
+				}
+			if (!ok)
+				break;
+		}
+	list_free(names);
+	pfree(raw);
+	return ok;
 }
 
 /* Tenant names: 1..63 characters of [a-z0-9_-] */
@@ -296,7 +345,7 @@ enrollment_guc_init(bool preloading)
 								   &enrollment_database_names,
 								   "postgres",
 								   PGC_POSTMASTER, GUC_LIST_INPUT,
-								   NULL, NULL, NULL);
+								   check_database_names, NULL, NULL);
 	}
 
 	MarkGUCPrefixReserved("enrollment");

@@ -69,8 +69,6 @@
 PGDLLEXPORT void enrollment_worker_main(Datum main_arg);
 PGDLLEXPORT void enrollment_launcher_main(Datum main_arg);
 
-#define MAX_DATABASES		64
-
 #define WORKER_ACTOR		"enrollment worker"
 #define WORKER_LOCK_KEY		INT64CONST(0x656e726f6c6c776b)	/* advisory lock id */
 
@@ -979,8 +977,8 @@ enrollment_launcher_main(Datum main_arg pg_attribute_unused())
 	char	   *names;
 	List	   *dbs = NIL;
 	int			ndbs;
-	BackgroundWorkerHandle *handles[MAX_DATABASES] = {NULL};
-	bool		said_missing[MAX_DATABASES] = {false};
+	BackgroundWorkerHandle *handles[ENR_MAX_DATABASES] = {NULL};
+	bool		said_missing[ENR_MAX_DATABASES] = {false};
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -993,15 +991,12 @@ enrollment_launcher_main(Datum main_arg pg_attribute_unused())
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid list syntax in enrollment.database_names")));
-	ndbs = Min(list_length(dbs), MAX_DATABASES);
-	if (list_length(dbs) > MAX_DATABASES)
-		ereport(WARNING,
-				(errmsg("enrollment.database_names lists more than %d databases; the rest are ignored",
-						MAX_DATABASES)));
+	/* check_database_names (guc.c) allowed no more than this */
+	ndbs = Min(list_length(dbs), ENR_MAX_DATABASES);
 
 	for (;;)
 	{
-		bool		exists[MAX_DATABASES];
+		bool		exists[ENR_MAX_DATABASES];
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)

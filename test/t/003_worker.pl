@@ -378,6 +378,28 @@ $node->append_conf('postgresql.conf', 'enrollment.worker_interval = 2');
 $node->reload;
 ok($node->poll_query_until('postgres', "SELECT current_setting('enrollment.worker_interval') = '2s'"),
 	'the interval is a reloadable setting');
+# enrollment.database_names is checked where it is set, not by the launcher
+# on each of its starts: ALTER SYSTEM refuses a wrong list and writes nothing
+my @names = map { "db$_" } 1 .. 65;
+for my $case (
+	[ '"postgres', qr/List syntax is invalid/, 'an unterminated quote' ],
+	[ join(',', @names), qr/At most 64 databases can be listed; 65 are/, '65 databases' ],
+	[ 'postgres, fleet, Postgres', qr/Database "postgres" is listed twice/, 'a name twice' ])
+{
+	my ($value, $detail, $what) = @$case;
+	my ($rc, $out, $err) = $node->psql('postgres', "ALTER SYSTEM SET enrollment.database_names = '$value'");
+	like($err, qr/invalid value for parameter "enrollment.database_names".*\n.*$detail/,
+		"ALTER SYSTEM refuses $what");
+}
+unlike(slurp_file($node->data_dir . '/postgresql.auto.conf'), qr/database_names/, 'and wrote none of them');
+for my $value ('"Fleet", fleet', join(',', @names[0 .. 63]))
+{
+	$node->safe_psql('postgres', "ALTER SYSTEM SET enrollment.database_names = '$value'");
+}
+like(slurp_file($node->data_dir . '/postgresql.auto.conf'), qr/database_names = 'db1,.*,db64'/,
+	'ALTER SYSTEM takes 64 names, and two that differ only by quoted capitals');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET enrollment.database_names');
+
 $node->stop;
 my $log = slurp_file($node->logfile);
 is(scalar(() = $log =~ /does not exist; waiting/g), 1, 'the missing database was reported once');
@@ -386,6 +408,25 @@ my @deaths = grep { /\b(?:ERROR|FATAL|PANIC)\b/ && !/due to administrator comman
   split /\n/, $log;
 is(scalar(@deaths), 0, 'no worker failed')
   or diag(join("\n", @deaths));
+
+# A wrong list in postgresql.conf: as for any extension's setting, the
+# server warns at start, naming the setting and the reason, and keeps the
+# default; the launcher then raises nothing.
+my $bad = PostgreSQL::Test::Cluster->new('bad_list');
+$bad->init;
+$bad->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'enrollment'
+enrollment.database_names = 'postgres, "fleet'
+});
+$bad->start;
+like(slurp_file($bad->logfile),
+	qr/WARNING:  invalid value for parameter "enrollment.database_names".*\n.*List syntax is invalid/,
+	'a wrong database_names in postgresql.conf is reported at start');
+is($bad->safe_psql('postgres', 'SHOW enrollment.database_names'), 'postgres', 'and the default is kept');
+ok($bad->wait_for_log(qr/enrollment worker started for database "postgres"/), 'whose worker starts');
+$bad->stop;
+is(scalar(grep { /\b(?:ERROR|FATAL|PANIC)\b/ && !/due to administrator command/ } split /\n/, slurp_file($bad->logfile)),
+	0, 'with no error from the launcher (the shutdown\'s own aside)');
 
 # without the preload: no worker, no shared memory, and still correct
 my $plain = PostgreSQL::Test::Cluster->new('no_preload');
