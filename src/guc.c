@@ -53,9 +53,11 @@ check_prefix(char **newval, void **extra pg_attribute_unused(), GucSource source
 
 /*
  * The maintenance workers' databases: a list the launcher can read, of at
- * most ENR_MAX_DATABASES names, none twice.  Checked here, at server start
- * and by ALTER SYSTEM, so that a wrong value stops the server with a clear
- * message instead of failing the launcher again on every restart of it.
+ * most ENR_MAX_DATABASES names, none twice.  Checked here, when the value
+ * is set: ALTER SYSTEM refuses a wrong one, and one in postgresql.conf draws
+ * a WARNING naming the reason at start and leaves the default in place, as
+ * for any extension's setting, instead of failing the launcher again on
+ * every restart of it.
  */
 static bool
 check_database_names(char **newval, void **extra pg_attribute_unused(), GucSource source pg_attribute_unused())
