@@ -16,6 +16,14 @@ ALTER TABLE enrollment.tenant_setting
 -- nodes the tenant has removes none; it stops new enrollments until enough
 -- are removed.  Returns the nodes the tenant has now (not removed).  It
 -- holds up every enrollment of the database while it runs (src/node_limit.c).
+-- A tenant's nodes that are not removed, counted under the newest snapshot
+-- (set_node_limit's count, which it keeps in tenant_node_count).
+CREATE FUNCTION enrollment.count_tenant_nodes(tenant text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'enrollment_count_tenant_nodes' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION enrollment.count_tenant_nodes(text) IS
+    'Nodes not removed of a tenant, as committed now (internal: set_node_limit)';
+REVOKE ALL ON FUNCTION enrollment.count_tenant_nodes(text) FROM PUBLIC;
+
 CREATE FUNCTION enrollment.set_node_limit(node_limit integer) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
@@ -33,8 +41,13 @@ BEGIN
     INSERT INTO enrollment.tenant_setting AS s (tenant, node_limit)
     VALUES (t, set_node_limit.node_limit)
     ON CONFLICT (tenant) DO UPDATE SET node_limit = excluded.node_limit;
-    SELECT pg_catalog.count(*) INTO n FROM enrollment.node_record AS r
-     WHERE r.tenant OPERATOR(pg_catalog.=) t AND r.status OPERATOR(pg_catalog.<>) 'removed';
+    -- its nodes as committed now, whatever the isolation level; none is
+    -- being written (the lock above), so the count kept from here is exact
+    n := enrollment.count_tenant_nodes(t);
+    IF set_node_limit.node_limit IS NOT NULL THEN
+        INSERT INTO enrollment.tenant_node_count AS c (tenant, nodes) VALUES (t, n)
+        ON CONFLICT (tenant) DO UPDATE SET nodes = excluded.nodes;
+    END IF;
     PERFORM enrollment.audit('node_limit_set', 'tenant', t,
                              pg_catalog.jsonb_build_object('node_limit', set_node_limit.node_limit, 'nodes', n));
     RETURN n;
@@ -93,6 +106,58 @@ CREATE TRIGGER limits_truncated AFTER TRUNCATE ON enrollment.token_rate
     FOR EACH STATEMENT EXECUTE FUNCTION enrollment.limits_changed();
 ALTER TABLE enrollment.token_rate ENABLE ALWAYS TRIGGER limits_changed;
 ALTER TABLE enrollment.token_rate ENABLE ALWAYS TRIGGER limits_truncated;
+
+-- The nodes (not removed) of each tenant that has a node limit, kept up to
+-- date so that an enrollment or a check_token need not count the tenant's
+-- fleet (0.7.0, src/node_limit.c).  set_node_limit writes the row from a
+-- count made while no node can be written; each enrollment of a new node
+-- moves it by one under the tenant's setting-row lock, and the trigger
+-- node_count_changed by one for each node removed, reinstated, moved or
+-- deleted.  Any other change of the limit or of the setting row, and a
+-- TRUNCATE, drop the row; so does a restore (the table is not dumped).
+-- Without a row the nodes are counted at each call, and the next
+-- enrollment that succeeds writes the row again.  Nodes inserted into
+-- node_record other than by enroll are not added to a row already kept.
+CREATE TABLE enrollment.tenant_node_count (
+    tenant  text PRIMARY KEY,
+    nodes   bigint NOT NULL
+);
+COMMENT ON TABLE enrollment.tenant_node_count IS
+    'Nodes not removed of each tenant with a node limit, kept by enrollments and removals (internal)';
+REVOKE ALL ON enrollment.tenant_node_count FROM PUBLIC;
+
+CREATE FUNCTION enrollment.node_count_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'enrollment_node_count_changed' LANGUAGE C;
+COMMENT ON FUNCTION enrollment.node_count_changed() IS
+    'Trigger of node_record: a node removed, reinstated, moved or deleted moves its tenant''s kept node count';
+REVOKE ALL ON FUNCTION enrollment.node_count_changed() FROM PUBLIC;
+CREATE TRIGGER node_count_changed AFTER UPDATE OF status, tenant OR DELETE ON enrollment.node_record
+    FOR EACH ROW EXECUTE FUNCTION enrollment.node_count_changed();
+ALTER TABLE enrollment.node_record ENABLE ALWAYS TRIGGER node_count_changed;
+
+CREATE FUNCTION enrollment.forget_node_count() RETURNS trigger
+LANGUAGE plpgsql SET search_path = '' AS $$
+BEGIN
+    IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+        DELETE FROM enrollment.tenant_node_count;
+    ELSE
+        DELETE FROM enrollment.tenant_node_count AS c WHERE c.tenant OPERATOR(pg_catalog.=) OLD.tenant;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION enrollment.forget_node_count() IS
+    'Trigger of tenant_setting and node_record: drops kept node counts that may no longer hold';
+REVOKE ALL ON FUNCTION enrollment.forget_node_count() FROM PUBLIC;
+CREATE TRIGGER forget_node_count AFTER UPDATE OF tenant, node_limit OR DELETE ON enrollment.tenant_setting
+    FOR EACH ROW EXECUTE FUNCTION enrollment.forget_node_count();
+CREATE TRIGGER forget_node_counts AFTER TRUNCATE ON enrollment.tenant_setting
+    FOR EACH STATEMENT EXECUTE FUNCTION enrollment.forget_node_count();
+CREATE TRIGGER forget_node_counts AFTER TRUNCATE ON enrollment.node_record
+    FOR EACH STATEMENT EXECUTE FUNCTION enrollment.forget_node_count();
+ALTER TABLE enrollment.tenant_setting ENABLE ALWAYS TRIGGER forget_node_count;
+ALTER TABLE enrollment.tenant_setting ENABLE ALWAYS TRIGGER forget_node_counts;
+ALTER TABLE enrollment.node_record ENABLE ALWAYS TRIGGER forget_node_counts;
 
 -- Set (NULL: lift) a reusable token's limit of enrollments per hour; returns
 -- its enrollments of the last hour.  The token row is locked as an

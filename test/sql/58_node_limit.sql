@@ -97,6 +97,65 @@ SELECT node_limit IS NULL AS unchanged FROM enrollment.tenant_setting WHERE tena
 SELECT action, object_type, object_id, details FROM enrollment.audit_event
  WHERE tenant = 'licensed' AND action = 'node_limit_set' ORDER BY event_id;
 
-DELETE FROM enrollment.node_record WHERE tenant IN ('licensed', 'unlicensed');
+-- The count is kept: set_node_limit writes it, every enrollment of a new
+-- node and every removal, reinstatement, move or deletion of a node moves
+-- it, and it stays equal to a count of the nodes (shown as kept / counted)
+SET enrollment.tenant = 'counted';
+CREATE FUNCTION pg_temp.kept() RETURNS text LANGUAGE sql AS $$
+  SELECT coalesce((SELECT nodes FROM enrollment.tenant_node_count WHERE tenant = 'counted')::text, 'none')
+      || ' / ' || (SELECT count(*) FROM enrollment.node_record WHERE tenant = 'counted' AND status <> 'removed')
+$$;
+SELECT token AS kt FROM enrollment.create_token('reusable') \gset
+SELECT count(*) AS enrolled FROM generate_series(1, 5) AS i, enrollment.enroll(:'kt', 'k-' || i);
+SELECT pg_temp.kept() AS without_a_limit;
+SELECT enrollment.set_node_limit(8) AS nodes_now;
+SELECT pg_temp.kept() AS set;
+SELECT status FROM enrollment.enroll(:'kt', 'k-6');
+SET enrollment.direct_writes = off;
+SELECT status FROM enrollment.enroll(:'kt', 'k-7');
+RESET enrollment.direct_writes;
+SELECT status FROM enrollment.enroll((SELECT token FROM enrollment.create_token()), 'k-8');
+SELECT pg_temp.kept() AS three_enrolled;
+SELECT err(format('SELECT enrollment.enroll(%L, %L)', :'kt', 'k-9'));
+SELECT pg_temp.kept() AS refused_one;
+SELECT enrollment.remove_node(node_id) FROM enrollment.node_record WHERE tenant = 'counted' AND name = 'k-1';
+SELECT pg_temp.kept() AS removed_by_the_api;
+UPDATE enrollment.node_record SET status = 'removed', removed_at = now() WHERE tenant = 'counted' AND name = 'k-2';
+SELECT pg_temp.kept() AS removed_by_hand;
+DELETE FROM enrollment.node_record WHERE tenant = 'counted' AND name IN ('k-3', 'k-1');
+SELECT pg_temp.kept() AS one_deleted;
+UPDATE enrollment.node_record SET status = 'active', removed_at = NULL WHERE tenant = 'counted' AND name = 'k-2';
+SELECT pg_temp.kept() AS reinstated;
+UPDATE enrollment.node_record SET status = 'pending_approval' WHERE tenant = 'counted' AND name = 'k-2';
+SELECT pg_temp.kept() AS pending_counts_too;
+UPDATE enrollment.node_record SET tenant = 'elsewhere' WHERE tenant = 'counted' AND name = 'k-4';
+SELECT pg_temp.kept() AS moved_away;
+-- with the count kept, neither check_token nor enroll reads the fleet
+BEGIN;
+SELECT pg_stat_get_xact_numscans('enrollment.node_record_tenant_enrolled_at_idx'::regclass) AS scans \gset
+SELECT ok FROM enrollment.check_token(:'kt');
+SELECT status FROM enrollment.enroll(:'kt', 'k-10');
+SELECT pg_stat_get_xact_numscans('enrollment.node_record_tenant_enrolled_at_idx'::regclass) - :scans AS fleet_scans;
+COMMIT;
+SELECT pg_temp.kept() AS one_more;
+-- a limit written by hand drops it; the fleet is counted until an
+-- enrollment succeeds, which keeps it again
+UPDATE enrollment.tenant_setting SET node_limit = 9 WHERE tenant = 'counted';
+SELECT pg_temp.kept() AS limit_by_hand;
+SELECT ok FROM enrollment.check_token(:'kt');
+SELECT status FROM enrollment.enroll(:'kt', 'k-11');
+SELECT pg_temp.kept() AS counted_again;
+-- a TRUNCATE of the nodes drops it too
+BEGIN;
+TRUNCATE enrollment.node_record CASCADE;
+SELECT pg_temp.kept() AS truncated;
+ROLLBACK;
+-- lifted, it is dropped
+SELECT enrollment.set_node_limit(NULL) AS nodes_now;
+SELECT pg_temp.kept() AS lifted;
+SET enrollment.tenant = 'licensed';
+
+DELETE FROM enrollment.node_record WHERE tenant IN ('licensed', 'unlicensed', 'counted', 'elsewhere');
+DELETE FROM enrollment.tenant_setting WHERE tenant = 'counted';
 DELETE FROM enrollment.tenant_setting WHERE tenant = 'licensed';
 RESET enrollment.tenant;

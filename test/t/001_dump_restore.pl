@@ -32,6 +32,14 @@ $node->safe_psql('postgres', "SELECT enrollment.create_auto_approve_rule('k8s', 
 $node->safe_psql('postgres', "SELECT enrollment.set_ip_pool('100.64.0.0/24')");
 $node->safe_psql('postgres',
 	"SELECT enrollment.enroll(token, 'placed', node_group => 'dumped group') FROM enrollment.create_token()");
+# 0.7.0: a tenant with a node limit, one node enrolled (its kept count is 1)
+my $lic = "SET enrollment.tenant = 'licensed';";
+$node->safe_psql('postgres', "$lic SELECT enrollment.set_node_limit(2)");
+$node->safe_psql('postgres', "$lic SELECT enrollment.enroll(token, 'l1') FROM enrollment.create_token()");
+my ($lic2, $lic3) = split /\n/, $node->safe_psql('postgres',
+	"$lic SELECT token FROM enrollment.create_token() UNION ALL SELECT token FROM enrollment.create_token()");
+is($node->safe_psql('postgres', 'SELECT tenant || \' \' || nodes FROM enrollment.tenant_node_count'), 'licensed 1',
+	'the limited tenant\'s node count is kept');
 $node->safe_psql('postgres', 'SELECT enrollment.seal_audit()');
 like($once, qr/^enr_[0-9a-f]{16}\.[A-Za-z0-9_-]{49}$/, 'token has the documented shape');
 like($secret, qr/^node_[0-9a-f]{16}\.[A-Za-z0-9_-]{49}$/, 'node credential has the documented shape');
@@ -89,6 +97,19 @@ like($err, qr/token_exhausted/, 'a used token stays used after restore');
 is($node->safe_psql('restored', 'SELECT count(*) FROM enrollment.audit_log'),
 	$node->safe_psql('postgres', 'SELECT count(*) FROM enrollment.audit_log') + 5,
 	'the audit log was restored (plus the three enrollments and two tokens)');
+
+# the kept node count is not dumped: the restored tenant's nodes are counted
+# until an enrollment succeeds and keeps the count again, and the limit holds
+is($node->safe_psql('restored', 'SELECT count(*) FROM enrollment.tenant_node_count'), '0',
+	'no node count is restored');
+is($node->safe_psql('restored', "$lic SELECT coalesce(error, 'ok') FROM enrollment.check_token('$lic2')"), 'ok',
+	'check_token counts the restored tenant\'s nodes');
+is($node->safe_psql('restored', "$lic SELECT status FROM enrollment.enroll('$lic2', 'l2')"), 'active',
+	'the restored limit leaves a slot');
+is($node->safe_psql('restored', 'SELECT tenant || \' \' || nodes FROM enrollment.tenant_node_count'), 'licensed 2',
+	'and that enrollment keeps the count again');
+($rc, $out, $err) = $node->psql('restored', "$lic SELECT enrollment.enroll('$lic3', 'l3')");
+like($err, qr/node_limit_exceeded/, 'the restored limit holds');
 
 $node->stop;
 done_testing();
