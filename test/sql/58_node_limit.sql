@@ -147,6 +147,7 @@ SELECT status FROM enrollment.enroll(:'kt', 'k-11');
 SELECT pg_temp.kept() AS counted_again;
 -- a TRUNCATE of the nodes drops it too
 BEGIN;
+SET LOCAL client_min_messages = warning;
 TRUNCATE enrollment.node_record CASCADE;
 SELECT pg_temp.kept() AS truncated;
 ROLLBACK;
