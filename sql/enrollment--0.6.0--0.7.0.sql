@@ -43,6 +43,7 @@ BEGIN
     ON CONFLICT (tenant) DO UPDATE SET node_limit = excluded.node_limit;
     -- its nodes as committed now, whatever the isolation level; none is
     -- being written (the lock above), so the count kept from here is exact
+    -- (the upsert's trigger dropped the count kept before, if any)
     n := enrollment.count_tenant_nodes(t);
     IF set_node_limit.node_limit IS NOT NULL THEN
         INSERT INTO enrollment.tenant_node_count AS c (tenant, nodes) VALUES (t, n)
@@ -107,45 +108,49 @@ CREATE TRIGGER limits_truncated AFTER TRUNCATE ON enrollment.token_rate
 ALTER TABLE enrollment.token_rate ENABLE ALWAYS TRIGGER limits_changed;
 ALTER TABLE enrollment.token_rate ENABLE ALWAYS TRIGGER limits_truncated;
 
--- The nodes (not removed) of each tenant that has a node limit, kept up to
--- date so that an enrollment or a check_token need not count the tenant's
--- fleet (0.7.0, src/node_limit.c).  set_node_limit writes the row from a
+-- The nodes (not removed) of each tenant that has a node limit, kept so
+-- that an enrollment or a check_token need not count the tenant's fleet
+-- (0.7.0, src/node_limit.c).  set_node_limit writes a tenant's row from a
 -- count made while no node can be written; each enrollment of a new node
--- moves it by one under the tenant's setting-row lock, and the trigger
--- node_count_changed by one for each node removed, reinstated, moved or
--- deleted.  Any other change of the limit or of the setting row, and a
--- TRUNCATE, drop the row; so does a restore (the table is not dumped).
--- Without a row the nodes are counted at each call, and the next
--- enrollment that succeeds writes the row again.  Nodes inserted into
--- node_record other than by enroll are not added to a row already kept.
+-- folds into it, under the tenant's setting-row lock, the changes appended
+-- since and its own node.  A node removed, reinstated, moved or deleted
+-- appends a change of one (tenant_node_change, trigger node_count_changed)
+-- and takes no lock, in the transaction that changes the node: so any
+-- snapshot, a dump's too, sees the count of the nodes it sees, and both
+-- tables are dumped with them.  Any other change of the limit or of the
+-- setting row, and a TRUNCATE, drop the tenant's rows (trigger
+-- forget_node_count); without a row the nodes are counted at each call
+-- until set_node_limit.  Nodes inserted into node_record other than by
+-- enroll are not added.
 CREATE TABLE enrollment.tenant_node_count (
     tenant  text PRIMARY KEY,
     nodes   bigint NOT NULL
 );
 COMMENT ON TABLE enrollment.tenant_node_count IS
-    'Nodes not removed of each tenant with a node limit, kept by enrollments and removals (internal)';
+    'Nodes not removed of each tenant with a node limit, as of the last enrollment (internal)';
+SELECT pg_catalog.pg_extension_config_dump('enrollment.tenant_node_count', '');
 REVOKE ALL ON enrollment.tenant_node_count FROM PUBLIC;
+CREATE TABLE enrollment.tenant_node_change (
+    tenant  text NOT NULL,
+    delta   integer NOT NULL
+);
+CREATE INDEX tenant_node_change_tenant_idx ON enrollment.tenant_node_change (tenant);
+COMMENT ON TABLE enrollment.tenant_node_change IS
+    'Changes of a kept node count since the last enrollment: nodes removed, reinstated, moved or deleted (internal)';
+SELECT pg_catalog.pg_extension_config_dump('enrollment.tenant_node_change', '');
+REVOKE ALL ON enrollment.tenant_node_change FROM PUBLIC;
 
 CREATE FUNCTION enrollment.node_count_changed() RETURNS trigger
     AS 'MODULE_PATHNAME', 'enrollment_node_count_changed' LANGUAGE C;
 COMMENT ON FUNCTION enrollment.node_count_changed() IS
-    'Trigger of node_record: a node removed, reinstated, moved or deleted moves its tenant''s kept node count';
+    'Trigger of node_record: a node removed, reinstated, moved or deleted appends a change of its tenant''s kept node count';
 REVOKE ALL ON FUNCTION enrollment.node_count_changed() FROM PUBLIC;
 CREATE TRIGGER node_count_changed AFTER UPDATE OF status, tenant OR DELETE ON enrollment.node_record
     FOR EACH ROW EXECUTE FUNCTION enrollment.node_count_changed();
 ALTER TABLE enrollment.node_record ENABLE ALWAYS TRIGGER node_count_changed;
 
 CREATE FUNCTION enrollment.forget_node_count() RETURNS trigger
-LANGUAGE plpgsql SET search_path = '' AS $$
-BEGIN
-    IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
-        DELETE FROM enrollment.tenant_node_count;
-    ELSE
-        DELETE FROM enrollment.tenant_node_count AS c WHERE c.tenant OPERATOR(pg_catalog.=) OLD.tenant;
-    END IF;
-    RETURN NULL;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'enrollment_forget_node_count' LANGUAGE C;
 COMMENT ON FUNCTION enrollment.forget_node_count() IS
     'Trigger of tenant_setting and node_record: drops kept node counts that may no longer hold';
 REVOKE ALL ON FUNCTION enrollment.forget_node_count() FROM PUBLIC;

@@ -134,6 +134,7 @@ extern void enr_record_address(Datum tenant, Datum address, Datum node_id);
 
 /* node_count.c: nodes counted by direct index scans, for the limits */
 extern int64 enr_count_tenant_nodes(Datum tenant, Snapshot snapshot);
+extern int64 enr_sum_node_changes(Datum tenant, Snapshot snapshot);
 extern int64 enr_count_token_nodes_since(Datum token_id, TimestampTz since, Snapshot snapshot);
 
 /* limits_cache.c: whether any node limit or rate exists, per backend */

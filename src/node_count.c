@@ -3,7 +3,8 @@
  * node_count.c
  *	  Counting nodes for the limits of 0.7.0 by direct index scans of
  *	  node_record: a tenant's nodes that are not removed (node_limit.c)
- *	  and a token's enrollments since a time (rate_limit.c).
+ *	  and a token's enrollments since a time (rate_limit.c); and summing
+ *	  the changes of a tenant's kept node count (node_limit.c).
  *
  * No SQL runs here.  check_token, which is not SECURITY DEFINER, reports
  * both limits for callers that may only execute it (no SELECT on the
@@ -78,6 +79,41 @@ enr_count_tenant_nodes(Datum tenant, Snapshot snapshot)
 
 	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_TEXTEQ, tenant);
 	return count_through("node_record_tenant_enrolled_at_idx", key, 1, snapshot, true);
+}
+
+/*
+ * The changes appended to the tenant's kept node count since its last fold
+ * (tenant_node_change, node_limit.c), summed: rows visible to the snapshot
+ */
+int64
+enr_sum_node_changes(Datum tenant, Snapshot snapshot)
+{
+	Relation	heap = table_open(enr_schema_relid_required("tenant_node_change"), AccessShareLock);
+	Relation	idx = index_open(enr_schema_relid_required("tenant_node_change_tenant_idx"), AccessShareLock);
+	AttrNumber	delta = get_attnum(RelationGetRelid(heap), "delta");
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	IndexScanDesc scan = index_beginscan(heap, idx, snapshot, 1, 0);
+	ScanKeyData key[1];
+	int64		sum = 0;
+
+	if (delta == InvalidAttrNumber)
+		elog(ERROR, "tenant_node_change has no column delta");
+	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_TEXTEQ, tenant);
+	key[0].sk_collation = idx->rd_indcollation[0];
+	index_rescan(scan, key, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, delta, &isnull);
+
+		if (!isnull)
+			sum += DatumGetInt32(d);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(heap, NoLock);
+	return sum;
 }
 
 /*

@@ -26,21 +26,26 @@
  * enrollments that asked before it, they are counted by the enrollments
  * that ask after it, and those ask only once it has committed.
  *
- * The count.  The nodes of a tenant with a limit are counted once, by
- * set_node_limit while it holds off every write of a node (or, where the
- * count is missing, as after a restore, by an enrollment under the row
- * lock); the result is kept in tenant_node_count, which each enrollment of
- * a new node moves by one under the row lock, and which the trigger
- * node_count_changed moves when a node is removed, reinstated, moved to
- * another tenant or deleted.  So an enrollment and a check_token
- * read one row instead of the tenant's fleet (at 80 000 nodes, 11 ms and
- * 7 ms a call before; README).  The trigger takes a share lock of the
- * tenant's setting row before it moves the count, and holds it to its
- * commit, so a removal and an enrollment of the tenant follow each other
- * in one order: a count made while a removal is under way waits for it,
- * and a removal under way while a count is made waits for the count's
- * commit and moves the row it wrote.  A change of the limit drops the row
- * (trigger forget_node_count) and the next enrollment counts again.
+ * The count.  Counting a tenant's nodes at each call grows with its fleet
+ * (at 80 000 nodes, 11 ms an enrollment and 7 ms a check_token; README),
+ * so set_node_limit counts them once, while it holds node_record in SHARE
+ * mode (no node can be written), and keeps the count in tenant_node_count.
+ * A node removed, reinstated, moved to another tenant or deleted appends a
+ * change of one to tenant_node_change (trigger node_count_changed, where a
+ * count is kept), in its own transaction and without a lock: an INSERT
+ * waits for nobody and fails nobody, at any isolation level, and a bulk
+ * removal appends one row per node.  An enrollment of a new node, holding
+ * the tenant's setting row, folds the committed changes into the count in
+ * one statement under the newest snapshot (deleting them) and adds its own
+ * node; it is the only writer of the count apart from set_node_limit and
+ * the hand changes of the setting row that drop it (trigger
+ * forget_node_count), and all of those wait for its lock or for its
+ * ROW EXCLUSIVE lock on node_record, so nothing else changes those rows
+ * meanwhile and no 40001 comes of it.  A change under way is not folded
+ * and not counted: as before, the limit counts what has committed.
+ * check_token reads the count and sums the changes not folded yet.  Where
+ * no count is kept (a limit written by hand, a TRUNCATE), the nodes are
+ * counted as before, until set_node_limit.
  *
  * Creating a token that would enroll new nodes warns (capacity_warning)
  * when the tenant is at 90 % of its limit or above; the token is created
@@ -86,28 +91,41 @@ static EnrProbeTable count_by_tenant = {
 	.cols = {"tenant", "nodes"}
 };
 
-/* an enrollment keeps the count with its new node in it */
-static EnrPlan keep_count_plan = {
-	.sql = "INSERT INTO enrollment.tenant_node_count AS c (tenant, nodes) VALUES ($1, $2)"
-	" ON CONFLICT (tenant) DO UPDATE SET nodes = excluded.nodes",
-	.nargs = 2,
-	.argtypes = {TEXTOID, INT8OID}
-};
-
-/* a removal first takes its share of the row lock enrollments take */
-static EnrPlan share_setting_plan = {
-	.sql = "SELECT 1 FROM enrollment.tenant_setting AS s"
-	" WHERE s.tenant OPERATOR(pg_catalog.=) $1 AND s.node_limit IS NOT NULL FOR SHARE",
+/*
+ * An enrollment folds the committed changes into the count and adds its
+ * own node, in one statement under one snapshot (the newest); the count
+ * before its node is the value returned less one
+ */
+static EnrPlan fold_count_plan = {
+	.sql = "WITH d AS (DELETE FROM enrollment.tenant_node_change AS c"
+	"  WHERE c.tenant OPERATOR(pg_catalog.=) $1 RETURNING c.delta)"
+	" UPDATE enrollment.tenant_node_count AS k"
+	"    SET nodes = k.nodes OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.+)"
+	"        (SELECT COALESCE(pg_catalog.sum(d.delta), 0) FROM d)"
+	"  WHERE k.tenant OPERATOR(pg_catalog.=) $1 RETURNING k.nodes",
 	.nargs = 1,
 	.argtypes = {TEXTOID}
 };
 
-/* and then moves the count, if one is kept */
-static EnrPlan move_count_plan = {
-	.sql = "UPDATE enrollment.tenant_node_count AS c SET nodes = c.nodes OPERATOR(pg_catalog.+) $2"
-	" WHERE c.tenant OPERATOR(pg_catalog.=) $1",
+/* a node removed, reinstated, moved or deleted: a change of the count */
+static EnrPlan append_change_plan = {
+	.sql = "INSERT INTO enrollment.tenant_node_change (tenant, delta) VALUES ($1, $2)",
 	.nargs = 2,
-	.argtypes = {TEXTOID, INT8OID}
+	.argtypes = {TEXTOID, INT4OID}
+};
+
+/* what forget_node_count drops: one tenant's count and changes, or all */
+static EnrPlan forget_count_plan = {
+	.sql = "WITH d AS (DELETE FROM enrollment.tenant_node_change AS c"
+	"  WHERE c.tenant OPERATOR(pg_catalog.=) $1)"
+	" DELETE FROM enrollment.tenant_node_count AS k WHERE k.tenant OPERATOR(pg_catalog.=) $1",
+	.nargs = 1,
+	.argtypes = {TEXTOID}
+};
+static EnrPlan forget_counts_plan = {
+	.sql = "WITH d AS (DELETE FROM enrollment.tenant_node_change)"
+	" DELETE FROM enrollment.tenant_node_count",
+	.nargs = 0
 };
 
 /* the limit again, under the row lock */
@@ -158,10 +176,21 @@ tenant_nodes_now(Datum tenant)
 	Datum		v[2];
 	bool		n[2];
 
+	Snapshot	snapshot;
+	bool		kept;
+	int64		nodes = 0;
+
 	CommandCounterIncrement();	/* this transaction's own changes too */
-	if (enr_probe_newest(&count_by_tenant, tenant, v, n) && !n[1])
-		return DatumGetInt64(v[1]);
-	return count_nodes_now(tenant);
+	/* the count and the changes not folded into it, under one snapshot */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	PushActiveSnapshot(snapshot);
+	/* an error unwinds the snapshot stack with the (sub)transaction */
+	kept = enr_probe(&count_by_tenant, tenant, v, n) && !n[1];
+	if (kept)
+		nodes = DatumGetInt64(v[1]) + enr_sum_node_changes(tenant, snapshot);
+	PopActiveSnapshot();
+	UnregisterSnapshot(snapshot);
+	return kept ? nodes : count_nodes_now(tenant);
 }
 
 /*
@@ -173,7 +202,7 @@ tenant_nodes_now(Datum tenant)
 void
 enr_check_node_limit(Datum tenant, const char *token_public_part)
 {
-	Datum		a[2] = {tenant, (Datum) 0};
+	Datum		a[1] = {tenant};
 	bool		isnull;
 	int32		limit;
 	int64		nodes;
@@ -194,10 +223,18 @@ enr_check_node_limit(Datum tenant, const char *token_public_part)
 		return;					/* lifted meanwhile */
 
 	/*
-	 * the committed nodes of whoever held the lock before, at any isolation;
-	 * no removal of the tenant's is under way (see the header)
+	 * the committed nodes of whoever held the lock before, at any isolation:
+	 * the kept count, with the changes appended since folded in and this
+	 * enrollment's node added (undone with it if it fails), or a count
 	 */
-	nodes = tenant_nodes_now(tenant);
+	CommandCounterIncrement();	/* this transaction's own changes too */
+	if (SPI_execute_snapshot(enr_prepare(&fold_count_plan), a, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, false, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not fold the node count of the tenant");
+	if (SPI_processed == 1)
+		nodes = DatumGetInt64(enr_getattr(0, 1, &isnull)) - 1;
+	else
+		nodes = count_nodes_now(tenant);
 
 	if (nodes >= limit)
 	{
@@ -210,12 +247,6 @@ enr_check_node_limit(Datum tenant, const char *token_public_part)
 						   limit, nodes, token_public_part),
 				 errhint("Remove nodes that are gone, or ask for a larger license (enrollment.set_node_limit).")));
 	}
-
-	/* the count with this enrollment's node, rolled back with it if it fails */
-	a[1] = Int64GetDatum(nodes + 1);
-	if (SPI_execute_snapshot(enr_prepare(&keep_count_plan), a, NULL, GetLatestSnapshot(),
-							 InvalidSnapshot, false, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not keep the node count of the tenant");
 }
 
 /*
@@ -282,23 +313,23 @@ counted(HeapTuple tuple, TupleDesc desc, AttrNumber status)
 }
 
 /*
- * Move the kept node count of the tenant by delta, if it has a limit and a
- * count is kept, after a share lock of its setting row (see the header)
+ * Append a change of delta to the tenant's kept node count, if one is kept
+ * (a count that appears later is made with this transaction's change
+ * already committed: set_node_limit waits for it)
  */
 static void
-move_count(Datum tenant, int64 delta)
+append_change(Datum tenant, int32 delta)
 {
-	Datum		a[2] = {tenant, Int64GetDatum(delta)};
+	Datum		a[2] = {tenant, Int32GetDatum(delta)};
+	Datum		v[2];
+	bool		n[2];
 
+	if (!enr_probe_newest(&count_by_tenant, tenant, v, n))
+		return;
 	SPI_connect();
-	/* the newest versions, whatever the isolation level, as enrollments */
-	if (SPI_execute_snapshot(enr_prepare(&share_setting_plan), a, NULL, GetLatestSnapshot(),
-							 InvalidSnapshot, false, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not lock the setting row of the tenant");
-	if (SPI_processed == 1 &&
-		SPI_execute_snapshot(enr_prepare(&move_count_plan), a, NULL, GetLatestSnapshot(),
-							 InvalidSnapshot, false, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not move the node count of the tenant");
+	if (SPI_execute_snapshot(enr_prepare(&append_change_plan), a, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, false, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not append a change of the node count of the tenant");
 	SPI_finish();
 }
 
@@ -330,6 +361,13 @@ enrollment_node_count_changed(PG_FUNCTION_ARGS)
 				 errmsg("enrollment.node_count_changed() is a trigger function"),
 				 errdetail("It was called outside a trigger."),
 				 errhint("Leave it to the trigger of enrollment.node_record.")));
+	if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
+		!(TRIGGER_FIRED_BY_UPDATE(td->tg_event) || TRIGGER_FIRED_BY_DELETE(td->tg_event)))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("enrollment.node_count_changed() must fire after each row updated or deleted"),
+				 errdetail("It was attached to another kind of trigger."),
+				 errhint("Leave it to the trigger of enrollment.node_record.")));
 	if (!enr_any_node_limit())
 		return PointerGetDatum(NULL);
 
@@ -350,8 +388,53 @@ enrollment_node_count_changed(PG_FUNCTION_ARGS)
 		same = enr_text_equal(DatumGetTextPP(old_tenant), DatumGetTextPP(new_tenant));
 	}
 	if (was && !(is && same))
-		move_count(old_tenant, -1);
+		append_change(old_tenant, -1);
 	if (is && !(was && same))
-		move_count(new_tenant, 1);
+		append_change(new_tenant, 1);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * enrollment.forget_node_count(): the trigger of tenant_setting (a row's
+ * limit or tenant changed, or the row deleted: that tenant's kept count and
+ * changes go) and of a TRUNCATE of tenant_setting or node_record (all of
+ * them go).  Under the newest snapshot, so that at REPEATABLE READ too it
+ * drops what an enrollment committed after the snapshot; none is under
+ * way, as the row's change or the TRUNCATE waited for it.
+ */
+PG_FUNCTION_INFO_V1(enrollment_forget_node_count);
+Datum
+enrollment_forget_node_count(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Datum		a[1];
+	int			rc;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("enrollment.forget_node_count() must fire as an AFTER trigger"),
+				 errdetail("It was called otherwise."),
+				 errhint("Leave it to the triggers of enrollment.tenant_setting and enrollment.node_record.")));
+	SPI_connect();
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+		rc = SPI_execute_snapshot(enr_prepare(&forget_counts_plan), NULL, NULL, GetLatestSnapshot(),
+								  InvalidSnapshot, false, false, 0);
+	else
+	{
+		TupleDesc	desc = RelationGetDescr(td->tg_relation);
+		AttrNumber	tenant = SPI_fnumber(desc, "tenant");
+		bool		isnull;
+
+		if (!TRIGGER_FIRED_FOR_ROW(td->tg_event) || tenant <= 0)
+			elog(ERROR, "forget_node_count: not a row trigger of a table with a tenant");
+		a[0] = heap_getattr(td->tg_trigtuple, tenant, desc, &isnull);
+		rc = isnull ? SPI_OK_DELETE :
+			SPI_execute_snapshot(enr_prepare(&forget_count_plan), a, NULL, GetLatestSnapshot(),
+								 InvalidSnapshot, false, false, 0);
+	}
+	if (rc < 0)
+		elog(ERROR, "could not drop kept node counts (%d)", rc);
+	SPI_finish();
 	return PointerGetDatum(NULL);
 }

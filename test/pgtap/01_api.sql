@@ -1,6 +1,6 @@
 -- pgTAP: the public API of enrollment, its privileges and its error codes
 BEGIN;
-SELECT plan(77);
+SELECT plan(78);
 
 SELECT has_schema('enrollment');
 SELECT has_extension('enrollment');
@@ -22,7 +22,7 @@ SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log', 'api_keys',
     'auto_approve_rules', 'node_groups', 'ip_pools']);
 SELECT tables_are('enrollment', ARRAY['enrollment_token', 'node_record', 'audit_event', 'api_key',
     'member', 'tenant_setting', 'api_token', 'audit_chain', 'replay_horizon', 'token_use', 'token_rate',
-    'auto_approve_rule', 'node_group', 'node_address', 'tenant_node_count']);
+    'auto_approve_rule', 'node_group', 'node_address', 'tenant_node_count', 'tenant_node_change']);
 
 SELECT has_function('enrollment', 'create_token',
     ARRAY['text', 'text', 'interval', 'integer', 'text', 'uuid', 'integer']);
@@ -60,6 +60,7 @@ SELECT function_privs_are('enrollment', 'revoke_bound_tokens', ARRAY['uuid[]'], 
 SELECT function_privs_are('enrollment', 'lock_pool_setting', ARRAY['text'], 'public', ARRAY[]::text[]);
 -- the kept node counts of limited tenants (0.7.0): internal
 SELECT table_privs_are('enrollment', 'tenant_node_count', 'public', ARRAY[]::text[]);
+SELECT table_privs_are('enrollment', 'tenant_node_change', 'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'count_tenant_nodes', ARRAY['text'], 'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'node_count_changed', ARRAY[]::text[], 'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'forget_node_count', ARRAY[]::text[], 'public', ARRAY[]::text[]);

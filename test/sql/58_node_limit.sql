@@ -97,12 +97,15 @@ SELECT node_limit IS NULL AS unchanged FROM enrollment.tenant_setting WHERE tena
 SELECT action, object_type, object_id, details FROM enrollment.audit_event
  WHERE tenant = 'licensed' AND action = 'node_limit_set' ORDER BY event_id;
 
--- The count is kept: set_node_limit writes it, every enrollment of a new
--- node and every removal, reinstatement, move or deletion of a node moves
--- it, and it stays equal to a count of the nodes (shown as kept / counted)
+-- The count is kept: set_node_limit writes it, every removal,
+-- reinstatement, move or deletion of a node appends a change, every
+-- enrollment of a new node folds the changes in and adds its node, and it
+-- stays equal to a count of the nodes (shown as kept + changes not folded
+-- yet / counted)
 SET enrollment.tenant = 'counted';
 CREATE FUNCTION pg_temp.kept() RETURNS text LANGUAGE sql AS $$
   SELECT coalesce((SELECT nodes FROM enrollment.tenant_node_count WHERE tenant = 'counted')::text, 'none')
+      || ' + ' || (SELECT coalesce(sum(delta), 0) FROM enrollment.tenant_node_change WHERE tenant = 'counted')
       || ' / ' || (SELECT count(*) FROM enrollment.node_record WHERE tenant = 'counted' AND status <> 'removed')
 $$;
 SELECT token AS kt FROM enrollment.create_token('reusable') \gset
@@ -138,13 +141,17 @@ SELECT status FROM enrollment.enroll(:'kt', 'k-10');
 SELECT pg_stat_get_xact_numscans('enrollment.node_record_tenant_enrolled_at_idx'::regclass) - :scans AS fleet_scans;
 COMMIT;
 SELECT pg_temp.kept() AS one_more;
--- a limit written by hand drops it; the fleet is counted until an
--- enrollment succeeds, which keeps it again
-UPDATE enrollment.tenant_setting SET node_limit = 9 WHERE tenant = 'counted';
+-- a limit written by hand drops it; the fleet is counted (and the limit
+-- holds) until set_node_limit keeps it again
+UPDATE enrollment.tenant_setting SET node_limit = 7 WHERE tenant = 'counted';
 SELECT pg_temp.kept() AS limit_by_hand;
 SELECT ok FROM enrollment.check_token(:'kt');
 SELECT status FROM enrollment.enroll(:'kt', 'k-11');
-SELECT pg_temp.kept() AS counted_again;
+SELECT pg_temp.kept() AS still_counted;
+SELECT ok, error FROM enrollment.check_token(:'kt');
+SELECT err(format('SELECT enrollment.enroll(%L, %L)', :'kt', 'k-12'));
+SELECT enrollment.set_node_limit(9) AS nodes_now;
+SELECT pg_temp.kept() AS kept_again;
 -- a TRUNCATE of the nodes drops it too
 BEGIN;
 SET LOCAL client_min_messages = warning;
