@@ -175,7 +175,6 @@ tenant_nodes_now(Datum tenant)
 {
 	Datum		v[2];
 	bool		n[2];
-
 	Snapshot	snapshot;
 	bool		kept;
 	int64		nodes = 0;
