@@ -836,13 +836,14 @@ COMMENT ON FUNCTION enrollment.set_api_token_prefix(text) IS
 -- nodes the tenant has removes none; it stops new enrollments until enough
 -- are removed.  Returns the nodes the tenant has now (not removed).  It
 -- holds up every enrollment of the database while it runs (src/node_limit.c).
--- A tenant's nodes that are not removed, counted under the newest snapshot
--- (set_node_limit's count, which it keeps in tenant_node_count).
-CREATE FUNCTION enrollment.count_tenant_nodes(tenant text) RETURNS bigint
-    AS 'MODULE_PATHNAME', 'enrollment_count_tenant_nodes' LANGUAGE C VOLATILE STRICT;
-COMMENT ON FUNCTION enrollment.count_tenant_nodes(text) IS
-    'Nodes not removed of a tenant, as committed now (internal: set_node_limit)';
-REVOKE ALL ON FUNCTION enrollment.count_tenant_nodes(text) FROM PUBLIC;
+-- set_node_limit's count: drops the tenant's kept count and the changes
+-- appended to it, and counts its nodes that are not removed, both under the
+-- newest snapshot (src/node_limit.c).
+CREATE FUNCTION enrollment.recount_tenant_nodes(tenant text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'enrollment_recount_tenant_nodes' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION enrollment.recount_tenant_nodes(text) IS
+    'Drops a tenant''s kept node count and counts its nodes not removed, as committed now (internal: set_node_limit)';
+REVOKE ALL ON FUNCTION enrollment.recount_tenant_nodes(text) FROM PUBLIC;
 
 CREATE FUNCTION enrollment.set_node_limit(node_limit integer) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
@@ -863,8 +864,8 @@ BEGIN
     ON CONFLICT (tenant) DO UPDATE SET node_limit = excluded.node_limit;
     -- its nodes as committed now, whatever the isolation level; none is
     -- being written (the lock above), so the count kept from here is exact
-    -- (the upsert's trigger dropped the count kept before, if any)
-    n := enrollment.count_tenant_nodes(t);
+    -- (what was kept before, and changes a removal left, are dropped first)
+    n := enrollment.recount_tenant_nodes(t);
     IF set_node_limit.node_limit IS NOT NULL THEN
         INSERT INTO enrollment.tenant_node_count AS c (tenant, nodes) VALUES (t, n)
         ON CONFLICT (tenant) DO UPDATE SET nodes = excluded.nodes;
@@ -1291,7 +1292,8 @@ ALTER TABLE enrollment.token_rate ENABLE ALWAYS TRIGGER limits_truncated;
 -- setting row, and a TRUNCATE, drop the tenant's rows (trigger
 -- forget_node_count); without a row the nodes are counted at each call
 -- until set_node_limit.  Nodes inserted into node_record other than by
--- enroll are not added.
+-- enroll are not added.  Both tables belong to their database: they are
+-- not to be published for logical replication.
 CREATE TABLE enrollment.tenant_node_count (
     tenant  text PRIMARY KEY,
     nodes   bigint NOT NULL
@@ -1301,8 +1303,9 @@ COMMENT ON TABLE enrollment.tenant_node_count IS
 SELECT pg_catalog.pg_extension_config_dump('enrollment.tenant_node_count', '');
 REVOKE ALL ON enrollment.tenant_node_count FROM PUBLIC;
 CREATE TABLE enrollment.tenant_node_change (
-    tenant  text NOT NULL,
-    delta   integer NOT NULL
+    change_id  uuid PRIMARY KEY DEFAULT enrollment.uuid_v7(),   -- a replica identity
+    tenant     text NOT NULL,
+    delta      integer NOT NULL
 );
 CREATE INDEX tenant_node_change_tenant_idx ON enrollment.tenant_node_change (tenant);
 COMMENT ON TABLE enrollment.tenant_node_change IS

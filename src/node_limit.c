@@ -31,21 +31,24 @@
  * so set_node_limit counts them once, while it holds node_record in SHARE
  * mode (no node can be written), and keeps the count in tenant_node_count.
  * A node removed, reinstated, moved to another tenant or deleted appends a
- * change of one to tenant_node_change (trigger node_count_changed, where a
- * count is kept), in its own transaction and without a lock: an INSERT
- * waits for nobody and fails nobody, at any isolation level, and a bulk
- * removal appends one row per node.  An enrollment of a new node, holding
- * the tenant's setting row, folds the committed changes into the count in
- * one statement under the newest snapshot (deleting them) and adds its own
- * node; it is the only writer of the count apart from set_node_limit and
- * the hand changes of the setting row that drop it (trigger
- * forget_node_count), and all of those wait for its lock or for its
- * ROW EXCLUSIVE lock on node_record, so nothing else changes those rows
- * meanwhile and no 40001 comes of it.  A change under way is not folded
- * and not counted: as before, the limit counts what has committed.
+ * change of one to tenant_node_change (trigger node_count_changed, where
+ * the tenant has a limit), in its own transaction and without a lock: an
+ * INSERT waits for nobody, and a bulk removal appends one row per node.  An
+ * enrollment of a new node, holding the tenant's setting row, folds the
+ * committed changes into the count in one statement under the newest
+ * snapshot (deleting them) and adds its own node.  It is the only writer of
+ * the count apart from set_node_limit and the hand changes of the setting
+ * row that drop it (trigger forget_node_count), and all of those wait for
+ * its lock or for its ROW EXCLUSIVE lock on node_record, so nothing else
+ * changes those rows meanwhile and no 40001 comes of it at READ COMMITTED
+ * or REPEATABLE READ (SERIALIZABLE's predicate locks may fail an
+ * overlapping removal or enrollment, as they see each read what the other
+ * writes).  A change under way is not folded and not counted: as before,
+ * the limit counts what has committed.
  * check_token reads the count and sums the changes not folded yet.  Where
  * no count is kept (a limit written by hand, a TRUNCATE), the nodes are
- * counted as before, until set_node_limit.
+ * counted as before, until set_node_limit, which first drops whatever was
+ * kept or appended before (recount_tenant_nodes).
  *
  * Creating a token that would enroll new nodes warns (capacity_warning)
  * when the tenant is at 90 % of its limit or above; the token is created
@@ -290,15 +293,25 @@ enr_node_limit_reached(Datum tenant)
 }
 
 /*
- * enrollment.count_tenant_nodes(tenant text): set_node_limit's count, made
- * under the newest snapshot while it holds node_record in SHARE mode, so it
- * is exact at any isolation level.  Revoked from PUBLIC.
+ * enrollment.recount_tenant_nodes(tenant text): set_node_limit's count.
+ * It holds node_record in SHARE mode, so no node is being written and no
+ * removal is under way: the tenant's kept count and every change appended
+ * to it (one a removal left behind after a hand change of the setting row
+ * dropped the count, say) are dropped, and the nodes counted, under the
+ * newest snapshot, so exactly at any isolation level.  Revoked from PUBLIC.
  */
-PG_FUNCTION_INFO_V1(enrollment_count_tenant_nodes);
+PG_FUNCTION_INFO_V1(enrollment_recount_tenant_nodes);
 Datum
-enrollment_count_tenant_nodes(PG_FUNCTION_ARGS)
+enrollment_recount_tenant_nodes(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(count_nodes_now(PG_GETARG_DATUM(0)));
+	Datum		a[1] = {PG_GETARG_DATUM(0)};
+
+	SPI_connect();
+	if (SPI_execute_snapshot(enr_prepare(&forget_count_plan), a, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, false, false, 0) < 0)
+		elog(ERROR, "could not drop the kept node count of the tenant");
+	SPI_finish();
+	PG_RETURN_INT64(count_nodes_now(a[0]));
 }
 
 /* Is this node_record row one the limit counts (not removed)? */
@@ -312,18 +325,23 @@ counted(HeapTuple tuple, TupleDesc desc, AttrNumber status)
 }
 
 /*
- * Append a change of delta to the tenant's kept node count, if one is kept
- * (a count that appears later is made with this transaction's change
- * already committed: set_node_limit waits for it)
+ * Append a change of delta to the tenant's kept node count, if the tenant
+ * has a limit (a count made later is made with this change committed:
+ * set_node_limit waits for it, and drops it).  Whether the tenant has a
+ * limit is read from its setting row, which enrollments lock but do not
+ * write, not from the count, which they write, so that the count adds no
+ * read of the other's writes to a removal (under SERIALIZABLE an
+ * overlapping removal and enrollment may still fail with 40001 through
+ * node_record).  A change appended where no count is kept is left alone by
+ * the readers and dropped by the next fold or count.
  */
 static void
 append_change(Datum tenant, int32 delta)
 {
 	Datum		a[2] = {tenant, Int32GetDatum(delta)};
-	Datum		v[2];
-	bool		n[2];
+	int32		limit;
 
-	if (!enr_probe_newest(&count_by_tenant, tenant, v, n))
+	if (!tenant_limit(tenant, &limit))
 		return;
 	SPI_connect();
 	if (SPI_execute_snapshot(enr_prepare(&append_change_plan), a, NULL, GetLatestSnapshot(),
@@ -398,8 +416,10 @@ enrollment_node_count_changed(PG_FUNCTION_ARGS)
  * limit or tenant changed, or the row deleted: that tenant's kept count and
  * changes go) and of a TRUNCATE of tenant_setting or node_record (all of
  * them go).  Under the newest snapshot, so that at REPEATABLE READ too it
- * drops what an enrollment committed after the snapshot; none is under
- * way, as the row's change or the TRUNCATE waited for it.
+ * drops what an enrollment committed after the snapshot; no enrollment is
+ * under way, as the row's change or the TRUNCATE waited for its lock.  A
+ * removal may be: the change it appends after this is left without a
+ * count, and set_node_limit drops it (recount_tenant_nodes).
  */
 PG_FUNCTION_INFO_V1(enrollment_forget_node_count);
 Datum
