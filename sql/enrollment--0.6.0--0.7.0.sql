@@ -115,11 +115,13 @@ ALTER TABLE enrollment.token_rate ENABLE ALWAYS TRIGGER limits_truncated;
 -- count made while no node can be written; each enrollment of a new node
 -- folds into it, under the tenant's setting-row lock, the changes appended
 -- since and its own node.  A node removed, reinstated, moved or deleted
--- appends a change of one (tenant_node_change, trigger node_count_changed)
--- and takes no lock, in the transaction that changes the node: so any
+-- appends a change of one where a count is kept (tenant_node_change,
+-- trigger node_count_changed) and takes no lock, in the transaction that
+-- changes the node: so any
 -- snapshot, a dump's too, sees the count of the nodes it sees, and both
--- tables are dumped with them.  Any other change of the limit or of the
--- setting row, and a TRUNCATE, drop the tenant's rows (trigger
+-- tables are dumped with them.  A change of the limit or of the tenant's
+-- name in the setting row, its deletion, and a TRUNCATE of tenant_setting,
+-- node_record or tenant_node_change drop the tenant's rows (trigger
 -- forget_node_count); without a row the nodes are counted at each call
 -- until set_node_limit.  Nodes inserted into node_record other than by
 -- enroll are not added.  Both tables belong to their database: they are
@@ -143,8 +145,12 @@ COMMENT ON TABLE enrollment.tenant_node_change IS
 SELECT pg_catalog.pg_extension_config_dump('enrollment.tenant_node_change', '');
 REVOKE ALL ON enrollment.tenant_node_change FROM PUBLIC;
 
+-- The two triggers write the owner's tables: they run as the owner, so
+-- that a role granted UPDATE or DELETE on node_record or tenant_setting
+-- needs no privilege on the count tables.
 CREATE FUNCTION enrollment.node_count_changed() RETURNS trigger
-    AS 'MODULE_PATHNAME', 'enrollment_node_count_changed' LANGUAGE C;
+    AS 'MODULE_PATHNAME', 'enrollment_node_count_changed'
+    LANGUAGE C SECURITY DEFINER SET search_path = '';
 COMMENT ON FUNCTION enrollment.node_count_changed() IS
     'Trigger of node_record: a node removed, reinstated, moved or deleted appends a change of its tenant''s kept node count';
 REVOKE ALL ON FUNCTION enrollment.node_count_changed() FROM PUBLIC;
@@ -153,7 +159,8 @@ CREATE TRIGGER node_count_changed AFTER UPDATE OF status, tenant OR DELETE ON en
 ALTER TABLE enrollment.node_record ENABLE ALWAYS TRIGGER node_count_changed;
 
 CREATE FUNCTION enrollment.forget_node_count() RETURNS trigger
-    AS 'MODULE_PATHNAME', 'enrollment_forget_node_count' LANGUAGE C;
+    AS 'MODULE_PATHNAME', 'enrollment_forget_node_count'
+    LANGUAGE C SECURITY DEFINER SET search_path = '';
 COMMENT ON FUNCTION enrollment.forget_node_count() IS
     'Trigger of tenant_setting and node_record: drops kept node counts that may no longer hold';
 REVOKE ALL ON FUNCTION enrollment.forget_node_count() FROM PUBLIC;
@@ -163,9 +170,12 @@ CREATE TRIGGER forget_node_counts AFTER TRUNCATE ON enrollment.tenant_setting
     FOR EACH STATEMENT EXECUTE FUNCTION enrollment.forget_node_count();
 CREATE TRIGGER forget_node_counts AFTER TRUNCATE ON enrollment.node_record
     FOR EACH STATEMENT EXECUTE FUNCTION enrollment.forget_node_count();
+CREATE TRIGGER forget_node_counts AFTER TRUNCATE ON enrollment.tenant_node_change
+    FOR EACH STATEMENT EXECUTE FUNCTION enrollment.forget_node_count();
 ALTER TABLE enrollment.tenant_setting ENABLE ALWAYS TRIGGER forget_node_count;
 ALTER TABLE enrollment.tenant_setting ENABLE ALWAYS TRIGGER forget_node_counts;
 ALTER TABLE enrollment.node_record ENABLE ALWAYS TRIGGER forget_node_counts;
+ALTER TABLE enrollment.tenant_node_change ENABLE ALWAYS TRIGGER forget_node_counts;
 
 -- Set (NULL: lift) a reusable token's limit of enrollments per hour; returns
 -- its enrollments of the last hour.  The token row is locked as an

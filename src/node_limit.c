@@ -37,9 +37,10 @@
  * enrollment of a new node, holding the tenant's setting row, folds the
  * committed changes into the count in one statement under the newest
  * snapshot (deleting them) and adds its own node.  It is the only writer of
- * the count apart from set_node_limit and the hand changes of the setting
- * row that drop it (trigger forget_node_count), and all of those wait for
- * its lock or for its ROW EXCLUSIVE lock on node_record, so nothing else
+ * the count apart from set_node_limit and what drops it (trigger
+ * forget_node_count: hand changes of the setting row, TRUNCATEs), and all
+ * of those wait for its row lock, for its ROW EXCLUSIVE lock on
+ * node_record or, for a TRUNCATE, for any lock at all, so nothing else
  * changes those rows meanwhile and no 40001 comes of it at READ COMMITTED
  * or REPEATABLE READ (SERIALIZABLE's predicate locks may fail an
  * overlapping removal or enrollment, as they see each read what the other
@@ -306,6 +307,8 @@ enrollment_recount_tenant_nodes(PG_FUNCTION_ARGS)
 {
 	Datum		a[1] = {PG_GETARG_DATUM(0)};
 
+	/* set_node_limit holds it already; called alone, it takes it */
+	LockRelationOid(enr_node_record_relid(), ShareLock);
 	SPI_connect();
 	if (SPI_execute_snapshot(enr_prepare(&forget_count_plan), a, NULL, GetLatestSnapshot(),
 							 InvalidSnapshot, false, false, 0) < 0)
@@ -326,22 +329,20 @@ counted(HeapTuple tuple, TupleDesc desc, AttrNumber status)
 
 /*
  * Append a change of delta to the tenant's kept node count, if the tenant
- * has a limit (a count made later is made with this change committed:
- * set_node_limit waits for it, and drops it).  Whether the tenant has a
- * limit is read from its setting row, which enrollments lock but do not
- * write, not from the count, which they write, so that the count adds no
- * read of the other's writes to a removal (under SERIALIZABLE an
- * overlapping removal and enrollment may still fail with 40001 through
- * node_record).  A change appended where no count is kept is left alone by
- * the readers and dropped by the next fold or count.
+ * has a limit and a count is kept (a count made later is made with this
+ * change committed: set_node_limit waits for it).  Where none is kept (a
+ * limit written by hand, a subscriber's applied limit) nothing is
+ * appended, so nothing piles up that no enrollment would fold.
  */
 static void
 append_change(Datum tenant, int32 delta)
 {
 	Datum		a[2] = {tenant, Int32GetDatum(delta)};
+	Datum		v[2];
+	bool		n[2];
 	int32		limit;
 
-	if (!tenant_limit(tenant, &limit))
+	if (!tenant_limit(tenant, &limit) || !enr_probe_newest(&count_by_tenant, tenant, v, n))
 		return;
 	SPI_connect();
 	if (SPI_execute_snapshot(enr_prepare(&append_change_plan), a, NULL, GetLatestSnapshot(),
@@ -414,8 +415,8 @@ enrollment_node_count_changed(PG_FUNCTION_ARGS)
 /*
  * enrollment.forget_node_count(): the trigger of tenant_setting (a row's
  * limit or tenant changed, or the row deleted: that tenant's kept count and
- * changes go) and of a TRUNCATE of tenant_setting or node_record (all of
- * them go).  Under the newest snapshot, so that at REPEATABLE READ too it
+ * changes go) and of a TRUNCATE of tenant_setting, node_record or
+ * tenant_node_change (all of them go).  Under the newest snapshot, so that at REPEATABLE READ too it
  * drops what an enrollment committed after the snapshot; no enrollment is
  * under way, as the row's change or the TRUNCATE waited for its lock.  A
  * removal may be: the change it appends after this is left without a

@@ -72,7 +72,7 @@ typedef struct EnrProbeHint
 
 /*
  * tables resolved in this backend, for the invalidation callback: every
- * EnrProbeTable of the library fits (13 in 0.7.0), with room to grow
+ * EnrProbeTable of the library fits (14 in 0.7.0), with room to grow
  */
 static EnrProbeTable *resolved[32];
 static int	nresolved = 0;

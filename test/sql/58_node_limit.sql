@@ -133,6 +133,22 @@ UPDATE enrollment.node_record SET status = 'pending_approval' WHERE tenant = 'co
 SELECT pg_temp.kept() AS pending_counts_too;
 UPDATE enrollment.node_record SET tenant = 'elsewhere' WHERE tenant = 'counted' AND name = 'k-4';
 SELECT pg_temp.kept() AS moved_away;
+UPDATE enrollment.node_record SET tenant = 'counted' WHERE tenant = 'elsewhere' AND name = 'k-4';
+SELECT pg_temp.kept() AS moved_back;
+-- the triggers run as the owner: a role granted UPDATE on node_record alone
+-- removes a node by hand, and the count follows
+CREATE ROLE regress_node_editor;
+GRANT USAGE ON SCHEMA enrollment TO regress_node_editor;
+GRANT SELECT, UPDATE ON enrollment.node_record TO regress_node_editor;
+GRANT EXECUTE ON FUNCTION enrollment.node_record_rules(enrollment.node_record) TO regress_node_editor;
+SET ROLE regress_node_editor;
+UPDATE enrollment.node_record SET status = 'removed', removed_at = now() WHERE tenant = 'counted' AND name = 'k-4';
+RESET ROLE;
+SELECT pg_temp.kept() AS removed_by_a_granted_role;
+REVOKE ALL ON enrollment.node_record FROM regress_node_editor;
+REVOKE ALL ON FUNCTION enrollment.node_record_rules(enrollment.node_record) FROM regress_node_editor;
+REVOKE ALL ON SCHEMA enrollment FROM regress_node_editor;
+DROP ROLE regress_node_editor;
 -- with the count kept, neither check_token nor enroll reads the fleet
 BEGIN;
 SELECT pg_stat_get_xact_numscans('enrollment.node_record_tenant_enrolled_at_idx'::regclass) AS scans \gset
@@ -152,11 +168,24 @@ SELECT ok, error FROM enrollment.check_token(:'kt');
 SELECT err(format('SELECT enrollment.enroll(%L, %L)', :'kt', 'k-12'));
 SELECT enrollment.set_node_limit(9) AS nodes_now;
 SELECT pg_temp.kept() AS kept_again;
--- a TRUNCATE of the nodes drops it too
+-- a TRUNCATE of the nodes, of the settings or of the changes drops it
+-- too, and so does a rename of the tenant's setting row
 BEGIN;
 SET LOCAL client_min_messages = warning;
 TRUNCATE enrollment.node_record CASCADE;
-SELECT pg_temp.kept() AS truncated;
+SELECT pg_temp.kept() AS nodes_truncated;
+ROLLBACK;
+BEGIN;
+TRUNCATE enrollment.tenant_setting;
+SELECT pg_temp.kept() AS settings_truncated;
+ROLLBACK;
+BEGIN;
+TRUNCATE enrollment.tenant_node_change;
+SELECT pg_temp.kept() AS changes_truncated;
+ROLLBACK;
+BEGIN;
+UPDATE enrollment.tenant_setting SET tenant = 'renamed' WHERE tenant = 'counted';
+SELECT pg_temp.kept() AS renamed;
 ROLLBACK;
 -- lifted, it is dropped
 SELECT enrollment.set_node_limit(NULL) AS nodes_now;
