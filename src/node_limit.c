@@ -416,11 +416,13 @@ enrollment_node_count_changed(PG_FUNCTION_ARGS)
  * enrollment.forget_node_count(): the trigger of tenant_setting (a row's
  * limit or tenant changed, or the row deleted: that tenant's kept count and
  * changes go) and of a TRUNCATE of tenant_setting, node_record or
- * tenant_node_change (all of them go).  Under the newest snapshot, so that at REPEATABLE READ too it
- * drops what an enrollment committed after the snapshot; no enrollment is
- * under way, as the row's change or the TRUNCATE waited for its lock.  A
- * removal may be: the change it appends after this is left without a
- * count, and set_node_limit drops it (recount_tenant_nodes).
+ * tenant_node_change (all of them go).  Under the newest snapshot, so that
+ * at REPEATABLE READ too it drops what an enrollment committed after the
+ * snapshot; no enrollment is under way, as the row's change or the
+ * TRUNCATE waited for its lock.  A removal may be: a change it appended
+ * before is left without a count, which readers ignore and set_node_limit
+ * drops (recount_tenant_nodes); one it appends after finds no count and is
+ * not written (append_change).
  */
 PG_FUNCTION_INFO_V1(enrollment_forget_node_count);
 Datum
@@ -435,7 +437,7 @@ enrollment_forget_node_count(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("enrollment.forget_node_count() must fire as an AFTER trigger"),
 				 errdetail("It was called otherwise."),
-				 errhint("Leave it to the triggers of enrollment.tenant_setting and enrollment.node_record.")));
+				 errhint("Leave it to the triggers of enrollment.tenant_setting, enrollment.node_record and enrollment.tenant_node_change.")));
 	SPI_connect();
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 		rc = SPI_execute_snapshot(enr_prepare(&forget_counts_plan), NULL, NULL, GetLatestSnapshot(),
