@@ -31,38 +31,47 @@
 #include "enrollment.h"
 #include "probe.h"
 
+/* What scan_through adds up over the rows it finds */
+typedef enum
+{
+	SCAN_COUNT,					/* every row */
+	SCAN_COUNT_NOT_REMOVED,		/* rows whose column (status) is not removed */
+	SCAN_SUM					/* the int4 column of each row */
+} ScanMeasure;
+
 /*
- * The rows of node_record that the index finds for the scan keys, visible
- * to the snapshot; with skip_removed, those whose status is not removed.
+ * Scan the table relid through indexname with the keys, under the
+ * snapshot, and add up the rows found (measure, over column colname where
+ * it needs one)
  */
 static int64
-count_through(const char *indexname, ScanKey keys, int nkeys, Snapshot snapshot,
-			  bool skip_removed)
+scan_through(Oid relid, const char *indexname, ScanKey keys, int nkeys,
+			 Snapshot snapshot, ScanMeasure measure, const char *colname)
 {
-	Relation	heap = table_open(enr_node_record_relid(), AccessShareLock);
+	Relation	heap = table_open(relid, AccessShareLock);
 	Relation	idx = index_open(enr_schema_relid_required(indexname), AccessShareLock);
-	AttrNumber	status = skip_removed ? get_attnum(RelationGetRelid(heap), "status") : InvalidAttrNumber;
+	AttrNumber	col = colname ? get_attnum(RelationGetRelid(heap), colname) : InvalidAttrNumber;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
 	IndexScanDesc scan = index_beginscan(heap, idx, snapshot, nkeys, 0);
 	int64		n = 0;
 
-	if (skip_removed && status == InvalidAttrNumber)
-		elog(ERROR, "node_record has no column status");
+	if (measure != SCAN_COUNT && col == InvalidAttrNumber)
+		elog(ERROR, "%s has no column %s", RelationGetRelationName(heap), colname ? colname : "(none)");
 	/* compare as the index orders (text keys: the column's collation) */
 	for (int k = 0; k < nkeys; k++)
 		keys[k].sk_collation = idx->rd_indcollation[k];
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		if (skip_removed)
-		{
-			bool		isnull;
-			Datum		d = slot_getattr(slot, status, &isnull);
+		bool		isnull = true;
+		Datum		d = measure == SCAN_COUNT ? (Datum) 0 : slot_getattr(slot, col, &isnull);
 
-			if (!isnull && enr_text_is(DatumGetTextPP(d), "removed"))
-				continue;
-		}
-		n++;
+		if (measure == SCAN_COUNT)
+			n++;
+		else if (measure == SCAN_SUM)
+			n += isnull ? 0 : DatumGetInt32(d);
+		else if (isnull || !enr_text_is(DatumGetTextPP(d), "removed"))
+			n++;
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -78,7 +87,8 @@ enr_count_tenant_nodes(Datum tenant, Snapshot snapshot)
 	ScanKeyData key[1];
 
 	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_TEXTEQ, tenant);
-	return count_through("node_record_tenant_enrolled_at_idx", key, 1, snapshot, true);
+	return scan_through(enr_node_record_relid(), "node_record_tenant_enrolled_at_idx", key, 1, snapshot,
+						SCAN_COUNT_NOT_REMOVED, "status");
 }
 
 /*
@@ -88,32 +98,12 @@ enr_count_tenant_nodes(Datum tenant, Snapshot snapshot)
 int64
 enr_sum_node_changes(Datum tenant, Snapshot snapshot)
 {
-	Relation	heap = table_open(enr_schema_relid_required("tenant_node_change"), AccessShareLock);
-	Relation	idx = index_open(enr_schema_relid_required("tenant_node_change_tenant_idx"), AccessShareLock);
-	AttrNumber	delta = get_attnum(RelationGetRelid(heap), "delta");
-	TupleTableSlot *slot = table_slot_create(heap, NULL);
-	IndexScanDesc scan = index_beginscan(heap, idx, snapshot, 1, 0);
 	ScanKeyData key[1];
-	int64		sum = 0;
 
-	if (delta == InvalidAttrNumber)
-		elog(ERROR, "tenant_node_change has no column delta");
 	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_TEXTEQ, tenant);
-	key[0].sk_collation = idx->rd_indcollation[0];
-	index_rescan(scan, key, 1, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-		Datum		d = slot_getattr(slot, delta, &isnull);
-
-		if (!isnull)
-			sum += DatumGetInt32(d);
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, NoLock);
-	table_close(heap, NoLock);
-	return sum;
+	return scan_through(enr_schema_relid_required("tenant_node_change"), "tenant_node_change_tenant_idx",
+						key, 1, snapshot,
+						SCAN_SUM, "delta");
 }
 
 /*
@@ -128,5 +118,6 @@ enr_count_token_nodes_since(Datum token_id, TimestampTz since, Snapshot snapshot
 	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_UUID_EQ, token_id);
 	ScanKeyInit(&key[1], 2, BTGreaterStrategyNumber, F_TIMESTAMPTZ_GT,
 				TimestampTzGetDatum(since));
-	return count_through("node_record_enrolled_by_idx", key, 2, snapshot, false);
+	return scan_through(enr_node_record_relid(), "node_record_enrolled_by_idx", key, 2, snapshot,
+						SCAN_COUNT, NULL);
 }
