@@ -114,7 +114,7 @@ ALTER TABLE enrollment.token_rate ENABLE ALWAYS TRIGGER limits_truncated;
 -- (0.7.0, src/node_limit.c).  set_node_limit writes a tenant's row from a
 -- count made while no node can be written; each enrollment of a new node
 -- folds into it, under the tenant's setting-row lock, the changes appended
--- since and its own node.  A node removed, reinstated, moved or deleted
+-- since and its own node, and the worker folds them every round.  A node removed, reinstated, moved or deleted
 -- appends a change of one where a count is kept (tenant_node_change,
 -- trigger node_count_changed) and takes no lock, in the transaction that
 -- changes the node: so any
@@ -131,7 +131,7 @@ CREATE TABLE enrollment.tenant_node_count (
     nodes   bigint NOT NULL
 );
 COMMENT ON TABLE enrollment.tenant_node_count IS
-    'Nodes not removed of each tenant with a node limit, as of the last enrollment (internal)';
+    'Nodes not removed of each tenant with a node limit, as of the last fold of its changes (internal)';
 SELECT pg_catalog.pg_extension_config_dump('enrollment.tenant_node_count', '');
 REVOKE ALL ON enrollment.tenant_node_count FROM PUBLIC;
 CREATE TABLE enrollment.tenant_node_change (
@@ -141,7 +141,7 @@ CREATE TABLE enrollment.tenant_node_change (
 );
 CREATE INDEX tenant_node_change_tenant_idx ON enrollment.tenant_node_change (tenant);
 COMMENT ON TABLE enrollment.tenant_node_change IS
-    'Changes of a kept node count since the last enrollment: nodes removed, reinstated, moved or deleted (internal)';
+    'Changes of a kept node count since its last fold: nodes removed, reinstated, moved or deleted (internal)';
 SELECT pg_catalog.pg_extension_config_dump('enrollment.tenant_node_change', '');
 REVOKE ALL ON enrollment.tenant_node_change FROM PUBLIC;
 
@@ -176,6 +176,15 @@ ALTER TABLE enrollment.tenant_setting ENABLE ALWAYS TRIGGER forget_node_count;
 ALTER TABLE enrollment.tenant_setting ENABLE ALWAYS TRIGGER forget_node_counts;
 ALTER TABLE enrollment.node_record ENABLE ALWAYS TRIGGER forget_node_counts;
 ALTER TABLE enrollment.tenant_node_change ENABLE ALWAYS TRIGGER forget_node_counts;
+
+-- The worker's fold of a tenant's changes into its kept count, each round,
+-- so that they do not pile up where no enrollment folds them; it never
+-- waits, and returns the changes folded (src/node_limit.c).
+CREATE FUNCTION enrollment.fold_node_changes(tenant text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'enrollment_fold_node_changes' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION enrollment.fold_node_changes(text) IS
+    'Folds the changes appended to a tenant''s kept node count into it, if its locks are free (the worker calls it every round); returns the changes folded';
+REVOKE ALL ON FUNCTION enrollment.fold_node_changes(text) FROM PUBLIC;
 
 -- Set (NULL: lift) a reusable token's limit of enrollments per hour; returns
 -- its enrollments of the last hour.  The token row is locked as an

@@ -36,10 +36,13 @@
  * INSERT waits for nobody, and a bulk removal appends one row per node.  An
  * enrollment of a new node, holding the tenant's setting row, folds the
  * committed changes into the count in one statement under the newest
- * snapshot (deleting them) and adds its own node.  It is the only writer of
- * the count apart from set_node_limit and what drops it (trigger
+ * snapshot (deleting them) and adds its own node.  The worker folds them
+ * too, every round, in the same way (fold_node_changes) but only where it
+ * gets the row and node_record's lock at once, so that changes do not pile
+ * up where no enrollment succeeds.  Those two are the only writers of the
+ * count apart from set_node_limit and what drops it (trigger
  * forget_node_count: hand changes of the setting row, TRUNCATEs), and all
- * of those wait for its row lock, for its ROW EXCLUSIVE lock on
+ * of those wait for the row lock, for the ROW EXCLUSIVE lock on
  * node_record or, for a TRUNCATE, for any lock at all, so nothing else
  * changes those rows meanwhile and no 40001 comes of it at READ COMMITTED
  * or REPEATABLE READ (SERIALIZABLE's predicate locks may fail an
@@ -96,19 +99,23 @@ static EnrProbeTable count_by_tenant = {
 };
 
 /*
- * An enrollment folds the committed changes into the count and adds its
- * own node, in one statement under one snapshot (the newest); the count
- * before its node is the value returned less one
+ * Fold the committed changes of tenant $1 into its kept count and add $2
+ * nodes (an enrollment's own node: 1; the worker's fold: 0), in one
+ * statement under one snapshot (the newest), deleting the changes.  One
+ * row: the count after it (NULL where none is kept; the changes are
+ * dropped all the same, as nobody reads them without a count) and the
+ * changes folded.
  */
 static EnrPlan fold_count_plan = {
 	.sql = "WITH d AS (DELETE FROM enrollment.tenant_node_change AS c"
-	"  WHERE c.tenant OPERATOR(pg_catalog.=) $1 RETURNING c.delta)"
-	" UPDATE enrollment.tenant_node_count AS k"
-	"    SET nodes = k.nodes OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.+)"
+	"  WHERE c.tenant OPERATOR(pg_catalog.=) $1 RETURNING c.delta),"
+	" k AS (UPDATE enrollment.tenant_node_count AS k"
+	"    SET nodes = k.nodes OPERATOR(pg_catalog.+) $2 OPERATOR(pg_catalog.+)"
 	"        (SELECT COALESCE(pg_catalog.sum(d.delta), 0) FROM d)"
-	"  WHERE k.tenant OPERATOR(pg_catalog.=) $1 RETURNING k.nodes",
-	.nargs = 1,
-	.argtypes = {TEXTOID}
+	"  WHERE k.tenant OPERATOR(pg_catalog.=) $1 RETURNING k.nodes)"
+	" SELECT (SELECT k.nodes FROM k), (SELECT pg_catalog.count(*) FROM d)",
+	.nargs = 2,
+	.argtypes = {TEXTOID, INT8OID}
 };
 
 /* a node removed, reinstated, moved or deleted: a change of the count */
@@ -136,6 +143,14 @@ static EnrPlan forget_counts_plan = {
 static EnrPlan lock_setting_plan = {
 	.sql = "SELECT s.node_limit FROM enrollment.tenant_setting AS s"
 	" WHERE s.tenant OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+	.nargs = 1,
+	.argtypes = {TEXTOID}
+};
+
+/* the same for the worker's fold, which leaves a held row to its holder */
+static EnrPlan try_lock_setting_plan = {
+	.sql = "SELECT FROM enrollment.tenant_setting AS s"
+	" WHERE s.tenant OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED",
 	.nargs = 1,
 	.argtypes = {TEXTOID}
 };
@@ -197,6 +212,33 @@ tenant_nodes_now(Datum tenant)
 }
 
 /*
+ * Run fold_count_plan for the tenant under the newest snapshot (this
+ * transaction's own changes included).  Returns whether a count is kept,
+ * and then puts it (after the fold) in *nodes; *folded, if given, gets the
+ * changes folded.  The caller holds the tenant's setting row, or knows it
+ * has none.
+ */
+static bool
+fold_count(Datum tenant, int64 add, int64 *nodes, int64 *folded)
+{
+	Datum		a[2] = {tenant, Int64GetDatum(add)};
+	bool		isnull;
+	Datum		d;
+
+	CommandCounterIncrement();
+	if (SPI_execute_snapshot(enr_prepare(&fold_count_plan), a, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, false, false, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not fold the node count of the tenant");
+	if (folded != NULL)
+		*folded = DatumGetInt64(enr_getattr(0, 2, &isnull));
+	d = enr_getattr(0, 1, &isnull);
+	if (!isnull)
+		*nodes = DatumGetInt64(d);
+	return !isnull;
+}
+
+/*
  * Before an enrollment writes a new node of the tenant: if the tenant has
  * a node limit, lock its setting row, count its nodes and raise
  * node_limit_exceeded when no slot is free.  Must be called between
@@ -230,12 +272,8 @@ enr_check_node_limit(Datum tenant, const char *token_public_part)
 	 * the kept count, with the changes appended since folded in and this
 	 * enrollment's node added (undone with it if it fails), or a count
 	 */
-	CommandCounterIncrement();	/* this transaction's own changes too */
-	if (SPI_execute_snapshot(enr_prepare(&fold_count_plan), a, NULL, GetLatestSnapshot(),
-							 InvalidSnapshot, false, false, 0) != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not fold the node count of the tenant");
-	if (SPI_processed == 1)
-		nodes = DatumGetInt64(enr_getattr(0, 1, &isnull)) - 1;
+	if (fold_count(tenant, 1, &nodes, NULL))
+		nodes--;
 	else
 		nodes = count_nodes_now(tenant);
 
@@ -315,6 +353,43 @@ enrollment_recount_tenant_nodes(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not drop the kept node count of the tenant");
 	SPI_finish();
 	PG_RETURN_INT64(count_nodes_now(a[0]));
+}
+
+/*
+ * enrollment.fold_node_changes(tenant text): the worker's fold of the
+ * changes appended to the tenant's kept count, so that they do not pile up
+ * where no enrollment folds them (a tenant at its limit that only removes
+ * and reinstates nodes: a refused enrollment's fold is undone with it) and
+ * check_token sums few.  Returns the changes folded.
+ *
+ * It never waits.  It takes node_record's ROW EXCLUSIVE lock, as an
+ * enrollment does, only if free at once (set_node_limit, recounting, holds
+ * SHARE), and the tenant's setting row SKIP LOCKED (an enrollment folding
+ * the same changes holds it): either taken, 0 and nothing done, the next
+ * round will try again.  A tenant without a setting row has no limit, and
+ * its changes (left by a removal that committed after the row's deletion
+ * dropped the count) are dropped.  Revoked from PUBLIC.
+ */
+PG_FUNCTION_INFO_V1(enrollment_fold_node_changes);
+Datum
+enrollment_fold_node_changes(PG_FUNCTION_ARGS)
+{
+	Datum		a[1] = {PG_GETARG_DATUM(0)};
+	Datum		v[2];
+	bool		n[2];
+	int64		nodes,
+				folded = 0;
+
+	if (!ConditionalLockRelationOid(enr_node_record_relid(), RowExclusiveLock))
+		PG_RETURN_INT64(0);
+	SPI_connect();
+	if (SPI_execute_snapshot(enr_prepare(&try_lock_setting_plan), a, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, false, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock the setting row of the tenant");
+	if (SPI_processed == 1 || !enr_probe_newest(&setting_by_tenant, a[0], v, n))
+		(void) fold_count(a[0], 0, &nodes, &folded);
+	SPI_finish();
+	PG_RETURN_INT64(folded);
 }
 
 /* Is this node_record row one the limit counts (not removed)? */

@@ -27,7 +27,7 @@ PG_FUNCTION_INFO_V1(enrollment_stats_reset);
 
 static const char *const worker_counter_names[WORKER_NUM_COUNTERS] = {
 	"runs", "tokens_expired", "tokens_purged", "nonces_forgotten", "stamps_written",
-	"uses_folded"
+	"uses_folded", "node_changes_folded"
 };
 
 static void

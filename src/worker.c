@@ -266,6 +266,22 @@ static EnrPlan fold_plan = {
 };
 
 /*
+ * Changes appended to kept node counts (0.7.0, node_limit.c): the tenants
+ * that have some, then each tenant's folded in a transaction of its own,
+ * so that the tenant's setting row is held for one fold only
+ */
+static EnrPlan changed_tenants_plan = {
+	.sql = "SELECT DISTINCT c.tenant FROM enrollment.tenant_node_change AS c LIMIT $1",
+	.nargs = 1,
+	.argtypes = {INT4OID}
+};
+static EnrPlan fold_node_changes_plan = {
+	.sql = "SELECT enrollment.fold_node_changes($1)",
+	.nargs = 1,
+	.argtypes = {TEXTOID}
+};
+
+/*
  * Rates of tokens that are gone (0.7.0): token_rate has no foreign key,
  * which would put triggers on enrollment_token (enrollment.sql)
  */
@@ -751,6 +767,47 @@ announce_batch(void)
 	return n;
 }
 
+/* run_statement's callback for changed_tenants_plan: keep the tenant */
+static void
+keep_tenant(uint64 row, void *arg)
+{
+	List	  **tenants = (List **) arg;
+	bool		isnull;
+	Datum		d = enr_getattr((int) row, 1, &isnull);
+	MemoryContext old;
+
+	if (isnull)
+		return;
+	old = MemoryContextSwitchTo(round_cxt);	/* not SPI's, freed at SPI_finish */
+	*tenants = lappend(*tenants, TextDatumGetCString(d));
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Fold the changes of up to a batch of tenants into their kept node counts
+ * (what a round leaves for the next: tenants whose locks were taken, and
+ * beyond the batch); returns the changes folded
+ */
+static uint64
+fold_node_changes(void)
+{
+	Datum		a[1] = {Int32GetDatum(enrollment_worker_batch)};
+	List	   *tenants = NIL;
+	ListCell   *lc;
+	uint64		folded = 0;
+
+	run_statement(&changed_tenants_plan, a, "enrollment: finding kept node counts to fold", false,
+				  keep_tenant, &tenants);
+	foreach(lc, tenants)
+	{
+		a[0] = CStringGetTextDatum((char *) lfirst(lc));
+		folded += run_statement(&fold_node_changes_plan, a, "enrollment: folding node count changes",
+								true, NULL, NULL);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return folded;
+}
+
 /* One maintenance round */
 static void
 run_round(const char *dbname, bool *said_missing)
@@ -826,6 +883,9 @@ run_round(const char *dbname, bool *said_missing)
 			CHECK_FOR_INTERRUPTS();
 		} while (n == (uint64) enrollment_worker_batch);
 	}
+
+	if (function_available("fold_node_changes"))
+		enr_count_worker(WORKER_NODE_CHANGES_FOLDED, fold_node_changes());
 
 	if (function_available("set_token_rate"))
 		run_batch(&rate_orphans_plan, NULL, "enrollment: dropping the rates of purged tokens");

@@ -1,6 +1,6 @@
 -- pgTAP: the public API of enrollment, its privileges and its error codes
 BEGIN;
-SELECT plan(78);
+SELECT plan(79);
 
 SELECT has_schema('enrollment');
 SELECT has_extension('enrollment');
@@ -17,7 +17,7 @@ SELECT functions_are('enrollment', ARRAY[
     'verify_api_token', 'set_api_token_prefix', 'api_token_for_management', 'revoke_api_token',
     'delete_api_token', 'reassign_api_token', 'audit_canonical', 'seal_audit',
     'verify_audit_chain', 'purge_audit', 'may_read_audit', 'require_dba', 'enrollment_token_rules', 'node_record_rules', 'uuid_v7',
-    'fold_token_uses', 'recount_tenant_nodes', 'node_count_changed', 'forget_node_count']);
+    'fold_token_uses', 'recount_tenant_nodes', 'fold_node_changes', 'node_count_changed', 'forget_node_count']);
 SELECT views_are('enrollment', ARRAY['tokens', 'nodes', 'audit_log', 'api_keys', 'stats', 'members', 'api_tokens', 'tenant_stats',
     'auto_approve_rules', 'node_groups', 'ip_pools']);
 SELECT tables_are('enrollment', ARRAY['enrollment_token', 'node_record', 'audit_event', 'api_key',
@@ -62,6 +62,7 @@ SELECT function_privs_are('enrollment', 'lock_pool_setting', ARRAY['text'], 'pub
 SELECT table_privs_are('enrollment', 'tenant_node_count', 'public', ARRAY[]::text[]);
 SELECT table_privs_are('enrollment', 'tenant_node_change', 'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'recount_tenant_nodes', ARRAY['text'], 'public', ARRAY[]::text[]);
+SELECT function_privs_are('enrollment', 'fold_node_changes', ARRAY['text'], 'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'node_count_changed', ARRAY[]::text[], 'public', ARRAY[]::text[]);
 SELECT function_privs_are('enrollment', 'forget_node_count', ARRAY[]::text[], 'public', ARRAY[]::text[]);
 SELECT table_privs_are('enrollment', 'node_group', 'public', ARRAY[]::text[]);

@@ -168,6 +168,22 @@ SELECT ok, error FROM enrollment.check_token(:'kt');
 SELECT err(format('SELECT enrollment.enroll(%L, %L)', :'kt', 'k-12'));
 SELECT enrollment.set_node_limit(9) AS nodes_now;
 SELECT pg_temp.kept() AS kept_again;
+-- the worker's fold (one call per tenant each round) moves the changes
+-- into the count, which stays exact
+UPDATE enrollment.node_record SET status = 'removed', removed_at = now()
+ WHERE tenant = 'counted' AND name IN ('k-5', 'k-6');
+SELECT pg_temp.kept() AS two_removed;
+SELECT enrollment.fold_node_changes('counted') AS folded;
+SELECT pg_temp.kept() AS after_the_fold;
+SELECT enrollment.fold_node_changes('counted') AS nothing_left;
+UPDATE enrollment.node_record SET status = 'active', removed_at = NULL
+ WHERE tenant = 'counted' AND name IN ('k-5', 'k-6');
+SELECT enrollment.fold_node_changes('counted') AS folded;
+SELECT pg_temp.kept() AS reinstated_and_folded;
+-- changes of a tenant that keeps no count are dropped: nobody reads them
+INSERT INTO enrollment.tenant_node_change (tenant, delta) VALUES ('gone', -1), ('gone', -1);
+SELECT enrollment.fold_node_changes('gone') AS dropped;
+SELECT count(*) AS left_over FROM enrollment.tenant_node_change WHERE tenant = 'gone';
 -- a TRUNCATE of the nodes, of the settings or of the changes drops it
 -- too, and so does a rename of the tenant's setting row
 BEGIN;

@@ -290,6 +290,25 @@ is($node->safe_psql('postgres',
 ok($node->safe_psql('postgres', "SELECT value FROM enrollment.stats WHERE area = 'worker' AND counter = 'uses_folded'") >= 6,
 	'folded uses are counted');
 
+# changes appended to a limited tenant's kept node count (0.7.0): the
+# worker folds them into the count, which then equals a count of the nodes,
+# though no enrollment followed the removals
+$node->safe_psql('postgres', q{
+	SET enrollment.tenant = 'folded';
+	SELECT count(*) FROM enrollment.create_token('reusable') AS t, generate_series(1, 5) AS i,
+	       LATERAL enrollment.enroll(t.token, 'f-' || i);
+	SELECT enrollment.set_node_limit(5);
+	SELECT count(enrollment.remove_node(node_id)) FROM enrollment.node_record
+	 WHERE tenant = 'folded' AND name IN ('f-1', 'f-2', 'f-3');
+});
+ok( $node->poll_query_until('postgres',
+		"SELECT nodes = 2 AND NOT EXISTS (SELECT FROM enrollment.tenant_node_change) "
+		  . "FROM enrollment.tenant_node_count WHERE tenant = 'folded'"),
+	'the worker folds a kept node count\'s changes into it');
+is($node->safe_psql('postgres',
+		"SELECT value FROM enrollment.stats WHERE area = 'worker' AND counter = 'node_changes_folded'"),
+	'3', 'the three changes folded are counted');
+
 # tokens without a retention clock, as a 0.4.0 library still running after
 # the update (or a restored 0.4.0 dump) writes them: a worker's first round
 # gives them their clock, so they are expired and purged as usual
