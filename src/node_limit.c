@@ -38,8 +38,8 @@
  * committed changes into the count in one statement under the newest
  * snapshot (deleting them) and adds its own node.  The worker folds them
  * too, every round, in the same way (fold_node_changes) but only where it
- * gets the row and node_record's lock at once, so that changes do not pile
- * up where no enrollment succeeds.  Those two are the only writers of the
+ * gets the row and its table locks at once, so that changes do not pile up
+ * where no enrollment succeeds.  Those two are the only writers of the
  * count apart from set_node_limit and what drops it (trigger
  * forget_node_count: hand changes of the setting row, TRUNCATEs), and all
  * of those wait for the row lock, for the ROW EXCLUSIVE lock on
@@ -102,13 +102,15 @@ static EnrProbeTable count_by_tenant = {
  * Fold the committed changes of tenant $1 into its kept count and add $2
  * nodes (an enrollment's own node: 1; the worker's fold: 0), in one
  * statement under one snapshot (the newest), deleting the changes.  One
- * row: the count after it (NULL where none is kept; the changes are
- * dropped all the same, as nobody reads them without a count) and the
- * changes folded.
+ * row: the count after it and the changes folded.  Where no count is kept,
+ * NULL, and the changes stay: a count restored after them (pg_restore
+ * loads tenant_node_change first) needs them, and set_node_limit drops
+ * what it does not.
  */
 static EnrPlan fold_count_plan = {
 	.sql = "WITH d AS (DELETE FROM enrollment.tenant_node_change AS c"
-	"  WHERE c.tenant OPERATOR(pg_catalog.=) $1 RETURNING c.delta),"
+	"  WHERE c.tenant OPERATOR(pg_catalog.=) $1 AND EXISTS (SELECT FROM enrollment.tenant_node_count AS n"
+	"    WHERE n.tenant OPERATOR(pg_catalog.=) $1) RETURNING c.delta),"
 	" k AS (UPDATE enrollment.tenant_node_count AS k"
 	"    SET nodes = k.nodes OPERATOR(pg_catalog.+) $2 OPERATOR(pg_catalog.+)"
 	"        (SELECT COALESCE(pg_catalog.sum(d.delta), 0) FROM d)"
@@ -215,8 +217,7 @@ tenant_nodes_now(Datum tenant)
  * Run fold_count_plan for the tenant under the newest snapshot (this
  * transaction's own changes included).  Returns whether a count is kept,
  * and then puts it (after the fold) in *nodes; *folded, if given, gets the
- * changes folded.  The caller holds the tenant's setting row, or knows it
- * has none.
+ * changes folded.  The caller holds the tenant's setting row.
  */
 static bool
 fold_count(Datum tenant, int64 add, int64 *nodes, int64 *folded)
@@ -356,37 +357,57 @@ enrollment_recount_tenant_nodes(PG_FUNCTION_ARGS)
 }
 
 /*
+ * What the worker's fold locks, each only if it can at once: node_record
+ * as an enrollment does (set_node_limit holds it in SHARE mode while it
+ * counts), and the three tables it reads and writes, so that it waits for
+ * no TRUNCATE, VACUUM FULL, CLUSTER or index build either.
+ */
+static const struct
+{
+	const char *relname;
+	LOCKMODE	mode;
+}			fold_locks[] = {
+	{"node_record", RowExclusiveLock},
+	{"tenant_setting", RowShareLock},
+	{"tenant_node_count", RowExclusiveLock},
+	{"tenant_node_change", RowExclusiveLock}
+};
+
+/*
  * enrollment.fold_node_changes(tenant text): the worker's fold of the
  * changes appended to the tenant's kept count, so that they do not pile up
  * where no enrollment folds them (a tenant at its limit that only removes
  * and reinstates nodes: a refused enrollment's fold is undone with it) and
  * check_token sums few.  Returns the changes folded.
  *
- * It never waits.  It takes node_record's ROW EXCLUSIVE lock, as an
- * enrollment does, only if free at once (set_node_limit, recounting, holds
- * SHARE), and the tenant's setting row SKIP LOCKED (an enrollment folding
- * the same changes holds it): either taken, 0 and nothing done, the next
- * round will try again.  A tenant without a setting row has no limit, and
- * its changes (left by a removal that committed after the row's deletion
- * dropped the count) are dropped.  Revoked from PUBLIC.
+ * It waits for no lock: where one of its tables (fold_locks) or the
+ * tenant's setting row (SKIP LOCKED) is held, by an enrollment folding the
+ * same changes, set_node_limit or anything else, it returns 0, and the next
+ * round tries again.  Holding the row and node_record, it is the only one
+ * writing the count and the changes (see the header).  Where no count is
+ * kept, nothing is folded (fold_count_plan).  Revoked from PUBLIC.
  */
 PG_FUNCTION_INFO_V1(enrollment_fold_node_changes);
 Datum
 enrollment_fold_node_changes(PG_FUNCTION_ARGS)
 {
 	Datum		a[1] = {PG_GETARG_DATUM(0)};
-	Datum		v[2];
-	bool		n[2];
 	int64		nodes,
 				folded = 0;
 
-	if (!ConditionalLockRelationOid(enr_node_record_relid(), RowExclusiveLock))
-		PG_RETURN_INT64(0);
+	for (size_t i = 0; i < lengthof(fold_locks); i++)
+	{
+		Oid			relid = i == 0 ? enr_node_record_relid()
+			: enr_schema_relid_required(fold_locks[i].relname);
+
+		if (!ConditionalLockRelationOid(relid, fold_locks[i].mode))
+			PG_RETURN_INT64(0);
+	}
 	SPI_connect();
 	if (SPI_execute_snapshot(enr_prepare(&try_lock_setting_plan), a, NULL, GetLatestSnapshot(),
 							 InvalidSnapshot, false, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock the setting row of the tenant");
-	if (SPI_processed == 1 || !enr_probe_newest(&setting_by_tenant, a[0], v, n))
+	if (SPI_processed == 1)
 		(void) fold_count(a[0], 0, &nodes, &folded);
 	SPI_finish();
 	PG_RETURN_INT64(folded);

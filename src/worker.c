@@ -266,14 +266,19 @@ static EnrPlan fold_plan = {
 };
 
 /*
- * Changes appended to kept node counts (0.7.0, node_limit.c): the tenants
- * that have some, then each tenant's folded in a transaction of its own,
- * so that the tenant's setting row is held for one fold only
+ * Changes appended to kept node counts (0.7.0, node_limit.c): up to a batch
+ * of the tenants that keep a count and have changes, in order after the
+ * last one of the round before (so that tenants skipped for their locks do
+ * not keep the others out), then each tenant's folded in a transaction of
+ * its own, so that its setting row is held for one fold only
  */
 static EnrPlan changed_tenants_plan = {
-	.sql = "SELECT DISTINCT c.tenant FROM enrollment.tenant_node_change AS c LIMIT $1",
-	.nargs = 1,
-	.argtypes = {INT4OID}
+	.sql = "SELECT k.tenant FROM enrollment.tenant_node_count AS k"
+	" WHERE k.tenant OPERATOR(pg_catalog.>) $2 AND EXISTS (SELECT FROM enrollment.tenant_node_change AS c"
+	"   WHERE c.tenant OPERATOR(pg_catalog.=) k.tenant)"
+	" ORDER BY k.tenant LIMIT $1",
+	.nargs = 2,
+	.argtypes = {INT4OID, TEXTOID}
 };
 static EnrPlan fold_node_changes_plan = {
 	.sql = "SELECT enrollment.fold_node_changes($1)",
@@ -783,6 +788,9 @@ keep_tenant(uint64 row, void *arg)
 	MemoryContextSwitchTo(old);
 }
 
+/* the last tenant whose changes a round folded, where the next one goes on */
+static char *fold_after = NULL;
+
 /*
  * Fold the changes of up to a batch of tenants into their kept node counts
  * (what a round leaves for the next: tenants whose locks were taken, and
@@ -791,7 +799,8 @@ keep_tenant(uint64 row, void *arg)
 static uint64
 fold_node_changes(void)
 {
-	Datum		a[1] = {Int32GetDatum(enrollment_worker_batch)};
+	Datum		a[2] = {Int32GetDatum(enrollment_worker_batch),
+	CStringGetTextDatum(fold_after ? fold_after : "")};
 	List	   *tenants = NIL;
 	ListCell   *lc;
 	uint64		folded = 0;
@@ -800,11 +809,17 @@ fold_node_changes(void)
 				  keep_tenant, &tenants);
 	foreach(lc, tenants)
 	{
-		a[0] = CStringGetTextDatum((char *) lfirst(lc));
-		folded += run_statement(&fold_node_changes_plan, a, "enrollment: folding node count changes",
+		Datum		t[1] = {CStringGetTextDatum((char *) lfirst(lc))};
+
+		folded += run_statement(&fold_node_changes_plan, t, "enrollment: folding node count changes",
 								true, NULL, NULL);
 		CHECK_FOR_INTERRUPTS();
 	}
+	/* a full batch: the next round goes on after it; else from the start */
+	if (fold_after != NULL)
+		pfree(fold_after);
+	fold_after = list_length(tenants) == enrollment_worker_batch
+		? MemoryContextStrdup(TopMemoryContext, (char *) llast(tenants)) : NULL;
 	return folded;
 }
 
@@ -960,6 +975,15 @@ enrollment_worker_main(Datum main_arg pg_attribute_unused())
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	/*
+	 * Each statement of a round locks what it changes (skipping what others
+	 * hold) and reads the newest rows where it must: at a stricter
+	 * default_transaction_isolation (postgresql.conf, ALTER DATABASE) a
+	 * concurrent change would fail a statement, and an error ends the
+	 * worker; under SERIALIZABLE its reads would fail sessions' transactions
+	 * too.  This overrides any other source, a reload's included.
+	 */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("enrollment worker");
 	ereport(LOG, (errmsg("enrollment worker started for database \"%s\"", dbname)));
 	wait_to_be_the_only_worker(dbname);

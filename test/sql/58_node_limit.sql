@@ -180,10 +180,28 @@ UPDATE enrollment.node_record SET status = 'active', removed_at = NULL
  WHERE tenant = 'counted' AND name IN ('k-5', 'k-6');
 SELECT enrollment.fold_node_changes('counted') AS folded;
 SELECT pg_temp.kept() AS reinstated_and_folded;
--- changes of a tenant that keeps no count are dropped: nobody reads them
+-- without a count row nothing is folded, and the changes stay: a restore
+-- loads tenant_node_change before tenant_node_count, and a fold in between
+-- must not drop what the count restored next needs
+UPDATE enrollment.node_record SET status = 'removed', removed_at = now()
+ WHERE tenant = 'counted' AND name = 'k-5';
+CREATE TEMP TABLE restored AS SELECT * FROM enrollment.tenant_node_count WHERE tenant = 'counted';
+DELETE FROM enrollment.tenant_node_count WHERE tenant = 'counted';
+SELECT enrollment.fold_node_changes('counted') AS before_the_count_is_back;
+INSERT INTO enrollment.tenant_node_count SELECT * FROM restored;
+SELECT pg_temp.kept() AS restored;
+SELECT enrollment.fold_node_changes('counted') AS folded;
+UPDATE enrollment.node_record SET status = 'active', removed_at = NULL
+ WHERE tenant = 'counted' AND name = 'k-5';
+SELECT enrollment.fold_node_changes('counted') AS folded;
+-- and changes left without a count are dropped by set_node_limit
 INSERT INTO enrollment.tenant_node_change (tenant, delta) VALUES ('gone', -1), ('gone', -1);
-SELECT enrollment.fold_node_changes('gone') AS dropped;
+SELECT enrollment.fold_node_changes('gone') AS nothing_to_fold_into;
+SET enrollment.tenant = 'gone';
+SELECT enrollment.set_node_limit(NULL) AS nodes_now;
 SELECT count(*) AS left_over FROM enrollment.tenant_node_change WHERE tenant = 'gone';
+DELETE FROM enrollment.tenant_setting WHERE tenant = 'gone';
+SET enrollment.tenant = 'counted';
 -- a TRUNCATE of the nodes, of the settings or of the changes drops it
 -- too, and so does a rename of the tenant's setting row
 BEGIN;

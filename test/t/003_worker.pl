@@ -305,9 +305,38 @@ ok( $node->poll_query_until('postgres',
 		"SELECT nodes = 2 AND NOT EXISTS (SELECT FROM enrollment.tenant_node_change) "
 		  . "FROM enrollment.tenant_node_count WHERE tenant = 'folded'"),
 	'the worker folds a kept node count\'s changes into it');
+# (the counter moves once the round's folds are done, after their commits)
+ok( $node->poll_query_until('postgres',
+		"SELECT value = 3 FROM enrollment.stats WHERE area = 'worker' AND counter = 'node_changes_folded'"),
+	'the three changes folded are counted');
+
+# The worker's transactions are READ COMMITTED whatever the default.  Under
+# a SERIALIZABLE default its fold would read the changes a session's open
+# removal appends to and write the count that removal read, and one of the
+# two would fail with 40001 (the removal, at its commit).
+$node->safe_psql('postgres',
+	"ALTER SYSTEM SET default_transaction_isolation = 'serializable'; SELECT pg_reload_conf()");
+my $rounds = "SELECT value FROM enrollment.stats WHERE area = 'worker' AND counter = 'runs'";
+my $before_reload = $node->safe_psql('postgres', $rounds);
+$node->poll_query_until('postgres', "SELECT ($rounds) >= $before_reload + 2");	# the reload is read
+my $remove = "SELECT count(enrollment.remove_node(node_id)) FROM enrollment.node_record "
+  . "WHERE tenant = 'folded' AND name = ";
+$node->safe_psql('postgres', "SET enrollment.tenant = 'folded'; $remove 'f-4'");
+my $open = $node->background_psql('postgres', on_error_stop => 0);
+$open->query_safe("SET enrollment.tenant = 'folded'; BEGIN; $remove 'f-5'");
+ok( $node->poll_query_until('postgres',
+		"SELECT nodes = 1 AND NOT EXISTS (SELECT FROM enrollment.tenant_node_change) "
+		  . "FROM enrollment.tenant_node_count WHERE tenant = 'folded'"),
+	'serializable default: the worker folds a committed removal beside an open one');
+$open->query('COMMIT');
+is($open->{stderr}, '', 'and the open removal commits');
+$open->quit;
 is($node->safe_psql('postgres',
-		"SELECT value FROM enrollment.stats WHERE area = 'worker' AND counter = 'node_changes_folded'"),
-	'3', 'the three changes folded are counted');
+		"SELECT (SELECT nodes FROM enrollment.tenant_node_count WHERE tenant = 'folded')"
+		  . " + (SELECT coalesce(sum(delta), 0) FROM enrollment.tenant_node_change WHERE tenant = 'folded')"
+		  . " || ' ' || (SELECT count(*) FROM enrollment.node_record WHERE tenant = 'folded' AND status <> 'removed')"),
+	'0 0', 'the kept count with its changes equals a count of the nodes');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET default_transaction_isolation; SELECT pg_reload_conf()');
 
 # tokens without a retention clock, as a 0.4.0 library still running after
 # the update (or a restored 0.4.0 dump) writes them: a worker's first round
