@@ -1348,8 +1348,9 @@ ALTER TABLE enrollment.node_record ENABLE ALWAYS TRIGGER forget_node_counts;
 ALTER TABLE enrollment.tenant_node_change ENABLE ALWAYS TRIGGER forget_node_counts;
 
 -- The worker's fold of a tenant's changes into its kept count, each round,
--- so that they do not pile up where no enrollment folds them; it never
--- waits, and returns the changes folded (src/node_limit.c).
+-- so that they do not pile up where no enrollment folds them; it waits for
+-- no table lock nor for the tenant's setting row, and returns the changes
+-- folded (src/node_limit.c).
 CREATE FUNCTION enrollment.fold_node_changes(tenant text) RETURNS bigint
     AS 'MODULE_PATHNAME', 'enrollment_fold_node_changes' LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION enrollment.fold_node_changes(text) IS

@@ -360,7 +360,10 @@ enrollment_recount_tenant_nodes(PG_FUNCTION_ARGS)
  * What the worker's fold locks, each only if it can at once: node_record
  * as an enrollment does (set_node_limit holds it in SHARE mode while it
  * counts), and the three tables it reads and writes, so that it waits for
- * no TRUNCATE, VACUUM FULL, CLUSTER or index build either.
+ * no TRUNCATE, VACUUM FULL, CLUSTER, REINDEX or index build either: ROW
+ * EXCLUSIVE for tenant_setting too, though it only locks a row there, as
+ * that is what conflicts with the SHARE lock of a REINDEX, which would
+ * hold the primary key the row lock goes through.
  */
 static const struct
 {
@@ -368,7 +371,7 @@ static const struct
 	LOCKMODE	mode;
 }			fold_locks[] = {
 	{"node_record", RowExclusiveLock},
-	{"tenant_setting", RowShareLock},
+	{"tenant_setting", RowExclusiveLock},
 	{"tenant_node_count", RowExclusiveLock},
 	{"tenant_node_change", RowExclusiveLock}
 };
@@ -380,7 +383,7 @@ static const struct
  * and reinstates nodes: a refused enrollment's fold is undone with it) and
  * check_token sums few.  Returns the changes folded.
  *
- * It waits for no lock: where one of its tables (fold_locks) or the
+ * It waits for no table lock: where one of its tables (fold_locks) or the
  * tenant's setting row (SKIP LOCKED) is held, by an enrollment folding the
  * same changes, set_node_limit or anything else, it returns 0, and the next
  * round tries again.  Holding the row and node_record, it is the only one

@@ -961,6 +961,22 @@ wait_to_be_the_only_worker(const char *dbname)
 		pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * Run every transaction of this process at READ COMMITTED, whatever
+ * default_transaction_isolation says (postgresql.conf, ALTER DATABASE or
+ * ROLE, all applied by now; PGC_S_OVERRIDE outlasts a reload too).  Each
+ * statement of a round locks what it changes, skipping what others hold,
+ * and reads the newest rows where it must: at a stricter level a
+ * concurrent change would fail a statement, and an error ends the process
+ * until it is started again; under SERIALIZABLE its reads would fail
+ * sessions' transactions, and on a standby no transaction could start.
+ */
+static void
+read_committed_always(void)
+{
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+}
+
 /* Entry point of the worker process */
 void
 enrollment_worker_main(Datum main_arg pg_attribute_unused())
@@ -975,15 +991,7 @@ enrollment_worker_main(Datum main_arg pg_attribute_unused())
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
-	/*
-	 * Each statement of a round locks what it changes (skipping what others
-	 * hold) and reads the newest rows where it must: at a stricter
-	 * default_transaction_isolation (postgresql.conf, ALTER DATABASE) a
-	 * concurrent change would fail a statement, and an error ends the
-	 * worker; under SERIALIZABLE its reads would fail sessions' transactions
-	 * too.  This overrides any other source, a reload's included.
-	 */
-	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	read_committed_always();
 	pgstat_report_appname("enrollment worker");
 	ereport(LOG, (errmsg("enrollment worker started for database \"%s\"", dbname)));
 	wait_to_be_the_only_worker(dbname);
@@ -1068,6 +1076,7 @@ enrollment_launcher_main(Datum main_arg pg_attribute_unused())
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	read_committed_always();
 
 	/* the list is a postmaster setting: read it once */
 	names = pstrdup(enrollment_database_names);

@@ -188,6 +188,11 @@ UPDATE enrollment.node_record SET status = 'removed', removed_at = now()
 CREATE TEMP TABLE restored AS SELECT * FROM enrollment.tenant_node_count WHERE tenant = 'counted';
 DELETE FROM enrollment.tenant_node_count WHERE tenant = 'counted';
 SELECT enrollment.fold_node_changes('counted') AS before_the_count_is_back;
+-- nor does an enrollment meanwhile (it counts the nodes); the node is not
+-- in the restored count, and is deleted again (which appends nothing)
+SELECT status FROM enrollment.enroll(:'kt', 'k-13');
+SELECT count(*) AS changes_kept FROM enrollment.tenant_node_change WHERE tenant = 'counted';
+DELETE FROM enrollment.node_record WHERE tenant = 'counted' AND name = 'k-13';
 INSERT INTO enrollment.tenant_node_count SELECT * FROM restored;
 SELECT pg_temp.kept() AS restored;
 SELECT enrollment.fold_node_changes('counted') AS folded;

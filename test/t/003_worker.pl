@@ -313,21 +313,34 @@ ok( $node->poll_query_until('postgres',
 # The worker's transactions are READ COMMITTED whatever the default.  Under
 # a SERIALIZABLE default its fold would read the changes a session's open
 # removal appends to and write the count that removal read, and one of the
-# two would fail with 40001 (the removal, at its commit).
+# two would fail with 40001 (the removal, at its commit).  The worker is
+# made to sleep first, so that it folds the committed removal only once the
+# other one is open.
+my $runs = "SELECT value FROM enrollment.stats WHERE area = 'worker' AND counter = 'runs'";
 $node->safe_psql('postgres',
-	"ALTER SYSTEM SET default_transaction_isolation = 'serializable'; SELECT pg_reload_conf()");
-my $rounds = "SELECT value FROM enrollment.stats WHERE area = 'worker' AND counter = 'runs'";
-my $before_reload = $node->safe_psql('postgres', $rounds);
-$node->poll_query_until('postgres', "SELECT ($rounds) >= $before_reload + 2");	# the reload is read
+	"ALTER SYSTEM SET default_transaction_isolation = 'serializable';"
+	  . " ALTER SYSTEM SET enrollment.worker_interval = 3600; SELECT pg_reload_conf()");
+my ($asleep, $seen) = (0, -1);
+for (my $i = 0; $i < 60 && !$asleep; $i++)
+{
+	my $now = $node->safe_psql('postgres', $runs);
+	$asleep = $now == $seen;	# no round for 3 s: it has read the interval
+	$seen = $now;
+	sleep 3 unless $asleep;
+}
+ok($asleep, 'serializable default: the worker sleeps');
 my $remove = "SELECT count(enrollment.remove_node(node_id)) FROM enrollment.node_record "
   . "WHERE tenant = 'folded' AND name = ";
 $node->safe_psql('postgres', "SET enrollment.tenant = 'folded'; $remove 'f-4'");
 my $open = $node->background_psql('postgres', on_error_stop => 0);
 $open->query_safe("SET enrollment.tenant = 'folded'; BEGIN; $remove 'f-5'");
+is($node->safe_psql('postgres', 'SELECT count(*) FROM enrollment.tenant_node_change'),
+	'1', 'the committed removal\'s change waits for the fold, the open one\'s is not seen');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET enrollment.worker_interval; SELECT pg_reload_conf()');
 ok( $node->poll_query_until('postgres',
 		"SELECT nodes = 1 AND NOT EXISTS (SELECT FROM enrollment.tenant_node_change) "
 		  . "FROM enrollment.tenant_node_count WHERE tenant = 'folded'"),
-	'serializable default: the worker folds a committed removal beside an open one');
+	'woken, the worker folds the committed removal beside the open one');
 $open->query('COMMIT');
 is($open->{stderr}, '', 'and the open removal commits');
 $open->quit;
@@ -337,6 +350,8 @@ is($node->safe_psql('postgres',
 		  . " || ' ' || (SELECT count(*) FROM enrollment.node_record WHERE tenant = 'folded' AND status <> 'removed')"),
 	'0 0', 'the kept count with its changes equals a count of the nodes');
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET default_transaction_isolation; SELECT pg_reload_conf()');
+ok($node->poll_query_until('postgres', 'SHOW default_transaction_isolation', 'read committed'),
+	'the default is read committed again');
 
 # tokens without a retention clock, as a 0.4.0 library still running after
 # the update (or a restored 0.4.0 dump) writes them: a worker's first round
