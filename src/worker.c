@@ -969,7 +969,7 @@ wait_to_be_the_only_worker(const char *dbname)
  * and reads the newest rows where it must: at a stricter level a
  * concurrent change would fail a statement, and an error ends the process
  * until it is started again; under SERIALIZABLE its reads would fail
- * sessions' transactions, and on a standby no transaction could start.
+ * sessions' transactions, and on a standby no snapshot could be taken.
  */
 static void
 read_committed_always(void)
