@@ -783,7 +783,7 @@ keep_tenant(uint64 row, void *arg)
 
 	if (isnull)
 		return;
-	old = MemoryContextSwitchTo(round_cxt);	/* not SPI's, freed at SPI_finish */
+	old = MemoryContextSwitchTo(round_cxt);	/* SPI's context goes at SPI_finish */
 	*tenants = lappend(*tenants, TextDatumGetCString(d));
 	MemoryContextSwitchTo(old);
 }
@@ -792,9 +792,9 @@ keep_tenant(uint64 row, void *arg)
 static char *fold_after = NULL;
 
 /*
- * Fold the changes of up to a batch of tenants into their kept node counts
- * (what a round leaves for the next: tenants whose locks were taken, and
- * beyond the batch); returns the changes folded
+ * Fold the changes of up to a batch of tenants into their kept node counts;
+ * a round leaves to the next the tenants whose locks others held and those
+ * beyond the batch.  Returns the changes folded.
  */
 static uint64
 fold_node_changes(void)
