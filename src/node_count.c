@@ -11,6 +11,8 @@
  * tables, whatever their search_path), and enroll and create_token save an
  * executor start-up per count.  The scans read under the snapshot given,
  * which the caller picks (the newest, for a count made under a lock).
+ * The tables' and indexes' OIDs and column numbers are resolved once per
+ * backend, as for probe.c's lookups, and forgotten when a table changes.
  *
  * src/node_count.c
  *
@@ -24,7 +26,6 @@
 #include "access/tableam.h"
 #include "executor/tuptable.h"
 #include "utils/fmgroids.h"
-#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -35,28 +36,63 @@
 typedef enum
 {
 	SCAN_COUNT,					/* every row */
-	SCAN_COUNT_NOT_REMOVED,		/* rows whose column (status) is not removed */
-	SCAN_SUM					/* the int4 column of each row */
+	SCAN_COUNT_NOT_REMOVED,		/* rows whose measured column (status) is not removed */
+	SCAN_SUM					/* the measured int4 column of each row */
 } ScanMeasure;
 
 /*
- * Scan the table relid through indexname with the keys, under the
- * snapshot, and add up the rows found (measure, over column colname where
- * it needs one)
+ * The three scans: the key columns, then the column measured (probe.c
+ * resolves the OIDs and attribute numbers once per backend)
+ */
+static EnrProbeTable tenant_nodes = {
+	.relname = "node_record",
+	.indexname = "node_record_tenant_enrolled_at_idx",
+	.eqproc = F_TEXTEQ,
+	.nkeys = 1,
+	.scan = true,
+	.ncols = 2,
+	.cols = {"tenant", "status"}
+};
+static EnrProbeTable token_nodes = {
+	.relname = "node_record",
+	.indexname = "node_record_enrolled_by_idx",
+	.eqproc = F_UUID_EQ,
+	.eqproc2 = F_TIMESTAMPTZ_EQ,
+	.nkeys = 2,
+	.scan = true,
+	.ncols = 2,
+	.cols = {"enrolled_by", "enrolled_at"}
+};
+static EnrProbeTable tenant_changes = {
+	.relname = "tenant_node_change",
+	.indexname = "tenant_node_change_tenant_idx",
+	.eqproc = F_TEXTEQ,
+	.nkeys = 1,
+	.scan = true,
+	.ncols = 2,
+	.cols = {"tenant", "delta"}
+};
+
+/*
+ * Scan the table through its index with the keys, under the snapshot, and
+ * add up the rows found (measure, over the column listed after the keys)
  */
 static int64
-scan_through(Oid relid, const char *indexname, ScanKey keys, int nkeys,
-			 Snapshot snapshot, ScanMeasure measure, const char *colname)
+scan_through(EnrProbeTable *t, ScanKey keys, int nkeys, Snapshot snapshot, ScanMeasure measure)
 {
-	Relation	heap = table_open(relid, AccessShareLock);
-	Relation	idx = index_open(enr_schema_relid_required(indexname), AccessShareLock);
-	AttrNumber	col = colname ? get_attnum(RelationGetRelid(heap), colname) : InvalidAttrNumber;
-	TupleTableSlot *slot = table_slot_create(heap, NULL);
-	IndexScanDesc scan = index_beginscan(heap, idx, snapshot, nkeys, 0);
+	Relation	heap;
+	Relation	idx;
+	AttrNumber	col;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
 	int64		n = 0;
 
-	if (measure != SCAN_COUNT && col == InvalidAttrNumber)
-		elog(ERROR, "%s has no column %s", RelationGetRelationName(heap), colname ? colname : "(none)");
+	enr_probe_resolve(t);
+	col = t->attnums[1];
+	heap = table_open(t->relid, AccessShareLock);
+	idx = index_open(t->indexid, AccessShareLock);
+	slot = table_slot_create(heap, NULL);
+	scan = index_beginscan(heap, idx, snapshot, nkeys, 0);
 	/* compare as the index orders (text keys: the column's collation) */
 	for (int k = 0; k < nkeys; k++)
 		keys[k].sk_collation = idx->rd_indcollation[k];
@@ -87,8 +123,7 @@ enr_count_tenant_nodes(Datum tenant, Snapshot snapshot)
 	ScanKeyData key[1];
 
 	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_TEXTEQ, tenant);
-	return scan_through(enr_node_record_relid(), "node_record_tenant_enrolled_at_idx", key, 1, snapshot,
-						SCAN_COUNT_NOT_REMOVED, "status");
+	return scan_through(&tenant_nodes, key, 1, snapshot, SCAN_COUNT_NOT_REMOVED);
 }
 
 /*
@@ -101,9 +136,7 @@ enr_sum_node_changes(Datum tenant, Snapshot snapshot)
 	ScanKeyData key[1];
 
 	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_TEXTEQ, tenant);
-	return scan_through(enr_schema_relid_required("tenant_node_change"), "tenant_node_change_tenant_idx",
-						key, 1, snapshot,
-						SCAN_SUM, "delta");
+	return scan_through(&tenant_changes, key, 1, snapshot, SCAN_SUM);
 }
 
 /*
@@ -118,6 +151,5 @@ enr_count_token_nodes_since(Datum token_id, TimestampTz since, Snapshot snapshot
 	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_UUID_EQ, token_id);
 	ScanKeyInit(&key[1], 2, BTGreaterStrategyNumber, F_TIMESTAMPTZ_GT,
 				TimestampTzGetDatum(since));
-	return scan_through(enr_node_record_relid(), "node_record_enrolled_by_idx", key, 2, snapshot,
-						SCAN_COUNT, NULL);
+	return scan_through(&token_nodes, key, 2, snapshot, SCAN_COUNT);
 }

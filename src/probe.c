@@ -72,7 +72,7 @@ typedef struct EnrProbeHint
 
 /*
  * tables resolved in this backend, for the invalidation callback: every
- * EnrProbeTable of the library fits (14 in 0.7.0), with room to grow
+ * EnrProbeTable of the library fits (17 in 0.7.0), with room to grow
  */
 static EnrProbeTable *resolved[32];
 static int	nresolved = 0;
@@ -270,9 +270,11 @@ resolve(EnrProbeTable *t)
 	 * one visible version of a key, which a deferrable index does not promise.
 	 */
 	idx = index_open(indexid, AccessShareLock);
-	found = idx->rd_index->indrelid == relid && idx->rd_index->indisunique &&
-		idx->rd_index->indimmediate &&
-		idx->rd_index->indnkeyatts == nkeys(t) &&
+	found = idx->rd_index->indrelid == relid &&
+		(t->scan ||
+		 (idx->rd_index->indisunique && idx->rd_index->indimmediate &&
+		  idx->rd_index->indnkeyatts == nkeys(t))) &&
+		idx->rd_index->indnkeyatts >= nkeys(t) &&
 		idx->rd_rel->relam == BTREE_AM_OID && RelationGetIndexPredicate(idx) == NIL;
 	for (int k = 0; found && k < nkeys(t); k++)
 		found = idx->rd_index->indkey.values[k] == t->attnums[k];
@@ -281,12 +283,13 @@ resolve(EnrProbeTable *t)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("index \"%s\" of extension \"enrollment\" cannot be used", t->indexname),
-				 errdetail("The lookups of %s need a unique B-tree index on its key, not deferrable, without a predicate.",
+				 errdetail(t->scan ? "The scans of %s need a B-tree index beginning with their key, without a predicate."
+						   : "The lookups of %s need a unique B-tree index on its key, not deferrable, without a predicate.",
 						   t->relname),
 				 errhint("Re-create the index as the extension's script does, or the extension.")));
 
 	/* hints only where the key is one bigint and the table is heap */
-	if (nkeys(t) == 1 && t->eqproc == F_INT8EQ && is_heap)
+	if (!t->scan && nkeys(t) == 1 && t->eqproc == F_INT8EQ && is_heap)
 	{
 		if (t->hints == NULL)
 			t->hints = MemoryContextAlloc(TopMemoryContext, PROBE_HINTS * sizeof(EnrProbeHint));
@@ -320,6 +323,17 @@ enr_probe(EnrProbeTable *t, Datum key, Datum *values, bool *nulls)
 {
 	Assert(nkeys(t) == 1);
 	return probe(t, key, (Datum) 0, values, nulls, NULL);
+}
+
+/*
+ * Resolve a table's OIDs and attribute numbers now, if not yet (or since an
+ * invalidation): for callers that scan it themselves (node_count.c)
+ */
+void
+enr_probe_resolve(EnrProbeTable *t)
+{
+	if (!OidIsValid(t->relid))
+		resolve(t);
 }
 
 /* Fetch the row whose two key columns equal key1 and key2: see probe() */

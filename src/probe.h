@@ -29,8 +29,10 @@ struct EnrProbeHint;
 /*
  * A table read by its unique key.  The first nkeys columns listed are the
  * key (nkeys 0 means 1); the index must be a unique, non-partial B-tree on
- * exactly those columns, in that order.  The last four fields are a
- * per-backend cache filled on first use.
+ * exactly those columns, in that order.  With scan set, a table scanned
+ * through an index by the caller (enr_probe_resolve): the index need only
+ * be a non-partial B-tree whose first columns are the key.  The last four
+ * fields are a per-backend cache filled on first use.
  */
 typedef struct EnrProbeTable
 {
@@ -39,6 +41,7 @@ typedef struct EnrProbeTable
 	RegProcedure eqproc;		/* equality function of the (first) key column */
 	RegProcedure eqproc2;		/* and of the second, if nkeys is 2 */
 	int			nkeys;
+	bool		scan;
 	int			ncols;
 	const char *cols[ENR_PROBE_MAXCOLS];
 	Oid			relid;
@@ -55,5 +58,6 @@ extern bool enr_has_retention_from(void);
 extern bool enr_has_token_use(void);
 extern bool enr_has_node_placement(void);
 extern bool enr_probe2(EnrProbeTable *t, Datum key1, Datum key2, Datum *values, bool *nulls);
+extern void enr_probe_resolve(EnrProbeTable *t);
 
 #endif							/* ENROLLMENT_PROBE_H */
