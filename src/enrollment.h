@@ -46,6 +46,7 @@
 extern char *enrollment_token_prefix;
 extern char *enrollment_node_prefix;
 extern bool enrollment_direct_writes;
+extern bool enrollment_call_scan;
 extern int	enrollment_once_ttl;		/* seconds */
 extern int	enrollment_cluster_ttl;		/* seconds */
 extern int	enrollment_max_ttl;			/* seconds */
@@ -64,6 +65,9 @@ extern int	enrollment_worker_interval;		/* seconds */
 extern int	enrollment_token_retention;		/* seconds */
 extern int	enrollment_worker_batch;
 extern void enrollment_guc_init(bool preloading);
+
+/* call_scan.c */
+extern void enrollment_call_scan_init(void);
 
 /* worker.c */
 extern void enrollment_worker_register(void);

@@ -25,6 +25,7 @@
 char	   *enrollment_token_prefix = NULL;
 char	   *enrollment_node_prefix = NULL;
 bool		enrollment_direct_writes = true;
+bool		enrollment_call_scan = true;
 int			enrollment_once_ttl = 15 * 60;
 int			enrollment_cluster_ttl = 365 * SECS_PER_DAY_INT;
 int			enrollment_max_ttl = 730 * SECS_PER_DAY_INT;
@@ -207,6 +208,18 @@ enrollment_guc_init(bool preloading)
 							 &enrollment_direct_writes,
 							 true,
 							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("enrollment.call_scan",
+							 "Run a verdict function that is a FROM item of its own without the function scan.",
+							 "When on (the default), a call of check_token, verify_request, "
+							 "verify_api_token or enroll that is the whole of its FROM item "
+							 "(no LATERAL reference, no WITH ORDINALITY) is planned as a custom "
+							 "scan that evaluates it once as one expression; off plans "
+							 "PostgreSQL's function scan.",
+							 &enrollment_call_scan,
+							 true,
+							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("enrollment.once_token_ttl",

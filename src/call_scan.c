@@ -1,0 +1,478 @@
+/*-------------------------------------------------------------------------
+ *
+ * call_scan.c
+ *	  The verdict functions in FROM, run without PostgreSQL's function scan.
+ *
+ * A backend asks for a verdict as `SELECT ok, error FROM
+ * enrollment.check_token($1)`.  PostgreSQL runs any function in FROM through
+ * its function scan, built for set-returning functions: every execution
+ * copies the result type's descriptor twice, builds one expression state per
+ * argument, and passes the single result row through a tuplestore.  For
+ * these calls that is more work than the function's own checks.
+ *
+ * Where such a call is the whole of its FROM item (one function, no WITH
+ * ORDINALITY, no LATERAL reference), the planner hook below offers a custom
+ * scan that evaluates the call once as one expression and hands on only the
+ * columns the query reads.  It behaves as the function scan does: one row,
+ * all NULL if the function returns NULL; a rescan with unchanged parameters
+ * returns the same row without calling the function again (a VOLATILE
+ * verify_request is not run twice for one statement's use of it); a change
+ * of parameters calls it again.  enrollment.call_scan = off plans the
+ * function scan instead.
+ *
+ * src/call_scan.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_language.h"
+#include "catalog/pg_proc.h"
+#include "executor/executor.h"
+#include "commands/explain.h"
+#include "nodes/extensible.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/paths.h"
+#include "optimizer/restrictinfo.h"
+#include "parser/parsetree.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/ruleutils.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+
+#include "enrollment.h"
+
+#define CALL_SCAN_NAME "EnrollmentCall"
+
+/* the C functions whose calls are run this way (all return one composite) */
+static const char *const call_scan_functions[] = {
+	"enrollment_check_token",
+	"enrollment_verify_request",
+	"enrollment_verify_request_headers",
+	"enrollment_verify_api_token",
+	"enrollment_enroll",
+};
+
+typedef struct CallScanState
+{
+	CustomScanState css;
+	ExprState  *call;			/* the function call, one expression */
+	Oid			rettype;		/* its composite result type */
+	int			ncols;			/* columns of the scan tuple */
+	AttrNumber *attnos;			/* their column numbers in the result */
+	bool		have_result;	/* result below is this execution's */
+	bool		result_null;
+	Datum		result;			/* copy in per-query memory */
+	bool		returned;		/* the row went out since the last rescan */
+	bool		checked;		/* result type checked against the plan */
+} CallScanState;
+
+static set_rel_pathlist_hook_type prev_set_rel_pathlist_hook = NULL;
+
+static Plan *plan_call_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
+							List *tlist, List *clauses, List *custom_plans);
+static Node *create_call_scan_state(CustomScan *cscan);
+static void begin_call_scan(CustomScanState *node, EState *estate, int eflags);
+static TupleTableSlot *exec_call_scan(CustomScanState *node);
+static void end_call_scan(CustomScanState *node);
+static void rescan_call_scan(CustomScanState *node);
+static void explain_call_scan(CustomScanState *node, List *ancestors, ExplainState *es);
+
+static const CustomPathMethods call_path_methods = {
+	.CustomName = CALL_SCAN_NAME,
+	.PlanCustomPath = plan_call_path,
+};
+
+static const CustomScanMethods call_scan_methods = {
+	.CustomName = CALL_SCAN_NAME,
+	.CreateCustomScanState = create_call_scan_state,
+};
+
+static const CustomExecMethods call_exec_methods = {
+	.CustomName = CALL_SCAN_NAME,
+	.BeginCustomScan = begin_call_scan,
+	.ExecCustomScan = exec_call_scan,
+	.EndCustomScan = end_call_scan,
+	.ReScanCustomScan = rescan_call_scan,
+	.ExplainCustomScan = explain_call_scan,
+};
+
+/*
+ * True when expr calls one of this library's verdict functions.  Read from
+ * pg_proc (language C, this module, one of the symbols above), so a function
+ * of the same name elsewhere is never taken for ours.
+ */
+static bool
+is_verdict_call(Node *expr)
+{
+	FuncExpr   *call;
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	bool		ours = false;
+
+	if (expr == NULL || !IsA(expr, FuncExpr))
+		return false;
+	call = (FuncExpr *) expr;
+	if (call->funcretset || !type_is_rowtype(call->funcresulttype))
+		return false;
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(call->funcid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	if (proc->prolang == ClanguageId)
+	{
+		bool		null_src;
+		bool		null_bin;
+		Datum		src = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosrc, &null_src);
+		Datum		bin = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_probin, &null_bin);
+
+		if (!null_src && !null_bin &&
+			strcmp(TextDatumGetCString(bin), "$libdir/enrollment") == 0)
+		{
+			char	   *symbol = TextDatumGetCString(src);
+
+			for (size_t i = 0; i < lengthof(call_scan_functions); i++)
+				if (strcmp(symbol, call_scan_functions[i]) == 0)
+					ours = true;
+		}
+	}
+	ReleaseSysCache(tup);
+	return ours;
+}
+
+/*
+ * The columns of rel the plan reads (its target list and its quals), as
+ * Vars, first in the target list's order, each once.  *wholerow is set when
+ * a whole-row reference appears (the function scan is then kept).
+ */
+static List *
+needed_columns(List *tlist, List *quals, Index relid, bool *wholerow)
+{
+	List	   *vars = pull_var_clause((Node *) list_concat_copy(tlist, quals),
+									   PVC_RECURSE_PLACEHOLDERS);
+	List	   *cols = NIL;
+	ListCell   *lc;
+
+	*wholerow = false;
+	foreach(lc, vars)
+	{
+		Var		   *var = lfirst_node(Var, lc);
+		ListCell   *c;
+		bool		seen = false;
+
+		if ((Index) var->varno != relid || var->varlevelsup != 0)
+			continue;
+		if (var->varattno <= 0)
+		{
+			*wholerow = true;
+			continue;
+		}
+		foreach(c, cols)
+			if (((Var *) lfirst(c))->varattno == var->varattno)
+				seen = true;
+		if (!seen)
+			cols = lappend(cols, var);
+	}
+	return cols;
+}
+
+/* The target list of a RelOptInfo's output (Vars only, for base rels) */
+static List *
+reltarget_exprs(RelOptInfo *rel)
+{
+	return rel->reltarget->exprs;
+}
+
+/*
+ * set_rel_pathlist_hook: offer the custom scan for a FROM item that is one
+ * verdict call.  Its cost is half the function scan's, so it is chosen
+ * wherever the function scan would have been.
+ */
+static void
+call_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry *rte)
+{
+	RangeTblFunction *rtfunc;
+	CustomPath *cpath;
+	Path	   *fscan = NULL;
+	ListCell   *lc;
+	bool		wholerow;
+
+	if (prev_set_rel_pathlist_hook)
+		prev_set_rel_pathlist_hook(root, rel, rti, rte);
+
+	if (!enrollment_call_scan || rte->rtekind != RTE_FUNCTION ||
+		rel->reloptkind != RELOPT_BASEREL ||
+		list_length(rte->functions) != 1 || rte->funcordinality ||
+		!bms_is_empty(rel->lateral_relids))
+		return;
+	rtfunc = linitial_node(RangeTblFunction, rte->functions);
+	if (!is_verdict_call(rtfunc->funcexpr))
+		return;
+	(void) needed_columns(reltarget_exprs(rel),
+						  extract_actual_clauses(rel->baserestrictinfo, false),
+						  rel->relid, &wholerow);
+	if (wholerow)
+		return;
+	foreach(lc, rel->pathlist)
+		if (((Path *) lfirst(lc))->pathtype == T_FunctionScan)
+			fscan = (Path *) lfirst(lc);
+	if (fscan == NULL)
+		return;
+
+	cpath = makeNode(CustomPath);
+	cpath->path.pathtype = T_CustomScan;
+	cpath->path.parent = rel;
+	cpath->path.pathtarget = rel->reltarget;
+	cpath->path.param_info = NULL;	/* no LATERAL reference: nothing outer */
+	cpath->path.parallel_aware = false;
+	cpath->path.parallel_safe = fscan->parallel_safe;
+	cpath->path.parallel_workers = 0;
+	cpath->path.rows = fscan->rows;
+	cpath->path.startup_cost = fscan->startup_cost / 2;
+	cpath->path.total_cost = fscan->total_cost / 2;
+	cpath->path.pathkeys = NIL;
+	cpath->flags = 0;
+	cpath->custom_paths = NIL;
+	cpath->custom_private = NIL;
+	cpath->methods = &call_path_methods;
+	add_path(rel, &cpath->path);
+}
+
+/*
+ * PlanCustomPath: a CustomScan with no relation to open (scanrelid 0); its
+ * scan tuple is custom_scan_tlist, the columns the query reads, and the call
+ * is its one custom expression.  custom_private lists the column numbers.
+ */
+static Plan *
+plan_call_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
+			   List *tlist, List *clauses, List *custom_plans pg_attribute_unused())
+{
+	RangeTblEntry *rte = planner_rt_fetch(rel->relid, root);
+	RangeTblFunction *rtfunc = linitial_node(RangeTblFunction, rte->functions);
+	CustomScan *cscan = makeNode(CustomScan);
+	List	   *quals = extract_actual_clauses(clauses, false);
+	List	   *cols;
+	List	   *scan_tlist = NIL;
+	List	   *attnos = NIL;
+	ListCell   *lc;
+	bool		wholerow;
+
+	cols = needed_columns(tlist, quals, rel->relid, &wholerow);
+	Assert(!wholerow);
+	foreach(lc, cols)
+	{
+		Var		   *var = (Var *) copyObject(lfirst(lc));
+
+		scan_tlist = lappend(scan_tlist,
+							 makeTargetEntry((Expr *) var, list_length(scan_tlist) + 1,
+											 NULL, false));
+		attnos = lappend_int(attnos, var->varattno);
+	}
+
+	cscan->scan.plan.targetlist = tlist;
+	cscan->scan.plan.qual = quals;
+	cscan->scan.scanrelid = 0;
+	cscan->flags = best_path->flags;
+	cscan->custom_plans = NIL;
+	cscan->custom_exprs = list_make1(copyObject(rtfunc->funcexpr));
+	cscan->custom_private = list_make1(attnos);
+	cscan->custom_scan_tlist = scan_tlist;
+	cscan->custom_relids = bms_make_singleton(rel->relid);
+	cscan->methods = &call_scan_methods;
+	return &cscan->scan.plan;
+}
+
+static Node *
+create_call_scan_state(CustomScan *cscan pg_attribute_unused())
+{
+	CallScanState *state = (CallScanState *) newNode(sizeof(CallScanState), T_CustomScanState);
+
+	state->css.methods = &call_exec_methods;
+	return (Node *) state;
+}
+
+/* BeginCustomScan: compile the call as one expression */
+static void
+begin_call_scan(CustomScanState *node, EState *estate pg_attribute_unused(),
+				int eflags pg_attribute_unused())
+{
+	CallScanState *state = (CallScanState *) node;
+	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
+	Expr	   *call = (Expr *) linitial(cscan->custom_exprs);
+	List	   *attnos = (List *) linitial(cscan->custom_private);
+	ListCell   *lc;
+	int			i = 0;
+
+	state->call = ExecInitExpr(call, &node->ss.ps);
+	state->rettype = exprType((Node *) call);
+	state->ncols = list_length(attnos);
+	state->attnos = palloc(sizeof(AttrNumber) * Max(state->ncols, 1));
+	foreach(lc, attnos)
+		state->attnos[i++] = (AttrNumber) lfirst_int(lc);
+	state->checked = false;
+	state->have_result = false;
+	state->returned = false;
+}
+
+/*
+ * Error out if the result type no longer has the columns the plan was made
+ * for (their number and types), as the function scan does.
+ */
+static void
+check_result_type(CallScanState *state, TupleDesc resdesc)
+{
+	TupleDesc	scandesc = state->css.ss.ss_ScanTupleSlot->tts_tupleDescriptor;
+
+	for (int i = 0; i < state->ncols; i++)
+	{
+		AttrNumber	attno = state->attnos[i];
+
+		if (attno > resdesc->natts ||
+			TupleDescAttr(resdesc, attno - 1)->attisdropped ||
+			TupleDescAttr(resdesc, attno - 1)->atttypid != TupleDescAttr(scandesc, i)->atttypid)
+		{
+			ReleaseTupleDesc(resdesc);
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("function return row and query-specified return row do not match"),
+					 errdetail("The result type of the function has changed since the statement was planned."),
+					 errhint("Prepare the statement again.")));
+		}
+	}
+	state->checked = true;
+}
+
+/*
+ * Call the function (unless this execution has its result already) and put
+ * the columns the plan reads into the scan slot.  Called through ExecScan,
+ * which applies the quals and the projection.
+ */
+static TupleTableSlot *
+next_call_row(ScanState *ss)
+{
+	CallScanState *state = (CallScanState *) ss;
+	TupleTableSlot *slot = ss->ss_ScanTupleSlot;
+
+	ExecClearTuple(slot);
+	if (state->returned)
+		return slot;
+	state->returned = true;
+
+	if (!state->have_result)
+	{
+		ExprContext *econtext = ss->ps.ps_ExprContext;
+		bool		isnull;
+		Datum		value;
+		MemoryContext old;
+
+		value = ExecEvalExprSwitchContext(state->call, econtext, &isnull);
+		if (state->result != (Datum) 0)
+			pfree(DatumGetPointer(state->result));
+		state->result = (Datum) 0;
+		state->result_null = isnull;
+		if (!isnull)
+		{
+			/* kept past this tuple's memory: a rescan returns it again */
+			old = MemoryContextSwitchTo(ss->ps.state->es_query_cxt);
+			state->result = datumCopy(value, false, -1);
+			MemoryContextSwitchTo(old);
+		}
+		state->have_result = true;
+	}
+
+	if (state->result_null)
+	{
+		/* a function returning NULL in FROM gives one row of NULLs */
+		for (int i = 0; i < state->ncols; i++)
+		{
+			slot->tts_values[i] = (Datum) 0;
+			slot->tts_isnull[i] = true;
+		}
+	}
+	else
+	{
+		HeapTupleHeader td = DatumGetHeapTupleHeader(state->result);
+		HeapTupleData tuple;
+		TupleDesc	resdesc = lookup_rowtype_tupdesc(state->rettype, -1);
+
+		if (!state->checked)
+			check_result_type(state, resdesc);
+		tuple.t_len = HeapTupleHeaderGetDatumLength(td);
+		ItemPointerSetInvalid(&tuple.t_self);
+		tuple.t_tableOid = InvalidOid;
+		tuple.t_data = td;
+		for (int i = 0; i < state->ncols; i++)
+			slot->tts_values[i] = heap_getattr(&tuple, state->attnos[i], resdesc,
+											   &slot->tts_isnull[i]);
+		ReleaseTupleDesc(resdesc);
+	}
+	return ExecStoreVirtualTuple(slot);
+}
+
+/* EvalPlanQual recheck: the row is the function's, there is nothing to recheck */
+static bool
+recheck_call_row(ScanState *ss pg_attribute_unused(),
+				 TupleTableSlot *slot pg_attribute_unused())
+{
+	return true;
+}
+
+static TupleTableSlot *
+exec_call_scan(CustomScanState *node)
+{
+	return ExecScan(&node->ss, next_call_row, recheck_call_row);
+}
+
+static void
+end_call_scan(CustomScanState *node)
+{
+	CallScanState *state = (CallScanState *) node;
+
+	if (state->result != (Datum) 0)
+		pfree(DatumGetPointer(state->result));
+	state->result = (Datum) 0;
+}
+
+/*
+ * ReScanCustomScan: the row again; the function is called again only when a
+ * parameter it reads has changed (as the function scan rereads its
+ * tuplestore).
+ */
+static void
+rescan_call_scan(CustomScanState *node)
+{
+	CallScanState *state = (CallScanState *) node;
+
+	if (node->ss.ps.chgParam != NULL)
+		state->have_result = false;
+	state->returned = false;
+}
+
+/* EXPLAIN: the call, as the function scan shows it under VERBOSE */
+static void
+explain_call_scan(CustomScanState *node, List *ancestors, ExplainState *es)
+{
+	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
+	List	   *context;
+	char	   *call;
+
+	context = set_deparse_context_plan(es->deparse_cxt, (Plan *) cscan, ancestors);
+	call = deparse_expression((Node *) linitial(cscan->custom_exprs), context,
+							  es->verbose, false);
+	ExplainPropertyText("Function Call", call, es);
+}
+
+/* Register the scan and the planner hook; called from _PG_init */
+void
+enrollment_call_scan_init(void)
+{
+	RegisterCustomScanMethods(&call_scan_methods);
+	prev_set_rel_pathlist_hook = set_rel_pathlist_hook;
+	set_rel_pathlist_hook = call_set_rel_pathlist;
+}
