@@ -29,11 +29,13 @@
 #include "access/htup_details.h"
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "commands/explain.h"
 #include "nodes/extensible.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
+#include "optimizer/clauses.h"
 #include "optimizer/optimizer.h"
 #include "optimizer/pathnode.h"
 #include "optimizer/paths.h"
@@ -59,18 +61,26 @@ static const char *const call_scan_functions[] = {
 	"enrollment_enroll",
 };
 
+/* where a scan stands on its one row, as a cursor over it would */
+typedef enum CallScanPosition
+{
+	CALL_BEFORE_ROW,
+	CALL_ON_ROW,
+	CALL_AFTER_ROW
+} CallScanPosition;
+
 typedef struct CallScanState
 {
 	CustomScanState css;
 	ExprState  *call;			/* the function call, one expression */
-	Oid			rettype;		/* its composite result type */
+	Bitmapset  *call_params;	/* PARAM_EXEC ids it reads; NULL with all_params */
+	bool		all_params;		/* it has a subplan: any change counts */
 	int			ncols;			/* columns of the scan tuple */
 	AttrNumber *attnos;			/* their column numbers in the result */
 	bool		have_result;	/* result below is this execution's */
 	bool		result_null;
 	Datum		result;			/* copy in per-query memory */
-	bool		returned;		/* the row went out since the last rescan */
-	bool		checked;		/* result type checked against the plan */
+	CallScanPosition position;
 } CallScanState;
 
 static set_rel_pathlist_hook_type prev_set_rel_pathlist_hook = NULL;
@@ -119,7 +129,10 @@ is_verdict_call(Node *expr)
 	if (expr == NULL || !IsA(expr, FuncExpr))
 		return false;
 	call = (FuncExpr *) expr;
-	if (call->funcretset || !type_is_rowtype(call->funcresulttype))
+	/* a named composite, or record (OUT parameters, up to 0.2.0) */
+	if (call->funcretset ||
+		(call->funcresulttype != RECORDOID &&
+		 get_typtype(call->funcresulttype) != TYPTYPE_COMPOSITE))
 		return false;
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(call->funcid));
 	if (!HeapTupleIsValid(tup))
@@ -237,7 +250,7 @@ call_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEnt
 	cpath->path.startup_cost = fscan->startup_cost / 2;
 	cpath->path.total_cost = fscan->total_cost / 2;
 	cpath->path.pathkeys = NIL;
-	cpath->flags = 0;
+	cpath->flags = CUSTOMPATH_SUPPORT_BACKWARD_SCAN;	/* as the function scan */
 	cpath->custom_paths = NIL;
 	cpath->custom_private = NIL;
 	cpath->methods = &call_path_methods;
@@ -310,19 +323,21 @@ begin_call_scan(CustomScanState *node, EState *estate pg_attribute_unused(),
 	int			i = 0;
 
 	state->call = ExecInitExpr(call, &node->ss.ps);
-	state->rettype = exprType((Node *) call);
+	/* the parameters whose change calls the function again (see rescan) */
+	state->all_params = contain_subplans((Node *) call);
+	state->call_params = state->all_params ? NULL : pull_paramids(call);
 	state->ncols = list_length(attnos);
 	state->attnos = palloc(sizeof(AttrNumber) * Max(state->ncols, 1));
 	foreach(lc, attnos)
 		state->attnos[i++] = (AttrNumber) lfirst_int(lc);
-	state->checked = false;
 	state->have_result = false;
-	state->returned = false;
+	state->position = CALL_BEFORE_ROW;
 }
 
 /*
- * Error out if the result type no longer has the columns the plan was made
- * for (their number and types), as the function scan does.
+ * Error out if the result row no longer has the columns the plan was made
+ * for (their number and types), as the function scan does.  Checked on
+ * every row: a function picks up a changed type at its next call.
  */
 static void
 check_result_type(CallScanState *state, TupleDesc resdesc)
@@ -345,24 +360,39 @@ check_result_type(CallScanState *state, TupleDesc resdesc)
 					 errhint("Prepare the statement again.")));
 		}
 	}
-	state->checked = true;
 }
 
 /*
  * Call the function (unless this execution has its result already) and put
  * the columns the plan reads into the scan slot.  Called through ExecScan,
- * which applies the quals and the projection.
+ * which applies the quals and the projection.  The one row is returned
+ * moving onto it from either side, as a cursor moves over a function
+ * scan's one row: forward from before it, backward from after it.
  */
 static TupleTableSlot *
 next_call_row(ScanState *ss)
 {
 	CallScanState *state = (CallScanState *) ss;
 	TupleTableSlot *slot = ss->ss_ScanTupleSlot;
+	bool		forward = ScanDirectionIsForward(ss->ps.state->es_direction);
 
 	ExecClearTuple(slot);
-	if (state->returned)
-		return slot;
-	state->returned = true;
+	if (forward)
+	{
+		CallScanPosition from = state->position;
+
+		state->position = (from == CALL_BEFORE_ROW) ? CALL_ON_ROW : CALL_AFTER_ROW;
+		if (from != CALL_BEFORE_ROW)
+			return slot;
+	}
+	else
+	{
+		CallScanPosition from = state->position;
+
+		state->position = (from == CALL_AFTER_ROW) ? CALL_ON_ROW : CALL_BEFORE_ROW;
+		if (from != CALL_AFTER_ROW)
+			return slot;
+	}
 
 	if (!state->have_result)
 	{
@@ -399,10 +429,12 @@ next_call_row(ScanState *ss)
 	{
 		HeapTupleHeader td = DatumGetHeapTupleHeader(state->result);
 		HeapTupleData tuple;
-		TupleDesc	resdesc = lookup_rowtype_tupdesc(state->rettype, -1);
+		TupleDesc	resdesc;
 
-		if (!state->checked)
-			check_result_type(state, resdesc);
+		/* the row's own type: a record's is registered by the function */
+		resdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(td),
+										 HeapTupleHeaderGetTypMod(td));
+		check_result_type(state, resdesc);
 		tuple.t_len = HeapTupleHeaderGetDatumLength(td);
 		ItemPointerSetInvalid(&tuple.t_self);
 		tuple.t_tableOid = InvalidOid;
@@ -415,12 +447,16 @@ next_call_row(ScanState *ss)
 	return ExecStoreVirtualTuple(slot);
 }
 
-/* EvalPlanQual recheck: the row is the function's, there is nothing to recheck */
+/*
+ * EvalPlanQual recheck.  With no relation (scanrelid 0) the executor asks
+ * this for the row itself, so it produces it.  (Under UPDATE, DELETE or FOR
+ * UPDATE a function in FROM gets a whole-row mark, and the hook keeps the
+ * function scan there; this serves a scan in a subquery of such a query.)
+ */
 static bool
-recheck_call_row(ScanState *ss pg_attribute_unused(),
-				 TupleTableSlot *slot pg_attribute_unused())
+recheck_call_row(ScanState *ss, TupleTableSlot *slot pg_attribute_unused())
 {
-	return true;
+	return !TupIsNull(next_call_row(ss));
 }
 
 static TupleTableSlot *
@@ -440,18 +476,22 @@ end_call_scan(CustomScanState *node)
 }
 
 /*
- * ReScanCustomScan: the row again; the function is called again only when a
- * parameter it reads has changed (as the function scan rereads its
- * tuplestore).
+ * ReScanCustomScan: the row again.  The function is called again only when
+ * a parameter of the call itself has changed, not one of the scan's quals
+ * or target list (as the function scan rereads its tuplestore unless its
+ * function's parameters changed).
  */
 static void
 rescan_call_scan(CustomScanState *node)
 {
 	CallScanState *state = (CallScanState *) node;
+	Bitmapset  *changed = node->ss.ps.chgParam;
 
-	if (node->ss.ps.chgParam != NULL)
+	if (changed != NULL &&
+		(state->all_params || bms_overlap(changed, state->call_params)))
 		state->have_result = false;
-	state->returned = false;
+	state->position = CALL_BEFORE_ROW;
+	ExecScanReScan(&node->ss);
 }
 
 /* EXPLAIN: the call, as the function scan shows it under VERBOSE */

@@ -38,6 +38,11 @@ BEGIN
     END LOOP;
     RETURN found;
 END $$;
+-- check_token as an extension before 0.3.0 declared it: OUT parameters
+CREATE FUNCTION pg_temp.check_token_record(token text, cluster_id text DEFAULT NULL,
+    OUT ok boolean, OUT error text, OUT token_id uuid, OUT kind text, OUT status text,
+    OUT expires_at timestamptz, OUT uses_left integer)
+    AS '$libdir/enrollment', 'enrollment_check_token' LANGUAGE C STABLE;
 -- the token and ids vary from run to run: rows show what does not
 CREATE FUNCTION pg_temp.call_scan_queries(tok text, ctok text, kid text, sec text)
 RETURNS TABLE (n int, scan text, off_scan text, rows text) LANGUAGE plpgsql AS $$
@@ -62,6 +67,9 @@ DECLARE
         -- joined with a table, and in a correlated subquery (called per row)
         format('SELECT g, c.ok FROM generate_series(1, 3) g, enrollment.check_token(%L) c', tok),
         format('SELECT g, (SELECT ok FROM enrollment.check_token(CASE WHEN g = 2 THEN %L END)) FROM generate_series(1, 3) g', tok),
+        -- a function returning record (OUT parameters, as up to 0.2.0), same symbol
+        format('SELECT ok, kind, uses_left FROM pg_temp.check_token_record(%L)', tok),
+        'SELECT ok, error FROM pg_temp.check_token_record(''not a token'')',
         -- kept as a function scan: the whole row, LATERAL, WITH ORDINALITY, ROWS FROM of two
         format('SELECT c FROM enrollment.check_token(%L) c', tok),
         format('SELECT g, c.ok FROM generate_series(1, 2) g, enrollment.check_token(CASE WHEN g = 1 THEN %L END) c', tok),
@@ -105,7 +113,25 @@ SELECT g, v.ok, v.error FROM generate_series(1, 3) g
   LEFT JOIN enrollment.verify_request('GET', '/once', :'headers'::jsonb, NULL, 'events:read') v ON true;
 SELECT g, v.ok, v.error FROM generate_series(1, 3) g
   LEFT JOIN enrollment.verify_request('GET', '/once', :'headers'::jsonb, NULL, 'events:read') v ON true;
+-- The same in a correlated subquery whose qual reads the outer row: the
+-- function reads no outer parameter, so a new outer row does not call it
+-- again (one call: three times true)
+SELECT enrollment.sign_request('GET', '/once', :'kid', :'sec') AS headers \gset
+SELECT pg_temp.scan_of(format('SELECT g, (SELECT v.ok FROM enrollment.verify_request(''GET'', ''/once'', %L::jsonb, NULL, ''events:read'') v WHERE v.ok OR g < 0) FROM generate_series(1, 3) g', :'headers'));
+SELECT g, (SELECT v.ok FROM enrollment.verify_request('GET', '/once', :'headers'::jsonb, NULL, 'events:read') v
+            WHERE v.ok OR g < 0) AS ok
+  FROM generate_series(1, 3) g;
 RESET enable_material;
+
+-- A cursor moves over the one row both ways, as over a function scan's
+BEGIN;
+DECLARE c CURSOR FOR SELECT ok, kind FROM enrollment.check_token(:'tok');
+FETCH NEXT c;
+FETCH NEXT c;
+FETCH PRIOR c;
+FETCH PRIOR c;
+FETCH NEXT c;
+COMMIT;
 
 -- enroll as a FROM item of its own takes the custom scan too, once
 SELECT token AS otok FROM enrollment.create_token('once', 'call scan enroll') \gset
