@@ -73,8 +73,9 @@ typedef struct CallScanState
 {
 	CustomScanState css;
 	ExprState  *call;			/* the function call, one expression */
-	Bitmapset  *call_params;	/* PARAM_EXEC ids it reads; NULL with all_params */
-	bool		all_params;		/* it has a subplan: any change counts */
+	bool		params_known;	/* the two below are set (at a first rescan) */
+	bool		all_params;		/* the call holds a subplan: any change counts */
+	Bitmapset  *call_params;	/* else the PARAM_EXEC ids the call reads */
 	int			ncols;			/* columns of the scan tuple */
 	AttrNumber *attnos;			/* their column numbers in the result */
 	bool		have_result;	/* result below is this execution's */
@@ -323,9 +324,7 @@ begin_call_scan(CustomScanState *node, EState *estate pg_attribute_unused(),
 	int			i = 0;
 
 	state->call = ExecInitExpr(call, &node->ss.ps);
-	/* the parameters whose change calls the function again (see rescan) */
-	state->all_params = contain_subplans((Node *) call);
-	state->call_params = state->all_params ? NULL : pull_paramids(call);
+	state->params_known = false;
 	state->ncols = list_length(attnos);
 	state->attnos = palloc(sizeof(AttrNumber) * Max(state->ncols, 1));
 	foreach(lc, attnos)
@@ -487,6 +486,17 @@ rescan_call_scan(CustomScanState *node)
 	CallScanState *state = (CallScanState *) node;
 	Bitmapset  *changed = node->ss.ps.chgParam;
 
+	if (changed != NULL && !state->params_known)
+	{
+		/* found on the first rescan that needs them: most scans have none */
+		Expr	   *call = (Expr *) linitial(((CustomScan *) node->ss.ps.plan)->custom_exprs);
+		MemoryContext old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+
+		state->all_params = contain_subplans((Node *) call);
+		state->call_params = state->all_params ? NULL : pull_paramids(call);
+		state->params_known = true;
+		MemoryContextSwitchTo(old);
+	}
 	if (changed != NULL &&
 		(state->all_params || bms_overlap(changed, state->call_params)))
 		state->have_result = false;
