@@ -504,18 +504,28 @@ rescan_call_scan(CustomScanState *node)
 	ExecScanReScan(&node->ss);
 }
 
-/* EXPLAIN: the call, as the function scan shows it under VERBOSE */
+/*
+ * EXPLAIN: the function's name; under VERBOSE the whole call, as the
+ * function scan shows it.  Without VERBOSE no argument is shown, as by the
+ * function scan: a plan logged by auto_explain must not carry a token or
+ * key given as a literal.
+ */
 static void
 explain_call_scan(CustomScanState *node, List *ancestors, ExplainState *es)
 {
 	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
-	List	   *context;
-	char	   *call;
+	Node	   *call = (Node *) linitial(cscan->custom_exprs);
 
-	context = set_deparse_context_plan(es->deparse_cxt, (Plan *) cscan, ancestors);
-	call = deparse_expression((Node *) linitial(cscan->custom_exprs), context,
-							  es->verbose, false);
-	ExplainPropertyText("Function Call", call, es);
+	if (es->verbose)
+	{
+		List	   *context = set_deparse_context_plan(es->deparse_cxt, (Plan *) cscan,
+													   ancestors);
+
+		ExplainPropertyText("Function Call",
+							deparse_expression(call, context, true, false), es);
+	}
+	else if (IsA(call, FuncExpr))
+		ExplainPropertyText("Function", get_func_name(((FuncExpr *) call)->funcid), es);
 }
 
 /* Register the scan and the planner hook; called from _PG_init */
