@@ -1,7 +1,8 @@
-# Secrets never leak: with every statement logged at debug1, a client that
-# sends credentials as bind parameters (log_parameter_max_length = 0) leaves
-# no plaintext token, node credential, HMAC secret or API token in the
-# server log, in a data-only pg_dump, or in the WAL, even when calls fail.
+# Secrets never leak: with every statement logged at debug1 and every plan
+# logged by auto_explain, a client that sends credentials as bind parameters
+# (log_parameter_max_length = 0) leaves no plaintext token, node credential,
+# HMAC secret or API token in the server log, in a data-only pg_dump, or in
+# the WAL, even when calls fail.
 # Each search has a positive control (a marker that must be found) so that
 # a broken search cannot pass.
 use strict;
@@ -19,10 +20,14 @@ log_min_messages = debug1
 log_min_error_statement = error
 log_parameter_max_length = 0
 log_parameter_max_length_on_error = 0
+session_preload_libraries = 'auto_explain'
 });
 $node->start;
 my $marker = 'leak-test-marker-7c1f';
 $node->safe_psql('postgres', 'CREATE EXTENSION enrollment CASCADE');
+# every plan from here on (the install script's would only fill the log)
+$node->append_conf('postgresql.conf', "auto_explain.log_min_duration = 0\n");
+$node->reload;
 $node->safe_psql('postgres', "SELECT enrollment.add_member('ops', 'operator')");
 
 # credentials come back as query results, which are never logged
@@ -106,6 +111,8 @@ my $waldump = $stdout // '';
 ok(index($log, $marker) >= 0, 'control: the log holds the statements (marker found)');
 ok(index($log, 'execute') >= 0 && index($log, 'enrollment.enroll(') >= 0,
 	'control: the parameterized calls are in the log');
+like($log, qr/Custom Scan \(EnrollmentCall\)[^\n]*\n\s+Function: check_token\n/,
+	'control: auto_explain logged the plans, the verdict calls\' custom scan among them');
 ok(index($dump, $marker) >= 0, 'control: the dump holds the rows (marker found)');
 ok(index($wal, $marker) >= 0, 'control: the WAL holds the rows (marker found in the raw segments)');
 ok(length($waldump) > 0, 'control: pg_waldump decodes the WAL');
@@ -131,6 +138,17 @@ ok(bench("SELECT ok FROM enrollment.check_token(:tok)", tok => $once), 'check_to
 my $logged = substr(slurp_file($node->logfile), $offset);
 like($logged, qr/parameters: \$1 = /, 'control: with log_parameter_max_length = -1 the bind parameters are logged');
 ok(index($logged, $secret{'once token'}) >= 0, 'control: and with them the token, which the search finds');
+
+# the same for the plans: under VERBOSE, auto_explain logs the call with the
+# value its plan was made for, which the search finds; without it (above),
+# the scan shows the function's name only
+$offset = -s $node->logfile;
+$node->append_conf('postgresql.conf', "log_parameter_max_length = 0\nauto_explain.log_verbose = on\n");
+$node->reload;
+ok(bench("SELECT ok FROM enrollment.check_token(:tok)", tok => $once), 'check_token, plans logged VERBOSE');
+$logged = substr(slurp_file($node->logfile), $offset);
+like($logged, qr/Function Call: enrollment\.check_token\('/, 'control: a VERBOSE plan shows the call with its value');
+ok(index($logged, $secret{'once token'}) >= 0, 'control: and with it the token, which the search finds');
 
 $node->stop;
 done_testing();
