@@ -14,11 +14,12 @@
  * ORDINALITY, no LATERAL reference), the planner hook below offers a custom
  * scan that evaluates the call once as one expression and hands on only the
  * columns the query reads.  It behaves as the function scan does: one row,
- * all NULL if the function returns NULL; a rescan with unchanged parameters
- * returns the same row without calling the function again (a VOLATILE
- * verify_request is not run twice for one statement's use of it); a change
- * of parameters calls it again.  enrollment.call_scan = off plans the
- * function scan instead.
+ * all NULL if the function returns NULL; a rescan returns the same row
+ * without calling the function again (a VOLATILE verify_request is not run
+ * twice for one use of it) unless a parameter of the call itself changed; a
+ * cursor moves over the row both ways; EXPLAIN shows the call's arguments
+ * only under VERBOSE.  enrollment.call_scan = off plans the function scan
+ * instead.
  *
  * src/call_scan.c
  *
@@ -30,8 +31,8 @@
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
-#include "executor/executor.h"
 #include "commands/explain.h"
+#include "executor/executor.h"
 #include "nodes/extensible.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
@@ -196,13 +197,6 @@ needed_columns(List *tlist, List *quals, Index relid, bool *wholerow)
 	return cols;
 }
 
-/* The target list of a RelOptInfo's output (Vars only, for base rels) */
-static List *
-reltarget_exprs(RelOptInfo *rel)
-{
-	return rel->reltarget->exprs;
-}
-
 /*
  * set_rel_pathlist_hook: offer the custom scan for a FROM item that is one
  * verdict call.  Its cost is half the function scan's, so it is chosen
@@ -228,7 +222,7 @@ call_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEnt
 	rtfunc = linitial_node(RangeTblFunction, rte->functions);
 	if (!is_verdict_call(rtfunc->funcexpr))
 		return;
-	(void) needed_columns(reltarget_exprs(rel),
+	(void) needed_columns(rel->reltarget->exprs,
 						  extract_actual_clauses(rel->baserestrictinfo, false),
 						  rel->relid, &wholerow);
 	if (wholerow)
