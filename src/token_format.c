@@ -235,7 +235,6 @@ enr_token_parse(const char *s, size_t len, TokenParts *out)
 	size_t		plen;
 	const char *idp;
 	const char *tail;
-	uint8_t		idbytes[8];
 	char		expect[TOKEN_CHECKSUM_LEN];
 	uint64_t	id = 0;
 
@@ -249,10 +248,17 @@ enr_token_parse(const char *s, size_t len, TokenParts *out)
 
 	if (!enr_token_prefix_is_valid(s, plen))
 		return TOKEN_BAD_PREFIX;
+	/* checked and decoded in one pass (the public id is no secret) */
 	for (int i = 0; i < TOKEN_PUBLIC_ID_LEN; i++)
 	{
+		char		c = idp[i];
+
 		/* lowercase only: exactly one spelling per token */
-		if (!((idp[i] >= '0' && idp[i] <= '9') || (idp[i] >= 'a' && idp[i] <= 'f')))
+		if (c >= '0' && c <= '9')
+			id = (id << 4) | (uint64_t) (c - '0');
+		else if (c >= 'a' && c <= 'f')
+			id = (id << 4) | (uint64_t) (c - 'a' + 10);
+		else
 			return TOKEN_BAD_PUBLIC_ID;
 	}
 	if (tail[0] != '.')
@@ -263,11 +269,6 @@ enr_token_parse(const char *s, size_t len, TokenParts *out)
 	checksum_encode(s, len - TOKEN_CHECKSUM_LEN, expect);
 	if (memcmp(expect, s + len - TOKEN_CHECKSUM_LEN, TOKEN_CHECKSUM_LEN) != 0)
 		return TOKEN_BAD_CHECKSUM;
-
-	if (!enr_hex_decode(idp, TOKEN_PUBLIC_ID_LEN, idbytes))
-		return TOKEN_BAD_PUBLIC_ID; /* cannot happen after the loop above */
-	for (int i = 0; i < 8; i++)
-		id = (id << 8) | idbytes[i];
 
 	out->prefix_len = plen;
 	out->public_id = id;
