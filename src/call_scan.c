@@ -209,6 +209,7 @@ call_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEnt
 	CustomPath *cpath;
 	Path	   *fscan = NULL;
 	ListCell   *lc;
+	List	   *cols;
 	bool		wholerow;
 
 	if (prev_set_rel_pathlist_hook)
@@ -222,7 +223,7 @@ call_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEnt
 	rtfunc = linitial_node(RangeTblFunction, rte->functions);
 	if (!is_verdict_call(rtfunc->funcexpr))
 		return;
-	(void) needed_columns(rel->reltarget->exprs,
+	cols = needed_columns(rel->reltarget->exprs,
 						  extract_actual_clauses(rel->baserestrictinfo, false),
 						  rel->relid, &wholerow);
 	if (wholerow)
@@ -247,15 +248,17 @@ call_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEnt
 	cpath->path.pathkeys = NIL;
 	cpath->flags = CUSTOMPATH_SUPPORT_BACKWARD_SCAN;	/* as the function scan */
 	cpath->custom_paths = NIL;
-	cpath->custom_private = NIL;
+	cpath->custom_private = cols;	/* the plan's scan tuple */
 	cpath->methods = &call_path_methods;
 	add_path(rel, &cpath->path);
 }
 
 /*
  * PlanCustomPath: a CustomScan with no relation to open (scanrelid 0); its
- * scan tuple is custom_scan_tlist, the columns the query reads, and the call
- * is its one custom expression.  custom_private lists the column numbers.
+ * scan tuple is custom_scan_tlist, the columns the query reads (found by the
+ * hook from the same target list and quals: the path is not parameterized),
+ * and the call is its one custom expression.  custom_private lists the
+ * column numbers.
  */
 static Plan *
 plan_call_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
@@ -265,15 +268,11 @@ plan_call_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	RangeTblFunction *rtfunc = linitial_node(RangeTblFunction, rte->functions);
 	CustomScan *cscan = makeNode(CustomScan);
 	List	   *quals = extract_actual_clauses(clauses, false);
-	List	   *cols;
 	List	   *scan_tlist = NIL;
 	List	   *attnos = NIL;
 	ListCell   *lc;
-	bool		wholerow;
 
-	cols = needed_columns(tlist, quals, rel->relid, &wholerow);
-	Assert(!wholerow);
-	foreach(lc, cols)
+	foreach(lc, best_path->custom_private)
 	{
 		Var		   *var = (Var *) copyObject(lfirst(lc));
 
