@@ -22,6 +22,12 @@ ON CONFLICT DO NOTHING;
 -- the workloads' own objects
 CREATE TABLE bench.key AS SELECT key_id, hmac_secret FROM enrollment.create_api_key('bench', ARRAY['events:read']);
 CREATE TABLE bench.check_tok AS SELECT token FROM enrollment.create_token('reusable', 'bench check');
+-- the same token with one character of its secret changed: its checksum
+-- no longer matches (check_floor.sql)
+CREATE TABLE bench.bad_tok AS
+SELECT overlay(token PLACING CASE WHEN substr(token, strpos(token, '.') + 4, 1) = 'A' THEN 'B' ELSE 'A' END
+                FROM strpos(token, '.') + 4 FOR 1) AS token
+  FROM bench.check_tok;
 CREATE TABLE bench.cluster_tok AS SELECT token FROM enrollment.create_token('cluster', 'bench cluster', cluster_id => 'bench');
 -- the same with a cap (never reached), counted in its row at every use
 CREATE TABLE bench.capped_tok AS SELECT token FROM enrollment.create_token('cluster', 'bench capped', cluster_id => 'bench', max_uses => 2000000000);
