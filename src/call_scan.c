@@ -152,9 +152,8 @@ is_verdict_call(Node *expr)
 		{
 			char	   *symbol = TextDatumGetCString(src);
 
-			for (size_t i = 0; i < lengthof(call_scan_functions); i++)
-				if (strcmp(symbol, call_scan_functions[i]) == 0)
-					ours = true;
+			for (size_t i = 0; !ours && i < lengthof(call_scan_functions); i++)
+				ours = strcmp(symbol, call_scan_functions[i]) == 0;
 		}
 	}
 	ReleaseSysCache(tup);
@@ -368,23 +367,14 @@ next_call_row(ScanState *ss)
 	TupleTableSlot *slot = ss->ss_ScanTupleSlot;
 	bool		forward = ScanDirectionIsForward(ss->ps.state->es_direction);
 
+	CallScanPosition from = state->position;
+	CallScanPosition start = forward ? CALL_BEFORE_ROW : CALL_AFTER_ROW;
+
 	ExecClearTuple(slot);
-	if (forward)
-	{
-		CallScanPosition from = state->position;
-
-		state->position = (from == CALL_BEFORE_ROW) ? CALL_ON_ROW : CALL_AFTER_ROW;
-		if (from != CALL_BEFORE_ROW)
-			return slot;
-	}
-	else
-	{
-		CallScanPosition from = state->position;
-
-		state->position = (from == CALL_AFTER_ROW) ? CALL_ON_ROW : CALL_BEFORE_ROW;
-		if (from != CALL_AFTER_ROW)
-			return slot;
-	}
+	/* from the side the scan starts on, onto the row; from anywhere else, off the far end */
+	state->position = (from == start) ? CALL_ON_ROW : (forward ? CALL_AFTER_ROW : CALL_BEFORE_ROW);
+	if (from != start)
+		return slot;
 
 	if (!state->have_result)
 	{

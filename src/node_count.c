@@ -41,13 +41,13 @@ typedef enum
 } ScanMeasure;
 
 /*
- * The three scans: the key columns, then the column measured (probe.c
- * resolves the OIDs and attribute numbers once per backend)
+ * The three scans: the key columns (the index's first ones), then the column
+ * measured, if any.  probe.c resolves the OIDs and attribute numbers once
+ * per backend; each caller builds its own scan keys (operators included).
  */
 static EnrProbeTable tenant_nodes = {
 	.relname = "node_record",
 	.indexname = "node_record_tenant_enrolled_at_idx",
-	.eqproc = F_TEXTEQ,
 	.nkeys = 1,
 	.scan = true,
 	.ncols = 2,
@@ -56,8 +56,6 @@ static EnrProbeTable tenant_nodes = {
 static EnrProbeTable token_nodes = {
 	.relname = "node_record",
 	.indexname = "node_record_enrolled_by_idx",
-	.eqproc = F_UUID_EQ,
-	.eqproc2 = F_TIMESTAMPTZ_EQ,
 	.nkeys = 2,
 	.scan = true,
 	.ncols = 2,
@@ -66,7 +64,6 @@ static EnrProbeTable token_nodes = {
 static EnrProbeTable tenant_changes = {
 	.relname = "tenant_node_change",
 	.indexname = "tenant_node_change_tenant_idx",
-	.eqproc = F_TEXTEQ,
 	.nkeys = 1,
 	.scan = true,
 	.ncols = 2,
@@ -74,12 +71,14 @@ static EnrProbeTable tenant_changes = {
 };
 
 /*
- * Scan the table through its index with the keys, under the snapshot, and
- * add up the rows found (measure, over the column listed after the keys)
+ * Scan the table through its index with its t->nkeys keys, under the
+ * snapshot, and add up the rows found (measure, over the column listed
+ * after the keys)
  */
 static int64
-scan_through(EnrProbeTable *t, ScanKey keys, int nkeys, Snapshot snapshot, ScanMeasure measure)
+scan_through(EnrProbeTable *t, ScanKey keys, Snapshot snapshot, ScanMeasure measure)
 {
+	int			nkeys = t->nkeys;
 	Relation	heap;
 	Relation	idx;
 	AttrNumber	col;
@@ -88,7 +87,7 @@ scan_through(EnrProbeTable *t, ScanKey keys, int nkeys, Snapshot snapshot, ScanM
 	int64		n = 0;
 
 	enr_probe_resolve(t);
-	col = t->attnums[1];
+	col = measure == SCAN_COUNT ? InvalidAttrNumber : t->attnums[nkeys];
 	heap = table_open(t->relid, AccessShareLock);
 	idx = index_open(t->indexid, AccessShareLock);
 	slot = table_slot_create(heap, NULL);
@@ -123,7 +122,7 @@ enr_count_tenant_nodes(Datum tenant, Snapshot snapshot)
 	ScanKeyData key[1];
 
 	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_TEXTEQ, tenant);
-	return scan_through(&tenant_nodes, key, 1, snapshot, SCAN_COUNT_NOT_REMOVED);
+	return scan_through(&tenant_nodes, key, snapshot, SCAN_COUNT_NOT_REMOVED);
 }
 
 /*
@@ -136,7 +135,7 @@ enr_sum_node_changes(Datum tenant, Snapshot snapshot)
 	ScanKeyData key[1];
 
 	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_TEXTEQ, tenant);
-	return scan_through(&tenant_changes, key, 1, snapshot, SCAN_SUM);
+	return scan_through(&tenant_changes, key, snapshot, SCAN_SUM);
 }
 
 /*
@@ -151,5 +150,5 @@ enr_count_token_nodes_since(Datum token_id, TimestampTz since, Snapshot snapshot
 	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_UUID_EQ, token_id);
 	ScanKeyInit(&key[1], 2, BTGreaterStrategyNumber, F_TIMESTAMPTZ_GT,
 				TimestampTzGetDatum(since));
-	return scan_through(&token_nodes, key, 2, snapshot, SCAN_COUNT);
+	return scan_through(&token_nodes, key, snapshot, SCAN_COUNT);
 }

@@ -31,7 +31,8 @@ struct EnrProbeHint;
  * key (nkeys 0 means 1); the index must be a unique, non-partial B-tree on
  * exactly those columns, in that order.  With scan set, a table scanned
  * through an index by the caller (enr_probe_resolve): the index need only
- * be a non-partial B-tree whose first columns are the key.  The last four
+ * be a non-partial B-tree whose first columns are the key, and eqproc is
+ * not used (the caller's scan keys carry their operators).  The last four
  * fields are a per-backend cache filled on first use.
  */
 typedef struct EnrProbeTable
