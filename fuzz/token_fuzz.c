@@ -14,6 +14,9 @@
  *	   re-encodes to the same text (lowercase input);
  *	 - enr_token_format of any prefix/id/secret the input describes gives a
  *	   string that parses back to the same public id.
+ * Before fuzzing, the hex decoder and the base64url alphabet check are
+ * also checked exhaustively on every pair of adjacent characters (see
+ * check_char_pairs).
  * A violated property aborts, which libFuzzer reports as a crash.
  *
  * fuzz/token_fuzz.c
@@ -29,6 +32,7 @@
 
 #define CHECK(cond) do { if (!(cond)) { fprintf(stderr, "property failed: %s\n", #cond); abort(); } } while (0)
 
+int			LLVMFuzzerInitialize(int *argc, char ***argv);
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void
@@ -73,6 +77,27 @@ crc32_bitwise(const uint8_t *p, size_t n)
 	return ~c;
 }
 
+/* value of a hex digit, or -1: the plain character test */
+static int
+hex_nibble(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* in the URL-safe base64 alphabet: the plain character test */
+static bool
+is_b64url(int c)
+{
+	return c != '\0' &&
+		strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", c) != NULL;
+}
+
 static void
 check_codecs(const uint8_t *data, size_t size)
 {
@@ -90,6 +115,14 @@ check_codecs(const uint8_t *data, size_t size)
 	b64len = enr_base64url_encode(data, n, b64);
 	CHECK(b64len == enr_base64url_encoded_len(n));
 	CHECK(enr_base64url_is_alphabet(b64, b64len));
+	/* the alphabet check accepts exactly the strings of alphabet characters */
+	{
+		bool		all_b64 = true;
+
+		for (size_t i = 0; i < size; i++)
+			all_b64 = all_b64 && is_b64url(data[i]);
+		CHECK(enr_base64url_is_alphabet((const char *) data, size) == all_b64);
+	}
 
 	/*
 	 * The decoder accepts exactly the even-length strings of hex digits
@@ -115,6 +148,41 @@ check_codecs(const uint8_t *data, size_t size)
 			CHECK(again[i] == ((c >= 'A' && c <= 'F') ? c - 'A' + 'a' : c));
 		}
 	}
+}
+
+/*
+ * Every pair of byte values at every two adjacent places of a 20-character
+ * string: two words of eight characters and a last word padded, as the
+ * checks take them.  In a string of '0's a character must hex-decode to
+ * its own value in its own place and leave every other place alone, within
+ * a digit pair and across the boundary of two; in a string of 'A's the
+ * alphabet check must accept exactly the pairs of alphabet characters.
+ */
+static void
+check_char_pairs(void)
+{
+	char		s[20];
+	uint8_t		out[10];
+
+	for (int p = 0; p + 1 < (int) sizeof(s); p++)
+		for (int a = 0; a < 256; a++)
+			for (int b = 0; b < 256; b++)
+			{
+				bool		ok = hex_nibble(a) >= 0 && hex_nibble(b) >= 0;
+
+				memset(s, '0', sizeof(s));
+				s[p] = (char) a;
+				s[p + 1] = (char) b;
+				CHECK(enr_hex_decode(s, sizeof(s), out) == ok);
+				for (int j = 0; ok && j < (int) sizeof(out); j++)
+					CHECK(out[j] == ((hex_nibble((unsigned char) s[2 * j]) << 4) |
+									 hex_nibble((unsigned char) s[2 * j + 1])));
+
+				memset(s, 'A', sizeof(s));
+				s[p] = (char) a;
+				s[p + 1] = (char) b;
+				CHECK(enr_base64url_is_alphabet(s, sizeof(s)) == (is_b64url(a) && is_b64url(b)));
+			}
 }
 
 /* input: 1 byte prefix length, prefix, 8 bytes id, 32 bytes secret */
@@ -148,6 +216,13 @@ check_format(const uint8_t *data, size_t size)
 	/* any single changed character is caught (checksum or shape) */
 	out[len - 1 - (id % len)] ^= 0x01;
 	CHECK(enr_token_parse(out, len, &parts) != TOKEN_OK);
+}
+
+int
+LLVMFuzzerInitialize(int *argc pg_attribute_unused(), char ***argv pg_attribute_unused())
+{
+	check_char_pairs();
+	return 0;
 }
 
 int

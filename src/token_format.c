@@ -18,6 +18,7 @@
 #include "postgres.h"
 #endif
 
+#include "port/pg_bswap.h"
 #include "utils/pg_crc.h"
 
 #include "token_format.h"
@@ -73,21 +74,6 @@ enr_base64url_encode(const uint8_t *src, size_t len, char *dst)
 	return o;
 }
 
-/* True when every character is in the URL-safe base64 alphabet */
-bool
-enr_base64url_is_alphabet(const char *src, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-	{
-		char		c = src[i];
-
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			  (c >= '0' && c <= '9') || c == '-' || c == '_'))
-			return false;
-	}
-	return true;
-}
-
 /* Lowercase hex of len bytes into dst (2*len characters, no terminator) */
 void
 enr_hex_encode_lower(const uint8_t *src, size_t len, char *dst)
@@ -100,50 +86,130 @@ enr_hex_encode_lower(const uint8_t *src, size_t len, char *dst)
 }
 
 /*
- * 0xFFFFFFFF when lo <= x <= hi, else 0, with no branch: x - lo or hi - x
- * is negative (its top bit set) exactly when x is outside.
+ * The checks of characters below look at eight at a time, in the bytes
+ * ("lanes") of one 64-bit word, with arithmetic only: no branch and no
+ * table indexed by a character.  Secret keys are decoded here, and a token's
+ * secret is checked, so which characters they are must not change the path
+ * taken or the memory read; random characters would also mispredict a
+ * branch on every few.
  */
-static inline uint32_t
-in_range_mask(int x, int lo, int hi)
+
+/* x in every byte of a 64-bit word */
+#define BYTES(x) (UINT64CONST(0x0101010101010101) * (x))
+#define TOP BYTES(0x80)
+
+/* Eight characters, the first in the lowest byte */
+static inline uint64_t
+load8(const char *src)
 {
-	return (((uint32_t) (x - lo) | (uint32_t) (hi - x)) >> 31) - 1;
+	uint64_t	x;
+
+	memcpy(&x, src, 8);
+#ifdef WORDS_BIGENDIAN
+	x = pg_bswap64(x);
+#endif
+	return x;
 }
 
 /*
- * Value of hex digit c in the low bits, or *bad set.  Arithmetic only, no
- * branch and no table indexed by c: secret keys are decoded here, and
- * random hex would mispredict a branch on every other digit.
+ * The top bit of each lane of x (every lane below 0x80) set where
+ * lo <= lane <= hi: a lane >= lo sets the top bit of lane + (0x80 - lo), a
+ * lane > hi that of lane + (0x7F - hi), and neither sum carries into the
+ * next lane.
  */
-static inline uint32_t
-hex_value(unsigned char c, uint32_t *bad)
+static inline uint64_t
+lanes_in_range(uint64_t x, int lo, int hi)
 {
-	int			lower = c | 0x20;	/* folds 'A'..'F' onto 'a'..'f' */
-	uint32_t	digit = in_range_mask(c, '0', '9');
-	uint32_t	letter = in_range_mask(lower, 'a', 'f');
+	return (x + BYTES(0x80 - lo)) & ~(x + BYTES(0x7F - hi)) & TOP;
+}
 
-	*bad |= ~(digit | letter) & 1;
-	return (digit & (uint32_t) (c - '0')) | (letter & (uint32_t) (lower - 'a' + 10));
+/*
+ * Eight hex digits (either case) into four bytes.  Sets bits of *bad for a
+ * character that is not a hex digit; dst is then garbage.
+ */
+static inline void
+hex_decode8(const char *src, uint8_t *dst, uint64_t *bad)
+{
+	uint64_t	x = load8(src);
+	uint64_t	letter;
+	uint64_t	value;
+	uint64_t	packed;
+
+	*bad |= x & TOP;			/* not ASCII */
+	x &= ~TOP;
+	/* | 0x20 folds 'A'..'F' onto 'a'..'f' */
+	letter = lanes_in_range(x | BYTES(0x20), 'a', 'f');
+	*bad |= ~(lanes_in_range(x, '0', '9') | letter) & TOP;
+
+	/* '0'..'9' are 0x30..0x39; 'a'..'f' and 'A'..'F' end in 1..6: add 9 */
+	value = (x & BYTES(0x0F)) + (letter >> 7) * 9;
+	/* lane 2i of packed: the value of character 2i, then that of 2i + 1 */
+	packed = (value << 4) | (value >> 8);
+	dst[0] = (uint8_t) packed;
+	dst[1] = (uint8_t) (packed >> 16);
+	dst[2] = (uint8_t) (packed >> 32);
+	dst[3] = (uint8_t) (packed >> 48);
 }
 
 /*
  * Decode len hex digits (len must be even) into len/2 bytes.  Accepts both
  * cases.  Returns false on an odd length or a non-hex character; dst then
  * holds garbage.  Takes the same path whatever the digits are (it does not
- * stop at a bad one), so it may decode secrets.
+ * stop at a bad one), so it may decode secrets.  The last word is padded
+ * with '0's.
  */
 bool
 enr_hex_decode(const char *src, size_t len, uint8_t *dst)
 {
-	uint32_t	bad = 0;
+	uint64_t	bad = 0;
+	size_t		i = 0;
 
 	if (len % 2 != 0)
 		return false;
-	for (size_t i = 0; i < len; i += 2)
+	for (; i + 8 <= len; i += 8)
+		hex_decode8(src + i, dst + i / 2, &bad);
+	if (i < len)
 	{
-		uint32_t	hi = hex_value((unsigned char) src[i], &bad);
-		uint32_t	lo = hex_value((unsigned char) src[i + 1], &bad);
+		char		pad[8];
+		uint8_t		out[4];
 
-		dst[i / 2] = (uint8_t) ((hi << 4) | lo);
+		memset(pad, '0', sizeof(pad));
+		memcpy(pad, src + i, len - i);
+		hex_decode8(pad, out, &bad);
+		memcpy(dst + i / 2, out, (len - i) / 2);
+	}
+	return bad == 0;
+}
+
+/*
+ * True when every character is in the URL-safe base64 alphabet.  Looks at
+ * every character whatever it finds; the last word is padded with 'A's.
+ */
+bool
+enr_base64url_is_alphabet(const char *src, size_t len)
+{
+	uint64_t	bad = 0;
+
+	for (size_t i = 0; i < len; i += 8)
+	{
+		char		pad[8];
+		uint64_t	x;
+
+		if (len - i >= 8)
+			x = load8(src + i);
+		else
+		{
+			memset(pad, 'A', sizeof(pad));
+			memcpy(pad, src + i, len - i);
+			x = load8(pad);
+		}
+		bad |= x & TOP;			/* not ASCII */
+		x &= ~TOP;
+		/* | 0x20 folds 'A'..'Z' onto 'a'..'z', and no other lane onto them */
+		bad |= ~(lanes_in_range(x | BYTES(0x20), 'a', 'z') |
+				 lanes_in_range(x, '0', '9') |
+				 lanes_in_range(x, '-', '-') |
+				 lanes_in_range(x, '_', '_')) & TOP;
 	}
 	return bad == 0;
 }
