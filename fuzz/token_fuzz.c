@@ -150,6 +150,11 @@ check_codecs(const uint8_t *data, size_t size)
 	}
 }
 
+/* CHECK, saying which pair failed */
+#define CHECK_PAIR(cond) do { if (!(cond)) { \
+	fprintf(stderr, "at places %d and %d: bytes 0x%02x 0x%02x\n", p, p + 1, a, b); \
+	CHECK(cond); } } while (0)
+
 /*
  * Every pair of byte values at every two adjacent places of a 20-character
  * string: two words of eight characters and a last word padded, as the
@@ -173,15 +178,15 @@ check_char_pairs(void)
 				memset(s, '0', sizeof(s));
 				s[p] = (char) a;
 				s[p + 1] = (char) b;
-				CHECK(enr_hex_decode(s, sizeof(s), out) == ok);
+				CHECK_PAIR(enr_hex_decode(s, sizeof(s), out) == ok);
 				for (int j = 0; ok && j < (int) sizeof(out); j++)
-					CHECK(out[j] == ((hex_nibble((unsigned char) s[2 * j]) << 4) |
-									 hex_nibble((unsigned char) s[2 * j + 1])));
+					CHECK_PAIR(out[j] == ((hex_nibble((unsigned char) s[2 * j]) << 4) |
+										  hex_nibble((unsigned char) s[2 * j + 1])));
 
 				memset(s, 'A', sizeof(s));
 				s[p] = (char) a;
 				s[p + 1] = (char) b;
-				CHECK(enr_base64url_is_alphabet(s, sizeof(s)) == (is_b64url(a) && is_b64url(b)));
+				CHECK_PAIR(enr_base64url_is_alphabet(s, sizeof(s)) == (is_b64url(a) && is_b64url(b)));
 			}
 }
 

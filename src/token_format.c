@@ -113,9 +113,9 @@ load8(const char *src)
 
 /*
  * The top bit of each lane of x (every lane below 0x80) set where
- * lo <= lane <= hi: a lane >= lo sets the top bit of lane + (0x80 - lo), a
- * lane > hi that of lane + (0x7F - hi), and neither sum carries into the
- * next lane.
+ * lo <= lane <= hi, for 0 < lo <= hi < 0x80: a lane >= lo sets the top bit
+ * of lane + (0x80 - lo), a lane > hi that of lane + (0x7F - hi), and
+ * neither sum carries into the next lane.
  */
 static inline uint64_t
 lanes_in_range(uint64_t x, int lo, int hi)
@@ -177,6 +177,9 @@ enr_hex_decode(const char *src, size_t len, uint8_t *dst)
 		memcpy(pad, src + i, len - i);
 		hex_decode8(pad, out, &bad);
 		memcpy(dst + i / 2, out, (len - i) / 2);
+		/* what may be part of a secret is not left on the stack */
+		explicit_bzero(pad, sizeof(pad));
+		explicit_bzero(out, sizeof(out));
 	}
 	return bad == 0;
 }
