@@ -98,13 +98,27 @@ enr_hex_encode_lower(const uint8_t *src, size_t len, char *dst)
 #define BYTES(x) (UINT64CONST(0x0101010101010101) * (x))
 #define TOP BYTES(0x80)
 
-/* Eight characters, the first in the lowest byte */
+/*
+ * The word at src, the first character in the lowest byte.  With n < 8
+ * characters left, the rest of the word is fill (a character the caller's
+ * check accepts), and the copy is wiped: it may hold part of a secret.
+ */
 static inline uint64_t
-load8(const char *src)
+load8(const char *src, size_t n, char fill)
 {
 	uint64_t	x;
 
-	memcpy(&x, src, 8);
+	if (n >= 8)
+		memcpy(&x, src, 8);
+	else
+	{
+		char		pad[8];
+
+		memset(pad, fill, sizeof(pad));
+		memcpy(pad, src, n);
+		memcpy(&x, pad, 8);
+		explicit_bzero(pad, sizeof(pad));
+	}
 #ifdef WORDS_BIGENDIAN
 	x = pg_bswap64(x);
 #endif
@@ -128,9 +142,8 @@ lanes_in_range(uint64_t x, int lo, int hi)
  * character that is not a hex digit; dst is then garbage.
  */
 static inline void
-hex_decode8(const char *src, uint8_t *dst, uint64_t *bad)
+hex_decode8(uint64_t x, uint8_t *dst, uint64_t *bad)
 {
-	uint64_t	x = load8(src);
 	uint64_t	letter;
 	uint64_t	value;
 	uint64_t	packed;
@@ -155,8 +168,8 @@ hex_decode8(const char *src, uint8_t *dst, uint64_t *bad)
  * Decode len hex digits (len must be even) into len/2 bytes.  Accepts both
  * cases.  Returns false on an odd length or a non-hex character; dst then
  * holds garbage.  Takes the same path whatever the digits are (it does not
- * stop at a bad one), so it may decode secrets.  The last word is padded
- * with '0's.
+ * stop at a bad one), so it may decode secrets.  A last part word is
+ * padded with '0's.
  */
 bool
 enr_hex_decode(const char *src, size_t len, uint8_t *dst)
@@ -167,26 +180,21 @@ enr_hex_decode(const char *src, size_t len, uint8_t *dst)
 	if (len % 2 != 0)
 		return false;
 	for (; i + 8 <= len; i += 8)
-		hex_decode8(src + i, dst + i / 2, &bad);
+		hex_decode8(load8(src + i, 8, '0'), dst + i / 2, &bad);
 	if (i < len)
 	{
-		char		pad[8];
 		uint8_t		out[4];
 
-		memset(pad, '0', sizeof(pad));
-		memcpy(pad, src + i, len - i);
-		hex_decode8(pad, out, &bad);
+		hex_decode8(load8(src + i, len - i, '0'), out, &bad);
 		memcpy(dst + i / 2, out, (len - i) / 2);
-		/* what may be part of a secret is not left on the stack */
-		explicit_bzero(pad, sizeof(pad));
-		explicit_bzero(out, sizeof(out));
+		explicit_bzero(out, sizeof(out));	/* as load8's copy */
 	}
 	return bad == 0;
 }
 
 /*
  * True when every character is in the URL-safe base64 alphabet.  Looks at
- * every character whatever it finds; the last word is padded with 'A's.
+ * every character whatever it finds; a last part word is padded with 'A's.
  */
 bool
 enr_base64url_is_alphabet(const char *src, size_t len)
@@ -195,17 +203,8 @@ enr_base64url_is_alphabet(const char *src, size_t len)
 
 	for (size_t i = 0; i < len; i += 8)
 	{
-		char		pad[8];
-		uint64_t	x;
+		uint64_t	x = load8(src + i, len - i, 'A');
 
-		if (len - i >= 8)
-			x = load8(src + i);
-		else
-		{
-			memset(pad, 'A', sizeof(pad));
-			memcpy(pad, src + i, len - i);
-			x = load8(pad);
-		}
 		bad |= x & TOP;			/* not ASCII */
 		x &= ~TOP;
 		/* | 0x20 folds 'A'..'Z' onto 'a'..'z', and no other lane onto them */
