@@ -337,7 +337,7 @@ enrollment_verify_api_token(PG_FUNCTION_ARGS)
 	out[1] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	outnulls[1] = (error == NULL);
 	out[2] = Int32GetDatum(http);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, out, outnulls)));
+	return enr_return_row(fcinfo, tupdesc, out, outnulls);
 }
 
 /* enrollment.role_permissions(role text) RETURNS text[]: what a role allows */

@@ -32,7 +32,9 @@
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
+#include "executor/execExpr.h"
 #include "executor/executor.h"
+#include "funcapi.h"
 #include "nodes/extensible.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
@@ -79,9 +81,11 @@ typedef struct CallScanState
 	Bitmapset  *call_params;	/* else the PARAM_EXEC ids the call reads */
 	int			ncols;			/* columns of the scan tuple */
 	AttrNumber *attnos;			/* their column numbers in the result */
-	bool		have_result;	/* result below is this execution's */
-	bool		result_null;
-	Datum		result;			/* copy in per-query memory */
+	bool		have_result;	/* the columns below are this execution's */
+	bool		delivered;		/* the function handed them over itself */
+	Datum	   *values;			/* the columns read, in scan tuple order */
+	bool	   *nulls;
+	bool	   *copied;			/* values[i] is a copy in per-query memory */
 	CallScanPosition position;
 } CallScanState;
 
@@ -303,6 +307,37 @@ create_call_scan_state(CustomScan *cscan pg_attribute_unused())
 	return (Node *) state;
 }
 
+/*
+ * Make this scan the call context of the function (fcinfo->context), so
+ * that the function hands the columns read straight to the scan
+ * (enr_return_row) instead of forming a composite datum that the scan would
+ * look up the type of and take apart again.  The function's step is the
+ * last one calling a function: its arguments are evaluated before it.  If
+ * it is not found, the function returns its row as a datum, as to any
+ * caller.
+ */
+static void
+offer_row_sink(CallScanState *state, Expr *call)
+{
+	ExprState  *es = state->call;
+
+	/* from the step before the last (EEOP_DONE) backwards */
+	for (int i = es->steps_len - 2; i >= 0; i--)
+	{
+		ExprEvalStep *step = &es->steps[i];
+		ExprEvalOp	op = ExecEvalStepOp(es, step);
+
+		if (op == EEOP_FUNCEXPR || op == EEOP_FUNCEXPR_STRICT ||
+			op == EEOP_FUNCEXPR_FUSAGE || op == EEOP_FUNCEXPR_STRICT_FUSAGE)
+		{
+			if (step->d.func.finfo->fn_expr == (Node *) call &&
+				step->d.func.fcinfo_data->context == NULL)
+				step->d.func.fcinfo_data->context = (Node *) state;
+			return;
+		}
+	}
+}
+
 /* BeginCustomScan: compile the call as one expression */
 static void
 begin_call_scan(CustomScanState *node, EState *estate pg_attribute_unused(),
@@ -312,13 +347,26 @@ begin_call_scan(CustomScanState *node, EState *estate pg_attribute_unused(),
 	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
 	Expr	   *call = (Expr *) linitial(cscan->custom_exprs);
 	List	   *attnos = (List *) linitial(cscan->custom_private);
+	int			n = Max(list_length(attnos), 1);
+	char	   *mem;
 	ListCell   *lc;
 	int			i = 0;
 
 	state->call = ExecInitExpr(call, &node->ss.ps);
+	offer_row_sink(state, call);
 	state->params_known = false;
 	state->ncols = list_length(attnos);
-	state->attnos = palloc(sizeof(AttrNumber) * Max(state->ncols, 1));
+	/* the column numbers, the kept columns and their flags, in one piece */
+	mem = palloc(MAXALIGN(sizeof(Datum) * n) + MAXALIGN(sizeof(AttrNumber) * n) +
+				 2 * MAXALIGN(sizeof(bool) * n));
+	state->values = (Datum *) mem;
+	mem += MAXALIGN(sizeof(Datum) * n);
+	state->attnos = (AttrNumber *) mem;
+	mem += MAXALIGN(sizeof(AttrNumber) * n);
+	state->nulls = (bool *) mem;
+	mem += MAXALIGN(sizeof(bool) * n);
+	state->copied = (bool *) mem;
+	memset(state->copied, 0, sizeof(bool) * n);
 	foreach(lc, attnos)
 		state->attnos[i++] = (AttrNumber) lfirst_int(lc);
 	state->have_result = false;
@@ -328,10 +376,10 @@ begin_call_scan(CustomScanState *node, EState *estate pg_attribute_unused(),
 /*
  * Error out if the result row no longer has the columns the plan was made
  * for (their number and types), as the function scan does.  Checked on
- * every row: a function picks up a changed type at its next call.
+ * every call: a function picks up a changed type at its next call.
  */
 static void
-check_result_type(CallScanState *state, TupleDesc resdesc)
+check_result_type(CallScanState *state, TupleDesc resdesc, bool release)
 {
 	TupleDesc	scandesc = state->css.ss.ss_ScanTupleSlot->tts_tupleDescriptor;
 
@@ -343,7 +391,8 @@ check_result_type(CallScanState *state, TupleDesc resdesc)
 			TupleDescAttr(resdesc, attno - 1)->attisdropped ||
 			TupleDescAttr(resdesc, attno - 1)->atttypid != TupleDescAttr(scandesc, i)->atttypid)
 		{
-			ReleaseTupleDesc(resdesc);
+			if (release)
+				ReleaseTupleDesc(resdesc);
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("function return row and query-specified return row do not match"),
@@ -351,6 +400,57 @@ check_result_type(CallScanState *state, TupleDesc resdesc)
 					 errhint("Prepare the statement again.")));
 		}
 	}
+}
+
+/*
+ * Keep column i of the result, past the tuple memory it was made in: a
+ * rescan returns the row again without calling the function.  The copy of
+ * the column kept before, if any, is freed.
+ */
+static void
+keep_column(CallScanState *state, int i, Datum value, bool isnull)
+{
+	Form_pg_attribute att = TupleDescAttr(state->css.ss.ss_ScanTupleSlot->tts_tupleDescriptor, i);
+
+	if (state->copied[i])
+		pfree(DatumGetPointer(state->values[i]));
+	state->copied[i] = !isnull && !att->attbyval;
+	state->nulls[i] = isnull;
+	if (isnull)
+		state->values[i] = (Datum) 0;
+	else if (att->attbyval)
+		state->values[i] = value;
+	else
+	{
+		MemoryContext old = MemoryContextSwitchTo(state->css.ss.ps.state->es_query_cxt);
+
+		state->values[i] = datumCopy(value, false, att->attlen);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * How a verdict function returns its row: to this scan, when the scan is
+ * its caller (fcinfo->context, set by offer_row_sink), the columns the
+ * query reads and nothing else; to any other caller, as a composite datum.
+ * tupdesc is the function's result type now (enr_result_tupdesc), values
+ * and nulls its columns in that type's order.
+ */
+Datum
+enr_return_row(FunctionCallInfo fcinfo, TupleDesc tupdesc, Datum *values, bool *nulls)
+{
+	CallScanState *state = (CallScanState *) fcinfo->context;
+
+	if (state == NULL || !IsA(state, CustomScanState) ||
+		state->css.methods != &call_exec_methods)
+		return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+
+	check_result_type(state, tupdesc, false);
+	for (int i = 0; i < state->ncols; i++)
+		keep_column(state, i, values[state->attnos[i] - 1], nulls[state->attnos[i] - 1]);
+	state->delivered = true;
+	fcinfo->isnull = false;
+	return (Datum) 0;			/* not read: the scan has the columns */
 }
 
 /*
@@ -378,53 +478,49 @@ next_call_row(ScanState *ss)
 
 	if (!state->have_result)
 	{
-		ExprContext *econtext = ss->ps.ps_ExprContext;
 		bool		isnull;
 		Datum		value;
-		MemoryContext old;
 
-		value = ExecEvalExprSwitchContext(state->call, econtext, &isnull);
-		if (state->result != (Datum) 0)
-			pfree(DatumGetPointer(state->result));
-		state->result = (Datum) 0;
-		state->result_null = isnull;
-		if (!isnull)
+		state->delivered = false;
+		value = ExecEvalExprSwitchContext(state->call, ss->ps.ps_ExprContext, &isnull);
+		if (state->delivered)
+			 /* enr_return_row kept the columns */ ;
+		else if (isnull)
 		{
-			/* kept past this tuple's memory: a rescan returns it again */
-			old = MemoryContextSwitchTo(ss->ps.state->es_query_cxt);
-			state->result = datumCopy(value, false, -1);
-			MemoryContextSwitchTo(old);
+			/* a function returning NULL in FROM gives one row of NULLs */
+			for (int i = 0; i < state->ncols; i++)
+				keep_column(state, i, (Datum) 0, true);
+		}
+		else
+		{
+			HeapTupleHeader td = DatumGetHeapTupleHeader(value);
+			HeapTupleData tuple;
+			TupleDesc	resdesc;
+
+			/* the row's own type: a record's is registered by the function */
+			resdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(td),
+											 HeapTupleHeaderGetTypMod(td));
+			check_result_type(state, resdesc, true);
+			tuple.t_len = HeapTupleHeaderGetDatumLength(td);
+			ItemPointerSetInvalid(&tuple.t_self);
+			tuple.t_tableOid = InvalidOid;
+			tuple.t_data = td;
+			for (int i = 0; i < state->ncols; i++)
+			{
+				bool		colnull;
+				Datum		col = heap_getattr(&tuple, state->attnos[i], resdesc, &colnull);
+
+				keep_column(state, i, col, colnull);
+			}
+			ReleaseTupleDesc(resdesc);
 		}
 		state->have_result = true;
 	}
 
-	if (state->result_null)
+	for (int i = 0; i < state->ncols; i++)
 	{
-		/* a function returning NULL in FROM gives one row of NULLs */
-		for (int i = 0; i < state->ncols; i++)
-		{
-			slot->tts_values[i] = (Datum) 0;
-			slot->tts_isnull[i] = true;
-		}
-	}
-	else
-	{
-		HeapTupleHeader td = DatumGetHeapTupleHeader(state->result);
-		HeapTupleData tuple;
-		TupleDesc	resdesc;
-
-		/* the row's own type: a record's is registered by the function */
-		resdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(td),
-										 HeapTupleHeaderGetTypMod(td));
-		check_result_type(state, resdesc);
-		tuple.t_len = HeapTupleHeaderGetDatumLength(td);
-		ItemPointerSetInvalid(&tuple.t_self);
-		tuple.t_tableOid = InvalidOid;
-		tuple.t_data = td;
-		for (int i = 0; i < state->ncols; i++)
-			slot->tts_values[i] = heap_getattr(&tuple, state->attnos[i], resdesc,
-											   &slot->tts_isnull[i]);
-		ReleaseTupleDesc(resdesc);
+		slot->tts_values[i] = state->values[i];
+		slot->tts_isnull[i] = state->nulls[i];
 	}
 	return ExecStoreVirtualTuple(slot);
 }
@@ -452,9 +548,9 @@ end_call_scan(CustomScanState *node)
 {
 	CallScanState *state = (CallScanState *) node;
 
-	if (state->result != (Datum) 0)
-		pfree(DatumGetPointer(state->result));
-	state->result = (Datum) 0;
+	for (int i = 0; i < state->ncols; i++)
+		if (state->copied[i])
+			pfree(DatumGetPointer(state->values[i]));
 }
 
 /*

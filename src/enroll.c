@@ -998,7 +998,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	ItemPointerData token_tid;
 	Datum		out[7];
 	bool		outnulls[7] = {false};
-	HeapTuple	result;
+	Datum		result;
 
 	tupdesc = enr_result_tupdesc(fcinfo);
 
@@ -1257,8 +1257,8 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		out[6] = place.address;
 		outnulls[6] = place.noaddress;
 	}
-	result = heap_form_tuple(tupdesc, out, outnulls);
+	result = enr_return_row(fcinfo, tupdesc, out, outnulls);
 	enr_wipe_credential(&cred);
 	SPI_finish();
-	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+	PG_RETURN_DATUM(result);
 }

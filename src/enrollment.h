@@ -301,6 +301,9 @@ typedef struct EnrPlan
 extern SPIPlanPtr enr_prepare(EnrPlan *p);
 extern int	enr_execute(EnrPlan *p, Datum *values, const char *nulls, bool read_only, long count);
 extern TupleDesc enr_result_tupdesc(FunctionCallInfo fcinfo);
+/* call_scan.c: a verdict function's row, to the scan calling it or as a datum */
+extern Datum enr_return_row(FunctionCallInfo fcinfo, TupleDesc tupdesc,
+							 Datum *values, bool *nulls);
 extern Datum enr_getattr(int row, int col, bool *isnull);
 extern text *enr_text_or_null(Datum d, bool isnull);
 extern bool enr_text_equal(text *a, text *b);

@@ -275,7 +275,7 @@ result_datum(FunctionCallInfo fcinfo, const VerifyResult *r)
 	nulls[4] = (r->scopes == (Datum) 0);
 	out[5] = r->tenant;
 	nulls[5] = (r->tenant == (Datum) 0);
-	return HeapTupleGetDatum(heap_form_tuple(tupdesc, out, nulls));
+	return enr_return_row(fcinfo, tupdesc, out, nulls);
 }
 
 /* method and path are the caller's own data: NULL there is a bug, not a bad request */

@@ -503,7 +503,6 @@ enrollment_check_token(PG_FUNCTION_ARGS)
 	const char *error = NULL;
 	int64		public_id;
 	uint8		digest[ENR_DIGEST_LEN];
-	HeapTuple	result;
 
 	tupdesc = enr_result_tupdesc(fcinfo);
 
@@ -566,6 +565,5 @@ enrollment_check_token(PG_FUNCTION_ARGS)
 	out[0] = BoolGetDatum(error == NULL);
 	out[1] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	outnulls[1] = (error == NULL);
-	result = heap_form_tuple(tupdesc, out, outnulls);
-	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+	return enr_return_row(fcinfo, tupdesc, out, outnulls);
 }

@@ -67,6 +67,8 @@ DECLARE
         -- joined with a table, and in a correlated subquery (called per row)
         format('SELECT g, c.ok FROM generate_series(1, 3) g, enrollment.check_token(%L) c', tok),
         format('SELECT g, (SELECT ok FROM enrollment.check_token(CASE WHEN g = 2 THEN %L END)) FROM generate_series(1, 3) g', tok),
+        -- text columns kept across such calls: each new row replaces the last
+        format('SELECT g, (SELECT concat_ws('' '', ok, error, kind, status) FROM enrollment.check_token(CASE WHEN g IN (2, 4) THEN %L ELSE ''x'' || g END)) FROM generate_series(1, 4) g', tok),
         -- a function returning record (OUT parameters, as up to 0.2.0), same symbol
         format('SELECT ok, kind, uses_left FROM pg_temp.check_token_record(%L)', tok),
         'SELECT ok, error FROM pg_temp.check_token_record(''not a token'')',
