@@ -301,15 +301,28 @@ typedef struct EnrPlan
 extern SPIPlanPtr enr_prepare(EnrPlan *p);
 extern int	enr_execute(EnrPlan *p, Datum *values, const char *nulls, bool read_only, long count);
 extern TupleDesc enr_result_tupdesc(FunctionCallInfo fcinfo);
-/* call_scan.c: a verdict function's row, to the scan calling it or as a datum */
-extern Datum enr_return_row(FunctionCallInfo fcinfo, TupleDesc tupdesc,
-							 Datum *values, bool *nulls);
 extern Datum enr_getattr(int row, int col, bool *isnull);
 extern text *enr_text_or_null(Datum d, bool isnull);
 extern bool enr_text_equal(text *a, text *b);
-extern bool enr_text_is(text *t, const char *s);
+
+/*
+ * Does a text value equal the C string s?  Inline: its callers compare with
+ * literals (a status, a kind), whose length the compiler then knows.
+ */
+static inline bool
+enr_text_is(text *t, const char *s)
+{
+	size_t		len = strlen(s);
+
+	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+}
+
 extern void enr_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 extern void enr_check_text_arg(text *t, const char *name, int maxchars, bool allow_empty);
+
+/* call_scan.c: a verdict function's row, to the scan calling it or as a datum */
+extern Datum enr_return_row(FunctionCallInfo fcinfo, TupleDesc tupdesc,
+							 Datum *values, bool *nulls);
 
 /*
  * Constant-time checking under Valgrind (a build with "make VALGRIND=1", run

@@ -168,15 +168,6 @@ enr_text_equal(text *a, text *b)
 		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), len) == 0;
 }
 
-/* Does a text value equal the C string s? */
-bool
-enr_text_is(text *t, const char *s)
-{
-	size_t		len = strlen(s);
-
-	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
-}
-
 /* Raise null_value_not_allowed when a required argument is NULL */
 void
 enr_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
