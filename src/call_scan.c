@@ -27,6 +27,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/htup_details.h"
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
@@ -424,7 +425,16 @@ keep_column(CallScanState *state, int i, Datum value, bool isnull)
 	{
 		MemoryContext old = MemoryContextSwitchTo(state->css.ss.ps.state->es_query_cxt);
 
-		state->values[i] = datumCopy(value, false, att->attlen);
+		/*
+		 * A column passed on from a table row could be a pointer to a value
+		 * stored out of line; it is fetched, as HeapTupleGetDatum fetches it
+		 * for a row datum.  (The columns of today's verdicts are short.)
+		 */
+		if (att->attlen == -1 && VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(value)))
+			state->values[i] =
+				PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(value)));
+		else
+			state->values[i] = datumCopy(value, false, att->attlen);
 		MemoryContextSwitchTo(old);
 	}
 }
