@@ -84,6 +84,7 @@ typedef struct CallScanState
 	AttrNumber *attnos;			/* their column numbers in the result */
 	bool		have_result;	/* the columns below are this execution's */
 	bool		delivered;		/* the function handed them over itself */
+	const char *row_came;		/* for EXPLAIN ANALYZE: how the last row came */
 	Datum	   *values;			/* the columns read, in scan tuple order */
 	bool	   *nulls;
 	bool	   *copied;			/* values[i] is a copy in per-query memory */
@@ -412,31 +413,32 @@ static void
 keep_column(CallScanState *state, int i, Datum value, bool isnull)
 {
 	Form_pg_attribute att = TupleDescAttr(state->css.ss.ss_ScanTupleSlot->tts_tupleDescriptor, i);
+	bool		copy = !isnull && !att->attbyval;
 
-	if (state->copied[i])
-		pfree(DatumGetPointer(state->values[i]));
-	state->copied[i] = !isnull && !att->attbyval;
-	state->nulls[i] = isnull;
 	if (isnull)
-		state->values[i] = (Datum) 0;
-	else if (att->attbyval)
-		state->values[i] = value;
-	else
+		value = (Datum) 0;
+	else if (copy)
 	{
-		MemoryContext old = MemoryContextSwitchTo(state->css.ss.ps.state->es_query_cxt);
+		MemoryContext old;
 
 		/*
-		 * A column passed on from a table row could be a pointer to a value
-		 * stored out of line; it is fetched, as HeapTupleGetDatum fetches it
-		 * for a row datum.  (The columns of today's verdicts are short.)
+		 * A column passed on from a table row could point to a value stored
+		 * out of line (or be expanded); it is fetched here, in the call's
+		 * memory, as HeapTupleGetDatum fetches it for a row datum.  (The
+		 * columns of today's verdicts are short.)
 		 */
-		if (att->attlen == -1 && VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(value)))
-			state->values[i] =
-				PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(value)));
-		else
-			state->values[i] = datumCopy(value, false, att->attlen);
+		if (att->attlen == -1 && VARATT_IS_EXTERNAL(DatumGetPointer(value)))
+			value = PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(value)));
+		old = MemoryContextSwitchTo(state->css.ss.ps.state->es_query_cxt);
+		value = datumCopy(value, false, att->attlen);
 		MemoryContextSwitchTo(old);
 	}
+	/* the copy kept before goes only once the new one is made */
+	if (state->copied[i])
+		pfree(DatumGetPointer(state->values[i]));
+	state->values[i] = value;
+	state->nulls[i] = isnull;
+	state->copied[i] = copy;
 }
 
 /*
@@ -444,9 +446,11 @@ keep_column(CallScanState *state, int i, Datum value, bool isnull)
  * its caller (fcinfo->context, set by offer_row_sink), the columns the
  * query reads and nothing else; to any other caller, as a composite datum.
  * tupdesc is the function's result type now (enr_result_tupdesc), values
- * and nulls its columns in that type's order.
+ * and nulls its columns in that type's order.  Never inlined: the JIT's
+ * inliner, copying a verdict function from its bitcode, would compare with a
+ * copy of call_exec_methods and never find the scan.
  */
-Datum
+pg_noinline Datum
 enr_return_row(FunctionCallInfo fcinfo, TupleDesc tupdesc, Datum *values, bool *nulls)
 {
 	CallScanState *state = (CallScanState *) fcinfo->context;
@@ -493,6 +497,7 @@ next_call_row(ScanState *ss)
 
 		state->delivered = false;
 		value = ExecEvalExprSwitchContext(state->call, ss->ps.ps_ExprContext, &isnull);
+		state->row_came = state->delivered ? "handed over" : isnull ? "null" : "composite";
 		if (state->delivered)
 			 /* enr_return_row kept the columns */ ;
 		else if (isnull)
@@ -559,8 +564,11 @@ end_call_scan(CustomScanState *node)
 	CallScanState *state = (CallScanState *) node;
 
 	for (int i = 0; i < state->ncols; i++)
+	{
 		if (state->copied[i])
 			pfree(DatumGetPointer(state->values[i]));
+		state->copied[i] = false;
+	}
 }
 
 /*
@@ -597,11 +605,14 @@ rescan_call_scan(CustomScanState *node)
  * EXPLAIN: the function's name; under VERBOSE the whole call, as the
  * function scan shows it.  Without VERBOSE no argument is shown, as by the
  * function scan: a plan logged by auto_explain must not carry a token or
- * key given as a literal.
+ * key given as a literal.  Under ANALYZE, how the call's row came to the
+ * scan: "handed over" (enr_return_row), "composite" or "null" (a strict
+ * function given a NULL).
  */
 static void
 explain_call_scan(CustomScanState *node, List *ancestors, ExplainState *es)
 {
+	CallScanState *state = (CallScanState *) node;
 	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
 	Node	   *call = (Node *) linitial(cscan->custom_exprs);
 
@@ -615,6 +626,9 @@ explain_call_scan(CustomScanState *node, List *ancestors, ExplainState *es)
 	}
 	else if (IsA(call, FuncExpr))
 		ExplainPropertyText("Function", get_func_name(((FuncExpr *) call)->funcid), es);
+	/* what the last call did */
+	if (es->analyze && state->have_result)
+		ExplainPropertyText("Row", state->row_came, es);
 }
 
 /* Register the scan and the planner hook; called from _PG_init */

@@ -1247,6 +1247,7 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(callcxt);
 	out[0] = node_id;
 	out[1] = CStringGetTextDatum(cred.text);
+	enr_wipe_credential(&cred);	/* before anything below can raise */
 	out[2] = node_status;
 	out[3] = tok.token_id;
 	out[4] = BoolGetDatum(!tok.unbound);
@@ -1258,7 +1259,6 @@ enrollment_enroll(PG_FUNCTION_ARGS)
 		outnulls[6] = place.noaddress;
 	}
 	result = enr_return_row(fcinfo, tupdesc, out, outnulls);
-	enr_wipe_credential(&cred);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

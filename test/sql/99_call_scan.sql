@@ -4,6 +4,11 @@
 SELECT token AS tok FROM enrollment.create_token('reusable', 'call scan') \gset
 SELECT token AS ctok FROM enrollment.create_token('cluster', 'call scan', cluster_id => 'c-1') \gset
 SELECT key_id AS kid, hmac_secret AS sec FROM enrollment.create_api_key('call scan', ARRAY['events:read']) \gset
+-- an API token belongs to a member of the tenant
+SELECT enrollment.add_member('call-scan', 'operator');
+SET enrollment.actor = 'call-scan';
+SELECT token AS atok FROM enrollment.create_api_token('call scan') \gset
+RESET enrollment.actor;
 
 -- The plan's scan of a query's verdict call ('custom', 'function', 'both'),
 -- and whether its rows are the same with the setting on and off.
@@ -43,8 +48,13 @@ CREATE FUNCTION pg_temp.check_token_record(token text, cluster_id text DEFAULT N
     OUT ok boolean, OUT error text, OUT token_id uuid, OUT kind text, OUT status text,
     OUT expires_at timestamptz, OUT uses_left integer)
     AS '$libdir/enrollment', 'enrollment_check_token' LANGUAGE C STABLE;
+-- the same, STRICT: not called for a NULL token (no release declares it so)
+CREATE FUNCTION pg_temp.check_token_strict(token text, cluster_id text DEFAULT NULL,
+    OUT ok boolean, OUT error text, OUT token_id uuid, OUT kind text, OUT status text,
+    OUT expires_at timestamptz, OUT uses_left integer)
+    AS '$libdir/enrollment', 'enrollment_check_token' LANGUAGE C STABLE STRICT;
 -- the token and ids vary from run to run: rows show what does not
-CREATE FUNCTION pg_temp.call_scan_queries(tok text, ctok text, kid text, sec text)
+CREATE FUNCTION pg_temp.call_scan_queries(tok text, ctok text, kid text, sec text, atok text)
 RETURNS TABLE (n int, scan text, off_scan text, rows text) LANGUAGE plpgsql AS $$
 DECLARE
     q text[] := ARRAY[
@@ -68,10 +78,14 @@ DECLARE
         format('SELECT g, c.ok FROM generate_series(1, 3) g, enrollment.check_token(%L) c', tok),
         format('SELECT g, (SELECT ok FROM enrollment.check_token(CASE WHEN g = 2 THEN %L END)) FROM generate_series(1, 3) g', tok),
         -- text columns kept across such calls: each new row replaces the last
-        format('SELECT g, (SELECT concat_ws('' '', ok, error, kind, status) FROM enrollment.check_token(CASE WHEN g IN (2, 4) THEN %L ELSE ''x'' || g END)) FROM generate_series(1, 4) g', tok),
+        -- (a text by a text, by NULL, and NULL by a text)
+        format('SELECT g, (SELECT concat_ws('' '', ok, error, kind, status) FROM enrollment.check_token(CASE WHEN g IN (3, 4) THEN %L ELSE ''x'' || g END)) FROM generate_series(1, 4) g', tok),
+        format('SELECT g, (SELECT concat_ws('' '', ok, error, http_status, scopes) FROM enrollment.verify_request(''GET'', ''/r/'' || g, enrollment.sign_request(''GET'', ''/r/'' || g, %L, %L), NULL, CASE WHEN g = 2 THEN ''alerts:write'' ELSE ''events:read'' END)) FROM generate_series(1, 3) g', kid, sec),
+        format('SELECT g, (SELECT concat_ws('' '', ok, error, http_status, owner IS NOT NULL, cardinality(permissions)) FROM enrollment.verify_api_token(CASE WHEN g = 2 THEN %L ELSE ''x'' END)) FROM generate_series(1, 3) g', atok),
         -- a function returning record (OUT parameters, as up to 0.2.0), same symbol
         format('SELECT ok, kind, uses_left FROM pg_temp.check_token_record(%L)', tok),
         'SELECT ok, error FROM pg_temp.check_token_record(''not a token'')',
+        'SELECT ok, error FROM pg_temp.check_token_strict(NULL)',
         -- kept as a function scan: the whole row, LATERAL, WITH ORDINALITY, ROWS FROM of two
         format('SELECT c FROM enrollment.check_token(%L) c', tok),
         format('SELECT g, c.ok FROM generate_series(1, 2) g, enrollment.check_token(CASE WHEN g = 1 THEN %L END) c', tok),
@@ -87,7 +101,7 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 END $$;
-SELECT * FROM pg_temp.call_scan_queries(:'tok', :'ctok', :'kid', :'sec');
+SELECT * FROM pg_temp.call_scan_queries(:'tok', :'ctok', :'kid', :'sec', :'atok');
 
 -- A prepared statement: the generic plan keeps the custom scan and takes
 -- each execution's parameter.  EXPLAIN names the function and, as for the
@@ -126,6 +140,49 @@ SELECT g, (SELECT v.ok FROM enrollment.verify_request('GET', '/once', :'headers'
             WHERE v.ok OR g < 0) AS ok
   FROM generate_series(1, 3) g;
 RESET enable_material;
+
+-- The verdict functions hand their row to the scan instead of forming a
+-- composite value; EXPLAIN ANALYZE shows how the last call's row came.  The
+-- same when the JIT compiles (and inlines) the call and when function usage
+-- is counted, which compile the call into other steps
+CREATE FUNCTION pg_temp.row_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    line text;
+    found text := 'no row line';
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || q LOOP
+        IF line LIKE '%Row: %' THEN
+            found := regexp_replace(line, '^.*Row: ', '');
+        END IF;
+    END LOOP;
+    RETURN found;
+END $$;
+SELECT token AS rtok FROM enrollment.create_token('once', 'call scan row') \gset
+SELECT w, pg_temp.row_of(q) FROM (VALUES
+    (1, 'check_token', format('SELECT ok FROM enrollment.check_token(%L)', :'tok')),
+    (2, 'check_token, refused', 'SELECT error FROM enrollment.check_token(''x'')'),
+    (3, 'verify_request', format('SELECT ok FROM enrollment.verify_request(''GET'', ''/row'', %L, extract(epoch FROM now())::bigint::text, ''n-row'', ''sha256='' || repeat(''0'', 64))', :'kid')),
+    (4, 'verify_request, headers', format('SELECT ok, scopes FROM enrollment.verify_request(''GET'', ''/row'', enrollment.sign_request(''GET'', ''/row'', %L, %L), NULL)', :'kid', :'sec')),
+    (5, 'verify_api_token', format('SELECT ok, permissions FROM enrollment.verify_api_token(%L)', :'atok')),
+    (6, 'enroll', format('SELECT status, node_group FROM enrollment.enroll(%L, ''cs-row-node'')', :'rtok')),
+    (7, 'record form', 'SELECT ok FROM pg_temp.check_token_record(NULL)'),
+    (8, 'strict, NULL', 'SELECT ok FROM pg_temp.check_token_strict(NULL)')
+  ) AS t(n, w, q) ORDER BY n;
+SET jit = on;
+SET jit_above_cost = 0;
+SET jit_inline_above_cost = 0;
+SET jit_optimize_above_cost = 0;
+SELECT pg_temp.row_of(format('SELECT ok, kind FROM enrollment.check_token(%L)', :'tok')) AS jit;
+RESET jit;
+RESET jit_above_cost;
+RESET jit_inline_above_cost;
+RESET jit_optimize_above_cost;
+SET track_functions = 'all';
+SELECT pg_temp.row_of(format('SELECT ok, kind FROM enrollment.check_token(%L)', :'tok')) AS track_functions;
+RESET track_functions;
+SET enrollment.call_scan = off;
+SELECT pg_temp.row_of(format('SELECT ok FROM enrollment.check_token(%L)', :'tok')) AS function_scan;
+RESET enrollment.call_scan;
 
 -- A cursor moves over the one row both ways, as over a function scan's
 BEGIN;
