@@ -13,13 +13,15 @@
  * Where such a call is the whole of its FROM item (one function, no WITH
  * ORDINALITY, no LATERAL reference), the planner hook below offers a custom
  * scan that evaluates the call once as one expression and hands on only the
- * columns the query reads.  It behaves as the function scan does: one row,
- * all NULL if the function returns NULL; a rescan returns the same row
- * without calling the function again (a VOLATILE verify_request is not run
- * twice for one use of it) unless a parameter of the call itself changed; a
- * cursor moves over the row both ways; EXPLAIN shows the call's arguments
- * only under VERBOSE.  enrollment.call_scan = off plans the function scan
- * instead.
+ * columns the query reads.  The scan is the function's call context
+ * (fcinfo->context), and the verdict functions give it those columns
+ * directly (enr_return_row) instead of forming a composite value for it to
+ * take apart.  It behaves as the function scan does: one row, all NULL if
+ * the function returns NULL; a rescan returns the same row without calling
+ * the function again (a VOLATILE verify_request is not run twice for one use
+ * of it) unless a parameter of the call itself changed; a cursor moves over
+ * the row both ways; EXPLAIN shows the call's arguments only under VERBOSE.
+ * enrollment.call_scan = off plans the function scan instead.
  *
  * src/call_scan.c
  *
