@@ -52,7 +52,6 @@
 #include "utils/lsyscache.h"
 #include "utils/ruleutils.h"
 #include "utils/syscache.h"
-#include "utils/typcache.h"
 
 #include "enrollment.h"
 
@@ -85,8 +84,7 @@ typedef struct CallScanState
 	int			ncols;			/* columns of the scan tuple */
 	AttrNumber *attnos;			/* their column numbers in the result */
 	bool		have_result;	/* the columns below are this execution's */
-	bool		delivered;		/* the function handed them over itself */
-	const char *row_came;		/* for EXPLAIN ANALYZE: how the last row came */
+	bool		delivered;		/* the function handed them over (else NULL) */
 	Datum	   *values;			/* the columns read, in scan tuple order */
 	bool	   *nulls;
 	bool	   *copied;			/* values[i] is a copy in per-query memory */
@@ -316,9 +314,7 @@ create_call_scan_state(CustomScan *cscan pg_attribute_unused())
  * that the function hands the columns read straight to the scan
  * (enr_return_row) instead of forming a composite datum that the scan would
  * look up the type of and take apart again.  The function's step is the
- * last one calling a function: its arguments are evaluated before it.  If
- * it is not found, the function returns its row as a datum, as to any
- * caller.
+ * last one calling a function: its arguments are evaluated before it.
  */
 static void
 offer_row_sink(CallScanState *state, Expr *call)
@@ -336,10 +332,15 @@ offer_row_sink(CallScanState *state, Expr *call)
 		{
 			if (step->d.func.finfo->fn_expr == (Node *) call &&
 				step->d.func.fcinfo_data->context == NULL)
+			{
 				step->d.func.fcinfo_data->context = (Node *) state;
-			return;
+				return;
+			}
+			break;
 		}
 	}
+	elog(ERROR, "the call of function %u has no step to hand its row to the scan",
+		 ((FuncExpr *) call)->funcid);
 }
 
 /* BeginCustomScan: compile the call as one expression */
@@ -383,7 +384,7 @@ begin_call_scan(CustomScanState *node, EState *estate pg_attribute_unused(),
  * every call: a function picks up a changed type at its next call.
  */
 static void
-check_result_type(CallScanState *state, TupleDesc resdesc, bool release)
+check_result_type(CallScanState *state, TupleDesc resdesc)
 {
 	TupleDesc	scandesc = state->css.ss.ss_ScanTupleSlot->tts_tupleDescriptor;
 
@@ -394,15 +395,11 @@ check_result_type(CallScanState *state, TupleDesc resdesc, bool release)
 		if (attno > resdesc->natts ||
 			TupleDescAttr(resdesc, attno - 1)->attisdropped ||
 			TupleDescAttr(resdesc, attno - 1)->atttypid != TupleDescAttr(scandesc, i)->atttypid)
-		{
-			if (release)
-				ReleaseTupleDesc(resdesc);
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("function return row and query-specified return row do not match"),
 					 errdetail("The result type of the function has changed since the statement was planned."),
 					 errhint("Prepare the statement again.")));
-		}
 	}
 }
 
@@ -461,7 +458,7 @@ enr_return_row(FunctionCallInfo fcinfo, TupleDesc tupdesc, Datum *values, bool *
 		state->css.methods != &call_exec_methods)
 		return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 
-	check_result_type(state, tupdesc, false);
+	check_result_type(state, tupdesc);
 	for (int i = 0; i < state->ncols; i++)
 		keep_column(state, i, values[state->attnos[i] - 1], nulls[state->attnos[i] - 1]);
 	state->delivered = true;
@@ -495,41 +492,18 @@ next_call_row(ScanState *ss)
 	if (!state->have_result)
 	{
 		bool		isnull;
-		Datum		value;
 
 		state->delivered = false;
-		value = ExecEvalExprSwitchContext(state->call, ss->ps.ps_ExprContext, &isnull);
-		state->row_came = state->delivered ? "handed over" : isnull ? "null" : "composite";
-		if (state->delivered)
-			 /* enr_return_row kept the columns */ ;
-		else if (isnull)
+		(void) ExecEvalExprSwitchContext(state->call, ss->ps.ps_ExprContext, &isnull);
+		if (!state->delivered)
 		{
+			/* every verdict function returns its row through enr_return_row */
+			if (!isnull)
+				elog(ERROR, "function %u did not hand its row to the scan",
+					 ((FuncExpr *) linitial(((CustomScan *) ss->ps.plan)->custom_exprs))->funcid);
 			/* a function returning NULL in FROM gives one row of NULLs */
 			for (int i = 0; i < state->ncols; i++)
 				keep_column(state, i, (Datum) 0, true);
-		}
-		else
-		{
-			HeapTupleHeader td = DatumGetHeapTupleHeader(value);
-			HeapTupleData tuple;
-			TupleDesc	resdesc;
-
-			/* the row's own type: a record's is registered by the function */
-			resdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(td),
-											 HeapTupleHeaderGetTypMod(td));
-			check_result_type(state, resdesc, true);
-			tuple.t_len = HeapTupleHeaderGetDatumLength(td);
-			ItemPointerSetInvalid(&tuple.t_self);
-			tuple.t_tableOid = InvalidOid;
-			tuple.t_data = td;
-			for (int i = 0; i < state->ncols; i++)
-			{
-				bool		colnull;
-				Datum		col = heap_getattr(&tuple, state->attnos[i], resdesc, &colnull);
-
-				keep_column(state, i, col, colnull);
-			}
-			ReleaseTupleDesc(resdesc);
 		}
 		state->have_result = true;
 	}
@@ -608,8 +582,8 @@ rescan_call_scan(CustomScanState *node)
  * function scan shows it.  Without VERBOSE no argument is shown, as by the
  * function scan: a plan logged by auto_explain must not carry a token or
  * key given as a literal.  Under ANALYZE, how the call's row came to the
- * scan: "handed over" (enr_return_row), "composite" or "null" (a strict
- * function given a NULL).
+ * scan: "handed over" (enr_return_row) or "null" (a strict function given
+ * a NULL).
  */
 static void
 explain_call_scan(CustomScanState *node, List *ancestors, ExplainState *es)
@@ -630,7 +604,7 @@ explain_call_scan(CustomScanState *node, List *ancestors, ExplainState *es)
 		ExplainPropertyText("Function", get_func_name(((FuncExpr *) call)->funcid), es);
 	/* what the last call did */
 	if (es->analyze && state->have_result)
-		ExplainPropertyText("Row", state->row_came, es);
+		ExplainPropertyText("Row", state->delivered ? "handed over" : "null", es);
 }
 
 /* Register the scan and the planner hook; called from _PG_init */

@@ -147,15 +147,10 @@ RESET enable_material;
 -- is counted, which compile the call into other steps
 CREATE FUNCTION pg_temp.row_of(q text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
-    line text;
-    found text := 'no row line';
+    plan json;
 BEGIN
-    FOR line IN EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || q LOOP
-        IF line LIKE '%Row: %' THEN
-            found := regexp_replace(line, '^.*Row: ', '');
-        END IF;
-    END LOOP;
-    RETURN found;
+    EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, FORMAT JSON) ' || q INTO plan;
+    RETURN coalesce(plan -> 0 -> 'Plan' ->> 'Row', 'no row line');
 END $$;
 SELECT token AS rtok FROM enrollment.create_token('once', 'call scan row') \gset
 SELECT w, pg_temp.row_of(q) FROM (VALUES
